@@ -1,0 +1,3 @@
+from stepflow_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Brokers: ``memory://`` (embedded, default) and ``amqp://`` (RabbitMQ through pika)."""
+
+from stepflow_tui.broker.base import (
+    BrokerError,
+    Connection,
+    ConnectionLost,
+    Delivery,
+    OutgoingMessage,
+    PublishFailed,
+    QueueState,
+    connect,
+    mask_url,
+)
+
+__all__ = [
+    "BrokerError",
+    "Connection",
+    "ConnectionLost",
+    "Delivery",
+    "OutgoingMessage",
+    "PublishFailed",
+    "QueueState",
+    "connect",
+    "mask_url",
+]

@@ -1,0 +1,162 @@
+"""The broker interface: what the backend and the workers need from a message broker.
+
+Two implementations: `memory.MemoryConnection` (``memory://``, in-process, the default) and
+`amqp.AmqpConnection` (``amqp://`` / ``amqps://``, RabbitMQ through pika). Same semantics for both:
+durable topic exchanges with alternate exchanges, per-type job queues with a dead-letter exchange, manual acks,
+redelivery of unacked messages when a connection closes, per-consumer prefetch.
+
+Threading: a `Connection` belongs to the one thread that calls `process_events`; every other method must be
+called from that thread too, except `call_threadsafe`, the only door in from other threads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+class BrokerError(Exception):
+    """A broker operation failed in a way retrying will not fix (bad URL, access refused, ...)."""
+
+
+class ConnectionLost(BrokerError):
+    """The connection dropped; the owner reconnects (with capped backoff) and declares again.
+    Unacked deliveries of the lost connection are redelivered by the broker."""
+
+
+class PublishFailed(BrokerError):
+    """The broker nacked a message or returned it as unroutable; nothing of the batch may be assumed sent."""
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, Any] | None = None
+    persistent: bool = True  # delivery_mode 2
+    content_type: str = "application/json"
+
+
+@dataclass(slots=True)
+class Delivery:
+    queue: str
+    body: bytes
+    delivery_tag: int
+    routing_key: str = ""
+    exchange: str = ""
+    redelivered: bool = False
+    headers: dict[str, Any] = field(default_factory=dict)  # incl. ``x-death`` for dead letters
+
+
+@dataclass(slots=True)
+class QueueState:
+    name: str
+    exists: bool
+    ready: int = 0  # messages waiting
+    unacked: int = 0  # delivered, not acked (memory broker only; RabbitMQ's passive declare cannot tell)
+    consumers: int = 0
+
+
+MessageHandler = Callable[[Delivery], None]
+
+
+class Connection(ABC):
+    """One connection to a broker, owned by one thread."""
+
+    url: str
+    #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
+    durable: bool
+
+    @abstractmethod
+    def declare_backend_topology(self) -> None:
+        """Declare the exchanges and response queues of `topology` (never the job queues)."""
+
+    @abstractmethod
+    def declare_job_queue(self, job_type: str) -> str:
+        """Declare and bind ``job_<type>`` (durable, with the dead-letter exchange); return the queue name.
+        Also declares the exchanges it binds to, so a worker may start before any backend."""
+
+    @abstractmethod
+    def declare_direct_queue(self, instance_id: str, job_types: Sequence[str]) -> str:
+        """Declare the auto-delete ``direct_messaging_<instance_id>`` queue bound to ``direct_messaging``
+        (headers: ``instance_id`` = this id, or ``broadcast`` = true, or ``job_type`` in job_types)."""
+
+    @abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish a batch and wait until the broker confirmed all of it (publisher confirms or a
+        transaction). Raises `PublishFailed` or `ConnectionLost`."""
+
+    @abstractmethod
+    def consume(self, queue: str, on_message: MessageHandler, prefetch: int = 0) -> str:
+        """Start consuming ``queue``; ``on_message`` is called from `process_events`. ``prefetch`` bounds the
+        unacked deliveries of this consumer (0 = unbounded). Returns a consumer tag."""
+
+    @abstractmethod
+    def cancel(self, consumer_tag: str) -> None:
+        """Stop a consumer; its unacked deliveries stay unacked until acked/rejected or the connection ends."""
+
+    @abstractmethod
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None: ...
+
+    @abstractmethod
+    def reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        """``requeue=False`` dead-letters the message (to ``job_dead_letter`` when the queue has the DLX)."""
+
+    @abstractmethod
+    def process_events(self, timeout: float) -> None:
+        """Dispatch deliveries and thread-safe callbacks for up to ``timeout`` seconds (returns earlier
+        once something was dispatched). Raises `ConnectionLost`."""
+
+    @abstractmethod
+    def call_threadsafe(self, callback: Callable[[], None]) -> None:
+        """From any thread: run ``callback`` in the owning thread, inside `process_events`."""
+
+    @abstractmethod
+    def queue_states(self, names: Sequence[str]) -> list[QueueState]:
+        """Passive look at each queue; a queue that does not exist gives ``exists=False``."""
+
+    @abstractmethod
+    def get(self, queue: str) -> Delivery | None:
+        """Take one message without a consumer (basic_get, manual ack), or None when empty."""
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Drop every ready message of ``queue``; return how many."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close; unacked deliveries go back to their queues (redelivered=True). Idempotent."""
+
+
+def mask_url(url: str) -> str:
+    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid broker url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str, *, name: str = "stepflow") -> Connection:
+    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
+    Raises `BrokerError` for an unsupported scheme, `ConnectionLost` when the server cannot be reached."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from stepflow_tui.broker.memory import MemoryConnection
+
+        return MemoryConnection(url, name=name)
+    if scheme in ("amqp", "amqps"):
+        from stepflow_tui.broker.amqp import AmqpConnection
+
+        return AmqpConnection(url, name=name)
+    raise BrokerError(f"unsupported broker URL {mask_url(url)!r}: use memory:// or amqp://user:pass@host:5672/vhost")
