@@ -6,12 +6,126 @@ Each message is a small dataclass with ``encode() -> bytes``; ``decode_*`` funct
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+COMPLETED_QUEUE = "job_completed"
+ERROR_QUEUE = "job_error"
+PROGRESSION_QUEUE = "job_progression"
 
 
 class ProtocolError(ValueError):
     """A message body is not valid JSON or not of the expected shape."""
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    """UTF-8 JSON, compact separators (what StepFlow's Jason and the Rust SDK's serde accept)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _loads(body: bytes | str) -> dict[str, Any]:
+    """Parse a body that must be a JSON object."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes | bytearray | memoryview) else body
+    except UnicodeDecodeError as error:
+        raise ProtocolError(f"body is not UTF-8 ({error.reason} at byte {error.start})") from None
+    if not isinstance(text, str):
+        raise ProtocolError(f"body must be bytes or str, not {type(body).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        preview = text[:60] + ("…" if len(text) > 60 else "")
+        raise ProtocolError(f"body is not JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
+                            f"{preview!r}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"body must be a JSON object, not {_kind(data)}")
+    return data
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _job_id(data: dict[str, Any]) -> int:
+    """The ``job_id`` of a message: required, an integer (never guessed from anything else)."""
+    if "job_id" not in data:
+        raise ProtocolError("message has no job_id")
+    job_id = data["job_id"]
+    if not _is_int(job_id):
+        raise ProtocolError(f"job_id must be an integer, not {_kind(job_id)} ({job_id!r})")
+    return job_id
+
+
+def _parameters(data: dict[str, Any], *, required: bool) -> list[dict[str, Any]]:
+    """A ``parameters`` list: objects, each with a string ``id`` and ``type``. null counts as absent."""
+    value = data.get("parameters")
+    if value is None:
+        if required:
+            raise ProtocolError("message has no parameters list")
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError(f"parameters must be an array, not {_kind(value)}")
+    for index, parameter in enumerate(value):
+        if not isinstance(parameter, dict):
+            raise ProtocolError(f"parameters[{index}] must be an object, not {_kind(parameter)}")
+        for key in ("id", "type"):
+            if not isinstance(parameter.get(key), str):
+                raise ProtocolError(f"parameters[{index}] needs a string {key!r}, "
+                                    f"got {_kind(parameter.get(key))}")
+    return value
+
+
+def _duration(data: dict[str, Any]) -> float:
+    value = data.get("execution_duration")
+    if value is None:
+        return 0.0
+    if not _is_number(value):
+        raise ProtocolError(f"execution_duration must be a number, not {_kind(value)}")
+    return float(value)
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"{key} must be a string, not {_kind(value)}")
+    return value
+
+
+def _string_list(data: dict[str, Any], key: str) -> list[str]:
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ProtocolError(f"{key} must be an array of strings, not {value!r:.80}")
+    return value
+
+
+def clamp_progression(value: float) -> int:
+    """A progression as an int in 0..100."""
+    return max(0, min(100, int(value)))
 
 
 @dataclass
@@ -28,7 +142,7 @@ class JobOrder:
         return default
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        return _dumps({"job_id": self.job_id, "parameters": self.parameters})
 
 
 @dataclass
@@ -42,7 +156,16 @@ class JobCompleted:
     instance_id: str | None = None  # our extension; StepFlow workers omit it
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": "completed",
+            "execution_duration": self.execution_duration,
+            "destination_paths": self.destination_paths,
+            "parameters": self.parameters,
+        }
+        if self.instance_id is not None:
+            data["instance_id"] = self.instance_id
+        return _dumps(data)
 
 
 @dataclass
@@ -58,7 +181,18 @@ class JobFailed:
     stopped: bool = False  # our extension: the job was cancelled, not failed (status "stopped")
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        parameters = [{"id": "message", "type": "string", "value": self.message}]
+        if self.traceback is not None:
+            parameters.append({"id": "traceback", "type": "string", "value": self.traceback})
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": "stopped" if self.stopped else "error",
+            "execution_duration": self.execution_duration,
+            "parameters": parameters,
+        }
+        if self.instance_id is not None:
+            data["instance_id"] = self.instance_id
+        return _dumps(data)
 
 
 @dataclass
@@ -71,7 +205,12 @@ class JobProgression:
     instance_id: str | None = None
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        return _dumps({
+            "job_id": self.job_id,
+            "progression": clamp_progression(self.progression),
+            "datetime": self.datetime,
+            "instance_id": self.instance_id,
+        })
 
 
 @dataclass
@@ -96,22 +235,143 @@ class WorkerStatus:
     direct_messaging_queue_name: str = ""
 
     def encode(self) -> bytes:
-        raise NotImplementedError
+        return _dumps({
+            "instance_id": self.instance_id,
+            "queue_name": self.queue_name,
+            "label": self.label,
+            "version": self.version,
+            "kind": self.kind,
+            "job_types": self.job_types,
+            "activity": self.activity,
+            "current_jobs": self.current_jobs,
+            "parameters": self.parameters,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "concurrency": self.concurrency,
+            "interval": self.interval,
+            "datetime": self.datetime,
+            "direct_messaging_queue_name": self.direct_messaging_queue_name,
+        })
 
 
 def decode_order(body: bytes) -> JobOrder:
-    raise NotImplementedError
+    """Parse an order: ``job_id`` an integer, ``parameters`` an array of objects with ``id`` and ``type``.
+    Other keys (StepFlow 1.x's ``type`` envelope, for instance) are ignored."""
+    data = _loads(body)
+    job_id = _job_id(data)
+    return JobOrder(job_id=job_id, parameters=_parameters(data, required=True))
+
+
+def _decode_completed(data: dict[str, Any], job_id: int) -> JobCompleted:
+    return JobCompleted(
+        job_id=job_id,
+        execution_duration=_duration(data),
+        destination_paths=_string_list(data, "destination_paths"),
+        parameters=_parameters(data, required=False),
+        instance_id=_optional_str(data, "instance_id"),
+    )
+
+
+def _decode_failed(data: dict[str, Any], job_id: int, status: str | None) -> JobFailed:
+    parameters = _parameters(data, required=False)
+    values = {parameter["id"]: parameter.get("value") for parameter in parameters}
+    message = data.get("error")
+    if message is None:
+        message = values.get("message")
+    if message is None:
+        message = data.get("message")  # some SDK versions put it at the top level
+    traceback = values.get("traceback")
+    return JobFailed(
+        job_id=job_id,
+        # A worker's error text may be a structure: keep it readable rather than refuse the whole message.
+        message=(message if isinstance(message, str) else json.dumps(message))
+        if message is not None else "the worker reported an error without a message",
+        traceback=traceback if traceback is None or isinstance(traceback, str) else json.dumps(traceback),
+        execution_duration=_duration(data),
+        instance_id=_optional_str(data, "instance_id"),
+        stopped=status == "stopped",
+    )
+
+
+def _decode_progression(data: dict[str, Any], job_id: int) -> JobProgression:
+    value = data.get("progression")
+    if not _is_number(value):
+        raise ProtocolError(f"progression must be a number, not {_kind(value)}")
+    # StepFlow workers send docker_container_id where ours send instance_id.
+    instance_id = _optional_str(data, "instance_id")
+    if instance_id is None:
+        instance_id = _optional_str(data, "docker_container_id")
+    return JobProgression(job_id=job_id, progression=clamp_progression(value),
+                          datetime=_optional_str(data, "datetime") or "", instance_id=instance_id)
 
 
 def decode_response(queue: str, body: bytes) -> JobCompleted | JobFailed | JobProgression:
-    """Decode a message from ``job_completed`` / ``job_error`` / ``job_progression`` (by queue name)."""
-    raise NotImplementedError
+    """Decode a message from ``job_completed`` / ``job_error`` / ``job_progression`` (by queue name).
+
+    Liberal in what it accepts: a ``status`` of "error" / "stopped" decodes as `JobFailed` whatever the
+    queue, and ``{"job_id", "error": "..."}`` is an error. Never liberal about the job id.
+    """
+    data = _loads(body)
+    job_id = _job_id(data)
+    if queue == PROGRESSION_QUEUE:
+        return _decode_progression(data, job_id)
+    if queue not in (COMPLETED_QUEUE, ERROR_QUEUE):
+        raise ProtocolError(f"no response messages on queue {queue!r}")
+    status = data.get("status")
+    if status is not None and not isinstance(status, str):
+        raise ProtocolError(f"status must be a string, not {_kind(status)}")
+    if status in ("error", "stopped") or (status is None and (queue == ERROR_QUEUE or "error" in data)):
+        return _decode_failed(data, job_id, status)
+    if status in ("completed", None):
+        return _decode_completed(data, job_id)
+    raise ProtocolError(f"unknown status {status!r} (expected completed, error or stopped)")
+
+
+def _field(data: dict[str, Any], key: str, default: Any, check: Any, expected: str) -> Any:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not check(value):
+        raise ProtocolError(f"{key} must be {expected}, not {_kind(value)}")
+    return value
 
 
 def decode_worker_status(body: bytes) -> WorkerStatus:
-    raise NotImplementedError
+    """Parse a worker discovery / status message. ``instance_id`` is required; missing optional fields get
+    their defaults; keys other workers add (``sdk_version``, ``description``, ...) are ignored."""
+    data = _loads(body)
+    instance_id = data.get("instance_id")
+    if not isinstance(instance_id, str) or not instance_id:
+        raise ProtocolError(f"worker message needs a string instance_id, got {_kind(instance_id)}")
+
+    def is_str(value: Any) -> bool:
+        return isinstance(value, str)
+
+    def is_str_list(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    def is_int_list(value: Any) -> bool:
+        return isinstance(value, list) and all(_is_int(item) for item in value)
+
+    return WorkerStatus(
+        instance_id=instance_id,
+        queue_name=_field(data, "queue_name", "", is_str, "a string"),
+        label=_field(data, "label", "", is_str, "a string"),
+        version=_field(data, "version", "", is_str, "a string"),
+        kind=_field(data, "kind", "status", is_str, "a string"),
+        job_types=list(_field(data, "job_types", [], is_str_list, "an array of strings")),
+        activity=_field(data, "activity", "Idle", is_str, "a string"),
+        current_jobs=list(_field(data, "current_jobs", [], is_int_list, "an array of job ids")),
+        parameters=dict(_field(data, "parameters", {}, lambda value: isinstance(value, dict), "an object")),
+        hostname=_field(data, "hostname", "", is_str, "a string"),
+        pid=_field(data, "pid", 0, _is_int, "an integer"),
+        concurrency=_field(data, "concurrency", 1, _is_int, "an integer"),
+        interval=float(_field(data, "interval", 5.0, _is_number, "a number")),
+        datetime=_field(data, "datetime", "", is_str, "a string"),
+        direct_messaging_queue_name=_field(data, "direct_messaging_queue_name", "", is_str, "a string"),
+    )
 
 
 def decode_not_found(body: bytes) -> int:
     """A message that reached ``job_queue_not_found`` is a JobOrder: return its job id."""
-    raise NotImplementedError
+    return _job_id(_loads(body))
