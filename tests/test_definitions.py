@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -400,3 +402,12 @@ def test_merge_does_not_mutate_inputs() -> None:
     before = copy.deepcopy(first)
     merge_definitions([first, parse_definitions([workflow(label="b")], "b")])
     assert first == before
+
+
+def test_core_modules_stay_pure() -> None:
+    """core/ is pure logic: importing it must not pull in the broker, the UI or the store libraries."""
+    code = ("import sys; import stepflow_tui.core.definitions, stepflow_tui.core.templates, "
+            "stepflow_tui.core.protocol; "
+            "print(sorted(m for m in ('pika', 'textual', 'tinydb') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
