@@ -1,0 +1,211 @@
+"""The engine's semantics, pure (no broker, no store): fan-out, gather, gating, roll-up, retries, abort."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from stepflow_tui.core.definitions import StartParameterError, parse_definitions
+from stepflow_tui.core.engine import Engine, EngineError
+from stepflow_tui.core.model import JobStatus, State, StepStatus, WorkflowStatus
+from stepflow_tui.core.protocol import JobCompleted, JobFailed, JobProgression
+
+
+def make_engine() -> Engine:
+    ticks = itertools.count()
+    return Engine(State(), clock=lambda: f"2026-01-01T00:00:{next(ticks) % 60:02d}Z", monotonic=lambda: 0.0)
+
+
+def definition(steps, start_parameters=()):
+    return parse_definitions({"identifier": "wf", "label": "WF", "start_parameters": list(start_parameters),
+                              "steps": steps}, "test.json")[0]
+
+
+CHAIN = [
+    {"id": 1, "name": "list", "label": "List", "parameters": [
+        {"id": "folder", "type": "template", "value": "{source_dir}"}]},
+    {"id": 2, "name": "hash", "label": "Hash", "parent_ids": [1], "mode": "one_for_one",
+     "parameters": [{"id": "out", "type": "template", "value": "{source_dir}/{name}.sha"}]},
+    {"id": 3, "name": "gather", "label": "Gather", "parent_ids": [2], "mode": "one_for_many"},
+]
+SOURCE = [{"id": "source_dir", "type": "string", "required": True}]
+
+
+def complete(engine, job, paths=()):
+    return engine.on_completed(JobCompleted(job.id, 0.1, list(paths)))
+
+
+def test_chain_fans_out_and_gathers():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/data"})
+    (first,) = engine.take_outbox(100)
+    assert first.parameter("folder") == "/data"
+    engine.mark_dispatched([first])
+    assert engine.take_outbox(100) == []
+    complete(engine, first, ["/data/a.txt", "/data/b.bin"])
+    hashes = engine.take_outbox(100)
+    assert [j.parameter("source_path") for j in hashes] == ["/data/a.txt", "/data/b.bin"]
+    assert hashes[0].parameter("out") == "/data/a.sha"
+    assert wf.step(2).status == StepStatus.QUEUED
+    engine.on_progression(JobProgression(hashes[0].id, 0))
+    assert hashes[0].status == JobStatus.PROCESSING and wf.step(2).status == StepStatus.PROCESSING
+    for job in hashes:
+        complete(engine, job, [job.parameter("source_path") + ".sha"])
+    (gather,) = engine.take_outbox(100)
+    assert gather.parameter("source_paths") == ["/data/a.txt.sha", "/data/b.bin.sha"]
+    assert wf.status == WorkflowStatus.PROCESSING
+    complete(engine, gather)
+    assert wf.status == WorkflowStatus.COMPLETED
+    assert wf.counts()["completed"] == 4 and wf.counts()["total"] == 4
+
+
+def test_step_without_inputs_is_skipped_and_workflow_completes():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/empty"})
+    (first,) = engine.take_outbox(10)
+    complete(engine, first, [])
+    assert wf.step(2).status == StepStatus.SKIPPED
+    assert wf.step(3).status == StepStatus.SKIPPED
+    assert wf.status == WorkflowStatus.COMPLETED
+
+
+def test_missing_start_parameter_is_refused():
+    engine = make_engine()
+    with pytest.raises(StartParameterError, match="source_dir"):
+        engine.start_workflow(definition(CHAIN, SOURCE), {})
+    assert engine.state.workflows == {}
+
+
+def test_error_blocks_downstream_then_retry_recovers():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    (first,) = engine.take_outbox(10)
+    assert engine.on_failed(JobFailed(first.id, "disk on fire", traceback="Traceback ..."))
+    assert first.status == JobStatus.ERROR and first.error == "disk on fire"
+    assert wf.status == WorkflowStatus.ERROR and wf.step(2).status == StepStatus.PENDING
+    # a late duplicate changes nothing
+    assert not engine.on_failed(JobFailed(first.id, "again"))
+    assert engine.retry_failed(wf.id) == 1
+    assert wf.status == WorkflowStatus.PROCESSING
+    (again,) = engine.take_outbox(10)
+    assert again.id == first.id and again.status == JobStatus.QUEUED
+    complete(engine, again, [])
+    assert wf.status == WorkflowStatus.COMPLETED
+    statuses = [entry[0] for entry in first.history]
+    assert statuses == ["queued", "error", "queued", "completed"]
+
+
+def test_automatic_retries_up_to_max_retries():
+    engine = make_engine()
+    steps = [{"id": 1, "name": "flaky", "label": "Flaky", "max_retries": 2}]
+    wf = engine.start_workflow(definition(steps), {})
+    for _ in range(2):
+        (job,) = engine.take_outbox(10)
+        engine.mark_dispatched([job])
+        engine.on_failed(JobFailed(job.id, "boom"))
+        assert job.status == JobStatus.QUEUED
+    (job,) = engine.take_outbox(10)
+    engine.on_failed(JobFailed(job.id, "boom"))
+    assert job.status == JobStatus.ERROR and job.retries == 2
+    assert wf.status == WorkflowStatus.ERROR
+
+
+def test_completed_job_is_never_counted_twice():
+    engine = make_engine()
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A",
+                                            "parameters": [{"id": "source_paths", "type": "array_of_strings",
+                                                            "value": ["x", "y", "z"]}]}]), {})
+    jobs = engine.take_outbox(10)
+    assert len(jobs) == 3
+    assert complete(engine, jobs[0])
+    assert not complete(engine, jobs[0])
+    assert not engine.on_failed(JobFailed(jobs[0].id, "late error"))
+    assert not engine.on_completed(JobCompleted(999_999))
+    assert wf.step(1).counts["completed"] == 1 and wf.step(1).counts["queued"] == 2
+
+
+def test_window_and_pause_hold_orders_back():
+    engine = make_engine()
+    paths = [f"p{i}" for i in range(10)]
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A", "parameters": [
+        {"id": "source_paths", "type": "array_of_strings", "value": paths}]}]), {})
+    first = engine.take_outbox(4)
+    assert len(first) == 4
+    engine.mark_dispatched(first)
+    assert engine.in_flight == 4
+    engine.pause(wf.id)
+    assert wf.status == WorkflowStatus.PAUSED
+    assert engine.take_outbox(100) == []
+    complete(engine, first[0])
+    assert engine.in_flight == 3
+    engine.resume(wf.id)
+    assert len(engine.take_outbox(100)) == 6
+
+
+def test_abort_stops_unfinished_jobs_and_ignores_late_results():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    (first,) = engine.take_outbox(10)
+    engine.mark_dispatched([first])
+    engine.on_progression(JobProgression(first.id, 10, instance_id="w1"))
+    running = engine.abort(wf.id)
+    assert [j.id for j in running] == [first.id]
+    assert wf.status == WorkflowStatus.ABORTED and first.status == JobStatus.STOPPED
+    assert wf.step(3).status == StepStatus.SKIPPED
+    assert not complete(engine, first, ["/d/x"])
+    assert wf.status == WorkflowStatus.ABORTED
+    with pytest.raises(EngineError):
+        engine.abort(wf.id)
+
+
+def test_delete_only_finished():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    with pytest.raises(EngineError, match="abort it"):
+        engine.delete(wf.id)
+    engine.abort(wf.id)
+    job_ids = list(wf.step(1).job_ids)
+    engine.delete(wf.id)
+    assert wf.id not in engine.state.workflows and wf.id in engine.state.deleted_workflows
+    assert all(j not in engine.state.jobs for j in job_ids)
+
+
+def test_queue_not_found_fails_without_retry():
+    engine = make_engine()
+    wf = engine.start_workflow(definition([{"id": 1, "name": "nobody", "label": "N", "max_retries": 3}]), {})
+    (job,) = engine.take_outbox(10)
+    assert engine.on_queue_not_found(job.id)
+    assert job.status == JobStatus.ERROR and "no queue for job type 'nobody'" in job.error
+    assert wf.status == WorkflowStatus.ERROR
+
+
+def test_unknown_template_variable_fails_the_job_with_a_reason():
+    engine = make_engine()
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A", "parameters": [
+        {"id": "x", "type": "template", "value": "{nope}"}]}]), {})
+    (job,) = wf.step(1).job_ids
+    assert engine.state.jobs[job].status == JobStatus.ERROR
+    assert "nope" in engine.state.jobs[job].error
+    assert engine.take_outbox(10) == []
+
+
+def test_resume_after_restart_on_memory_resends_unfinished_only():
+    engine = make_engine()
+    paths = [f"p{i}" for i in range(5)]
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A", "parameters": [
+        {"id": "source_paths", "type": "array_of_strings", "value": paths}]}]), {})
+    jobs = engine.take_outbox(10)
+    engine.mark_dispatched(jobs)
+    complete(engine, jobs[0])
+    engine.on_progression(JobProgression(jobs[1].id, 50))
+    # a new engine on the same state, as after a restart
+    restarted = Engine(engine.state, clock=engine.clock, monotonic=lambda: 0.0)
+    assert restarted.resume_unfinished(orders_survived=False) == 4
+    again = restarted.take_outbox(10)
+    assert sorted(j.id for j in again) == sorted(j.id for j in jobs[1:])
+    durable = Engine(engine.state, clock=engine.clock, monotonic=lambda: 0.0)
+    restarted.mark_dispatched(again)
+    assert durable.resume_unfinished(orders_survived=True) == 0
+    assert durable.in_flight == 4
+    assert wf.step(1).counts["completed"] == 1
