@@ -225,6 +225,10 @@ def normalize_result(value: Any) -> JobResult:
                          outputs=_outputs_list(value.outputs))
     if isinstance(value, list | tuple):
         return JobResult(destination_paths=_path_list(value, "the returned list"))
+    if isinstance(value, str | os.PathLike):
+        # A common slip: returning one path instead of a list of one.
+        raise TypeError(f"a worker implementation must return a list of paths, not a single path "
+                        f"{os.fspath(value)!r}")
     if isinstance(value, dict):
         unknown = sorted(set(value) - {"destination_paths", "outputs"})
         if unknown:
