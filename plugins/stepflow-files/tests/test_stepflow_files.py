@@ -193,3 +193,12 @@ def test_the_shipped_workflow_is_the_teams_definition() -> None:
     team = next(workflow for workflow in json.loads(root.read_text())["workflows"]
                 if workflow["identifier"] == "checksum_folder")
     assert shipped == team
+
+
+def test_the_shipped_workflows_validate() -> None:
+    from stepflow_tui.core.definitions import load_definitions
+
+    [definition] = load_definitions(stepflow_files.WORKFLOWS)
+    assert definition.identifier == "checksum_folder"
+    assert [step.name for step in definition.steps] == ["list_files", "checksum", "write_manifest"]
+    assert {parameter.id for parameter in definition.start_parameters} == {"source_dir", "manifest"}
