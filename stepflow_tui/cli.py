@@ -37,15 +37,16 @@ def default_db() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- arguments
-def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _global_options(parser: argparse.ArgumentParser, *, top: bool, broker: bool = True) -> None:
     # On subparsers the defaults are SUPPRESS so that a value given before the subcommand is not reset.
     def default(value: Any) -> Any:
         return value if top else argparse.SUPPRESS
 
     group = parser.add_argument_group("global options (before or after the command)")
-    group.add_argument("--broker", metavar="URL", default=default(None),
-                       help="memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
-                            "[env STEPFLOW_BROKER_URL]")
+    if broker:
+        group.add_argument("--broker", metavar="URL", default=default(None),
+                           help="memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
+                                "[env STEPFLOW_BROKER_URL]")
     group.add_argument("--db", metavar="FILE", default=default(None),
                        help=f"state file [env STEPFLOW_DB; default {default_db()}]")
     group.add_argument("--workflows", metavar="FILE", default=default(None),
@@ -72,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, *, broker: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        _global_options(p, top=False)
+        _global_options(p, top=False, broker=broker)
         return p
 
     p = command("run", "start a workflow (and with --wait, follow it to its end)")
@@ -106,10 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("validate", "check a workflows.json (default: --workflows, ./workflows.json, plugins')")
     p.add_argument("file", nargs="?", help="the file to check")
 
-    p = command("worker", "run a headless worker (for systemd, containers): consumes job queues")
-    from stepflow_tui.worker.runner import add_worker_arguments
+    # The worker's own options include --broker: not twice (argparse refuses a duplicate option).
+    p = command("worker", "run a headless worker (for systemd, containers): consumes job queues", broker=False)
+    from stepflow_tui.worker.__main__ import add_worker_arguments
 
     add_worker_arguments(p)
+    for action in p._actions:  # keep a --broker given before the subcommand (like the global options)
+        if action.dest == "broker":
+            action.default = argparse.SUPPRESS
 
     p = command("queues", "one line per queue: ready, unacked, consumers")
 
@@ -412,7 +417,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from stepflow_tui.worker.runner import worker_main
+    from stepflow_tui.worker.__main__ import worker_main
 
     return worker_main(args)
 
