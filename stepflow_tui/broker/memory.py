@@ -1,0 +1,611 @@
+"""The embedded broker (``memory://``): RabbitMQ's semantics, in process, for a machine without RabbitMQ.
+
+One `MemoryBroker` per URL per process (``memory://`` and ``memory://default`` are the same broker,
+``memory://other`` is another); every `MemoryConnection` to that URL shares it. What it reproduces of RabbitMQ:
+topic (``*`` / ``#``), fanout, headers (``x-match`` any/all) and the default exchange; alternate exchanges when a
+message routes nowhere; ``x-dead-letter-exchange`` on reject(requeue=False) with an ``x-death`` header;
+round-robin among consumers; per-consumer prefetch; per-connection delivery tags (ack ``multiple``);
+redelivery (``redelivered=True``) of unacked messages when their connection closes; auto-delete and exclusive
+queues; PRECONDITION_FAILED on a re-declaration with other arguments. Nothing survives the process
+(``durable = False``).
+
+Threading: one lock guards the whole broker. A delivery is decided under the lock (tag, unacked, prefetch) and
+put into the consuming connection's inbox; only `MemoryConnection.process_events`, in the owning thread, calls
+handlers. `call_threadsafe` puts a callback into the same inbox, so it wakes a waiting `process_events` at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import (
+    BrokerError,
+    Connection,
+    ConnectionLost,
+    Delivery,
+    MessageHandler,
+    OutgoingMessage,
+    PublishFailed,
+    QueueState,
+)
+from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
+
+
+def broker_name(url: str) -> str:
+    """The broker a ``memory://`` URL names: ``memory://`` -> ``default``, ``memory://other`` -> ``other``."""
+    parts = urlsplit(url)
+    if parts.scheme != "memory":
+        raise BrokerError(f"not a memory:// broker URL: {url!r}")
+    return (parts.netloc + parts.path).strip("/") or "default"
+
+
+@lru_cache(maxsize=8192)
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: words separated by ``.``, ``*`` is exactly one word, ``#`` is zero or more."""
+    return _match_words(
+        tuple(pattern.split(".")) if pattern else (), tuple(routing_key.split(".")) if routing_key else ()
+    )
+
+
+def _match_words(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head = pattern[0]
+    if head == "#":
+        # "#" swallows nothing, or one more word and stays.
+        return _match_words(pattern[1:], words) or (bool(words) and _match_words(pattern, words[1:]))
+    if not words:
+        return False
+    return (head == "*" or head == words[0]) and _match_words(pattern[1:], words[1:])
+
+
+def headers_match(binding_arguments: dict[str, Any], headers: dict[str, Any] | None) -> bool:
+    """A headers-exchange binding: ``x-match`` ``all`` (default) or ``any`` over the non-``x-`` arguments."""
+    wanted = {k: v for k, v in binding_arguments.items() if not k.startswith("x-")}
+    headers = headers or {}
+    hits = (k in headers and headers[k] == v for k, v in wanted.items())
+    if binding_arguments.get("x-match", "all") == "any":
+        return any(hits)
+    return all(hits)
+
+
+class _Message:
+    __slots__ = ("body", "exchange", "routing_key", "headers", "redelivered")
+
+    def __init__(self, body: bytes, exchange: str, routing_key: str, headers: dict[str, Any] | None) -> None:
+        self.body = body
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.headers = headers
+        self.redelivered = False
+
+
+class _Exchange:
+    __slots__ = ("spec", "bindings")
+
+    def __init__(self, spec: ExchangeSpec) -> None:
+        self.spec = spec
+        self.bindings: list[tuple[str, str, dict[str, Any]]] = []  # (queue, routing key, arguments)
+
+
+class _Consumer:
+    __slots__ = ("tag", "queue", "handler", "prefetch", "connection", "unacked", "active")
+
+    def __init__(
+        self, tag: str, queue: _Queue, handler: MessageHandler, prefetch: int, connection: MemoryConnection
+    ):
+        self.tag = tag
+        self.queue = queue
+        self.handler = handler
+        self.prefetch = prefetch
+        self.connection = connection
+        self.unacked = 0
+        self.active = True
+
+    def has_room(self) -> bool:
+        return self.prefetch <= 0 or self.unacked < self.prefetch
+
+
+class _Queue:
+    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted")
+
+    def __init__(self, spec: QueueSpec, owner: MemoryConnection | None) -> None:
+        self.spec = spec
+        self.messages: deque[_Message] = deque()
+        self.consumers: list[_Consumer] = []
+        self.next_consumer = 0  # round-robin position
+        self.unacked = 0
+        self.owner = owner  # the declaring connection of an exclusive queue
+        self.deleted = False
+
+
+class MemoryBroker:
+    """The shared state of one ``memory://`` broker. Use `MemoryBroker.for_url`; every method takes `lock`."""
+
+    _registry: dict[str, MemoryBroker] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.exchanges: dict[str, _Exchange] = {}
+        self.queues: dict[str, _Queue] = {}
+
+    @classmethod
+    def for_url(cls, url: str) -> MemoryBroker:
+        """The process-global broker of ``url`` (created on first use)."""
+        name = broker_name(url)
+        with cls._registry_lock:
+            broker = cls._registry.get(name)
+            if broker is None:
+                broker = cls._registry[name] = cls(name)
+            return broker
+
+    @classmethod
+    def drop(cls, url: str) -> None:
+        """Forget the broker of ``url`` and everything queued in it (tests; a fresh start)."""
+        with cls._registry_lock:
+            cls._registry.pop(broker_name(url), None)
+
+    # --- declarations (caller holds the lock) -------------------------------------------------------------
+
+    def declare_exchange(self, spec: ExchangeSpec) -> None:
+        existing = self.exchanges.get(spec.name)
+        if existing is None:
+            self.exchanges[spec.name] = _Exchange(spec)
+        elif (existing.spec.type, existing.spec.arguments) != (spec.type, spec.arguments):
+            raise BrokerError(
+                f"exchange {spec.name!r} exists with other settings ({existing.spec.type}, {existing.spec.arguments})"
+                f" than declared ({spec.type}, {spec.arguments}): PRECONDITION_FAILED"
+            )
+
+    def declare_queue(self, spec: QueueSpec, owner: MemoryConnection) -> None:
+        existing = self.queues.get(spec.name)
+        if existing is None:
+            self.queues[spec.name] = _Queue(spec, owner if spec.exclusive else None)
+        else:
+            old = existing.spec
+            if (old.durable, old.auto_delete, old.exclusive, old.arguments) != (
+                spec.durable,
+                spec.auto_delete,
+                spec.exclusive,
+                spec.arguments,
+            ):
+                raise BrokerError(
+                    f"queue {spec.name!r} exists with other settings than declared: PRECONDITION_FAILED"
+                )
+            if existing.owner is not None and existing.owner is not owner:
+                raise BrokerError(f"queue {spec.name!r} is exclusive to another connection: RESOURCE_LOCKED")
+        for binding in spec.bindings:
+            exchange = self.exchanges.get(binding.exchange)
+            if exchange is None:
+                raise BrokerError(f"cannot bind queue {spec.name!r}: no exchange {binding.exchange!r}")
+            entry = (spec.name, binding.routing_key, dict(binding.arguments))
+            if entry not in exchange.bindings:
+                exchange.bindings.append(entry)
+
+    def delete_queue(self, q: _Queue) -> None:
+        """Drop a queue, its ready messages and its bindings (unacked copies are dropped when settled)."""
+        if self.queues.get(q.spec.name) is q:
+            del self.queues[q.spec.name]
+        q.deleted = True
+        q.messages.clear()
+        for exchange in self.exchanges.values():
+            exchange.bindings = [b for b in exchange.bindings if b[0] != q.spec.name]
+
+    # --- routing ------------------------------------------------------------------------------------------
+
+    def route(
+        self, exchange_name: str, routing_key: str, headers: dict[str, Any] | None
+    ) -> list[_Queue] | None:
+        """The queues a message reaches (following alternate exchanges), or None if the exchange is missing."""
+        if exchange_name == "":
+            q = self.queues.get(routing_key)  # the default exchange: direct to the queue of that name
+            return [q] if q is not None else []
+        exchange = self.exchanges.get(exchange_name)
+        if exchange is None:
+            return None
+        seen = {exchange_name}
+        while True:
+            names = self._bound_queues(exchange, routing_key, headers)
+            if names:
+                return [self.queues[n] for n in names if n in self.queues]
+            alternate = exchange.spec.alternate_exchange
+            if not alternate or alternate in seen or alternate not in self.exchanges:
+                return []
+            seen.add(alternate)
+            exchange = self.exchanges[alternate]
+
+    @staticmethod
+    def _bound_queues(exchange: _Exchange, routing_key: str, headers: dict[str, Any] | None) -> list[str]:
+        kind = exchange.spec.type
+        found: dict[str, None] = {}  # ordered set: a queue bound twice gets one copy
+        for queue_name, key, arguments in exchange.bindings:
+            if kind == topology.FANOUT:
+                hit = True
+            elif kind == topology.HEADERS:
+                hit = headers_match(arguments, headers)
+            elif kind == topology.TOPIC:
+                hit = (
+                    key == routing_key
+                    if ("*" not in key and "#" not in key)
+                    else topic_matches(key, routing_key)
+                )
+            else:  # direct
+                hit = key == routing_key
+            if hit:
+                found[queue_name] = None
+        return list(found)
+
+    def enqueue(self, q: _Queue, message: _Message, front: bool = False) -> None:
+        if q.deleted:
+            return
+        if front:
+            q.messages.appendleft(message)
+        else:
+            q.messages.append(message)
+
+    def dispatch(self, q: _Queue) -> None:
+        """Hand ready messages to consumers with room, round-robin."""
+        messages, consumers = q.messages, q.consumers
+        while messages and consumers:
+            count = len(consumers)
+            start = q.next_consumer % count
+            for i in range(count):
+                consumer = consumers[(start + i) % count]
+                if consumer.has_room():
+                    q.next_consumer = (start + i + 1) % count
+                    break
+            else:
+                return
+            consumer.connection._deliver(consumer, messages.popleft())
+
+    def dead_letter(self, q: _Queue, message: _Message) -> None:
+        """Republish a rejected message to the queue's dead-letter exchange, with ``x-death`` (RabbitMQ's
+        format, newest first; a second death in the same queue for the same reason counts up)."""
+        dlx = q.spec.dead_letter_exchange
+        if dlx is None:
+            return
+        headers = dict(message.headers or {})
+        deaths = [dict(d) for d in headers.get("x-death", [])]
+        for i, death in enumerate(deaths):
+            if death.get("queue") == q.spec.name and death.get("reason") == "rejected":
+                death["count"] = death.get("count", 1) + 1
+                death["time"] = time.time()
+                deaths.insert(0, deaths.pop(i))
+                break
+        else:
+            deaths.insert(
+                0,
+                {
+                    "count": 1,
+                    "reason": "rejected",
+                    "queue": q.spec.name,
+                    "time": time.time(),
+                    "exchange": message.exchange,
+                    "routing-keys": [message.routing_key],
+                },
+            )
+        headers["x-death"] = deaths
+        headers.setdefault("x-first-death-exchange", message.exchange)
+        headers.setdefault("x-first-death-queue", q.spec.name)
+        headers.setdefault("x-first-death-reason", "rejected")
+        routing_key = q.spec.arguments.get("x-dead-letter-routing-key", message.routing_key)
+        for target in self.route(dlx, routing_key, headers) or []:
+            self.enqueue(target, _Message(message.body, dlx, routing_key, headers))
+            self.dispatch(target)
+
+
+_CALL = object()  # inbox marker: a thread-safe callback
+_WAKE = object()  # inbox marker: just wake up (connection broken)
+
+
+class MemoryConnection(Connection):
+    """A connection to the embedded broker of ``url``; owned by the thread that calls `process_events`."""
+
+    durable = False
+
+    def __init__(self, url: str = "memory://", *, name: str = "stepflow") -> None:
+        self.url = url
+        self.name = name
+        self._broker = MemoryBroker.for_url(url)
+        self._inbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+        self._consumers: dict[str, _Consumer] = {}
+        # delivery tag -> (message, queue, consumer or None for basic_get); ascending, for ack(multiple=True)
+        self._unacked: dict[int, tuple[_Message, _Queue, _Consumer | None]] = {}
+        self._tags = itertools.count(1)
+        self._consumer_tags = itertools.count(1)
+        self._closed = False
+        self._lost = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryConnection {self.name!r} to {self.url!r}{' closed' if self._closed else ''}>"
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._lost:
+            raise ConnectionLost(f"connection {self.name!r} to {self.url} was lost")
+        if self._closed:
+            raise BrokerError(f"connection {self.name!r} to {self.url} is closed")
+
+    def _queue(self, name: str) -> _Queue:
+        q = self._broker.queues.get(name)
+        if q is None:
+            raise BrokerError(f"no queue {name!r} on {self.url}: NOT_FOUND")
+        return q
+
+    def _deliver(self, consumer: _Consumer, message: _Message) -> None:
+        """Called by the broker (lock held, any thread): record the delivery and queue it for our owner."""
+        tag = next(self._tags)
+        self._unacked[tag] = (message, consumer.queue, consumer)
+        consumer.unacked += 1
+        consumer.queue.unacked += 1
+        delivery = Delivery(
+            queue=consumer.queue.spec.name,
+            body=message.body,
+            delivery_tag=tag,
+            routing_key=message.routing_key,
+            exchange=message.exchange,
+            redelivered=message.redelivered,
+            headers=dict(message.headers) if message.headers else {},
+        )
+        self._inbox.put((consumer, delivery))
+
+    def _settle(self, tag: int) -> tuple[_Message, _Queue]:
+        """Forget an unacked delivery (lock held); the caller decides its fate."""
+        try:
+            message, q, consumer = self._unacked.pop(tag)
+        except KeyError:
+            raise BrokerError(
+                f"unknown delivery tag {tag} on connection {self.name!r}: PRECONDITION_FAILED"
+            ) from None
+        q.unacked -= 1
+        if consumer is not None:
+            consumer.unacked -= 1
+            if consumer.active and consumer.unacked == consumer.prefetch - 1:
+                self._broker.dispatch(q)  # it had no room; now it has
+        return message, q
+
+    def _requeue(self, tag: int) -> None:
+        message, q = self._settle(tag)
+        message.redelivered = True
+        self._broker.enqueue(q, message, front=True)
+        self._broker.dispatch(q)
+
+    def _remove_consumer(self, consumer: _Consumer) -> None:
+        consumer.active = False
+        self._consumers.pop(consumer.tag, None)
+        q = consumer.queue
+        if consumer in q.consumers:
+            q.consumers.remove(consumer)
+        if q.spec.auto_delete and not q.consumers:
+            self._broker.delete_queue(q)  # RabbitMQ: auto-delete once its last consumer is gone
+
+    def _declare(self, exchanges: Iterable[ExchangeSpec], queues: Iterable[QueueSpec]) -> None:
+        with self._broker.lock:
+            self._check_open()
+            for exchange in exchanges:
+                self._broker.declare_exchange(exchange)
+            for q in queues:
+                self._broker.declare_queue(q, self)
+
+    # --- Connection -----------------------------------------------------------------------------------------
+
+    def declare_backend_topology(self) -> None:
+        """Declare every exchange and the backend's queues (see `topology`)."""
+        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
+
+    def declare_job_queue(self, job_type: str) -> str:
+        """Declare ``job_<type>`` and what it needs (see `topology.worker_topology`); return its name."""
+        exchanges, queues = topology.worker_topology(job_type)
+        self._declare(exchanges, queues)
+        return topology.job_queue(job_type)
+
+    def declare_direct_queue(self, instance_id: str, job_types: Sequence[str]) -> str:
+        """Declare the worker's auto-delete ``direct_messaging_<instance_id>`` queue; return its name."""
+        spec = topology.direct_queue_spec(instance_id, job_types)
+        self._declare([topology.EXCHANGES_BY_NAME[topology.DIRECT_MESSAGING]], [spec])
+        return spec.name
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Route the whole batch first, then enqueue it: a batch that fails puts nothing in any queue."""
+        broker = self._broker
+        with broker.lock:
+            self._check_open()
+            routed: list[tuple[list[_Queue], OutgoingMessage]] = []
+            for m in messages:
+                targets = broker.route(m.exchange, m.routing_key, m.headers)
+                if targets is None:
+                    raise PublishFailed(f"no exchange {m.exchange!r} on {self.url}: NOT_FOUND")
+                if not targets:
+                    # mandatory=True on RabbitMQ: an unroutable message comes back as basic.return
+                    raise PublishFailed(
+                        f"message to exchange {m.exchange!r} with routing key {m.routing_key!r} routes to no queue"
+                    )
+                routed.append((targets, m))
+            touched: dict[int, _Queue] = {}
+            for targets, m in routed:
+                headers = dict(m.headers) if m.headers else None
+                for q in targets:
+                    q.messages.append(_Message(m.body, m.exchange, m.routing_key, headers))
+                    touched[id(q)] = q
+            for q in touched.values():
+                broker.dispatch(q)
+
+    def consume(self, queue: str, on_message: MessageHandler, prefetch: int = 0) -> str:
+        """Start consuming ``queue`` (must exist); handlers run inside `process_events`."""
+        with self._broker.lock:
+            self._check_open()
+            q = self._queue(queue)
+            tag = f"{self.name}.ctag{next(self._consumer_tags)}"
+            consumer = _Consumer(tag, q, on_message, max(0, prefetch), self)
+            self._consumers[tag] = consumer
+            q.consumers.append(consumer)
+            self._broker.dispatch(q)
+        return tag
+
+    def cancel(self, consumer_tag: str) -> None:
+        """Stop a consumer; deliveries it already handled stay unacked, those not yet handled are requeued
+        (as pika's BlockingChannel does on basic_cancel)."""
+        with self._broker.lock:
+            self._check_open()
+            consumer = self._consumers.get(consumer_tag)
+            if consumer is not None:
+                self._remove_consumer(consumer)
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        """Acknowledge one delivery, or with ``multiple`` every unacked delivery of this connection up to it."""
+        with self._broker.lock:
+            self._check_open()
+            if not multiple:
+                self._settle(delivery_tag)
+                return
+            if delivery_tag not in self._unacked:
+                raise BrokerError(
+                    f"unknown delivery tag {delivery_tag} on connection {self.name!r}: PRECONDITION_FAILED"
+                )
+            tags = list(itertools.takewhile(lambda t: t <= delivery_tag, self._unacked))
+            for tag in tags:
+                self._settle(tag)
+
+    def reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        """Requeue (redelivered=True) or dead-letter a delivery."""
+        with self._broker.lock:
+            self._check_open()
+            if requeue:
+                self._requeue(delivery_tag)
+            else:
+                message, q = self._settle(delivery_tag)
+                self._broker.dead_letter(q, message)
+
+    def process_events(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for something to do; then do what is waiting, and return."""
+        self._check_open()
+        inbox = self._inbox
+        try:
+            item = inbox.get(timeout=timeout) if timeout > 0 else inbox.get_nowait()
+        except queue.Empty:
+            return
+        self._handle(item)
+        # Then what was already waiting, but not what handlers add meanwhile: process_events stays bounded.
+        for _ in range(inbox.qsize()):
+            if self._closed:
+                return
+            try:
+                item = inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(item)
+
+    def _handle(self, item: tuple[Any, Any]) -> None:
+        kind, payload = item
+        if kind is _CALL:
+            payload()
+        elif kind is _WAKE:
+            self._check_open()
+        elif self._closed:
+            return  # close() already requeued it
+        elif kind.active:
+            kind.handler(payload)
+        else:
+            with self._broker.lock:  # its consumer was cancelled before the handler saw it: give it back
+                if payload.delivery_tag in self._unacked:
+                    self._requeue(payload.delivery_tag)
+
+    def call_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the owning thread, inside `process_events` (which it wakes up)."""
+        self._inbox.put((_CALL, callback))
+
+    def queue_states(self, names: Sequence[str]) -> list[QueueState]:
+        """Ready, unacked and consumer counts of each queue (``exists=False`` for an unknown one)."""
+        with self._broker.lock:
+            self._check_open()
+            states = []
+            for name in names:
+                q = self._broker.queues.get(name)
+                if q is None:
+                    states.append(QueueState(name, exists=False))
+                else:
+                    states.append(QueueState(name, True, len(q.messages), q.unacked, len(q.consumers)))
+            return states
+
+    def get(self, queue: str) -> Delivery | None:
+        """basic_get: take one ready message (to ack or reject), or None when the queue is empty."""
+        with self._broker.lock:
+            self._check_open()
+            q = self._queue(queue)
+            if not q.messages:
+                return None
+            message = q.messages.popleft()
+            tag = next(self._tags)
+            self._unacked[tag] = (message, q, None)
+            q.unacked += 1
+            return Delivery(
+                queue=queue,
+                body=message.body,
+                delivery_tag=tag,
+                routing_key=message.routing_key,
+                exchange=message.exchange,
+                redelivered=message.redelivered,
+                headers=dict(message.headers) if message.headers else {},
+            )
+
+    def purge(self, queue: str) -> int:
+        """Drop the ready messages of ``queue``; return how many."""
+        with self._broker.lock:
+            self._check_open()
+            q = self._queue(queue)
+            count = len(q.messages)
+            q.messages.clear()
+            return count
+
+    def close(self) -> None:
+        """Cancel consumers, requeue unacked deliveries (redelivered=True), delete our exclusive queues."""
+        with self._broker.lock:
+            if self._closed:
+                return
+            self._shut()
+
+    def _shut(self) -> None:
+        """Close under the lock: what RabbitMQ does when a connection ends, cleanly or not."""
+        self._closed = True
+        broker = self._broker
+        for consumer in list(self._consumers.values()):
+            self._remove_consumer(consumer)
+        touched: dict[int, _Queue] = {}
+        # Newest first onto the front of each queue, so the oldest ends up first again.
+        for tag in reversed(list(self._unacked)):
+            message, q, consumer = self._unacked.pop(tag)
+            q.unacked -= 1
+            if consumer is not None:
+                consumer.unacked -= 1
+            message.redelivered = True
+            broker.enqueue(q, message, front=True)
+            touched[id(q)] = q
+        for q in list(broker.queues.values()):
+            if q.owner is self:
+                broker.delete_queue(q)
+        for q in touched.values():
+            if not q.deleted:
+                broker.dispatch(q)
+
+    def break_connection(self) -> None:
+        """Simulate a network failure (tests of reconnect logic; any thread): the broker takes back the
+        unacked deliveries and the owner's next call, including a waiting `process_events`, raises
+        `ConnectionLost`."""
+        with self._broker.lock:
+            if self._closed:
+                return
+            self._lost = True
+            self._shut()
+        self._inbox.put((_WAKE, None))

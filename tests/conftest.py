@@ -1,0 +1,79 @@
+"""Shared fixtures. Brokers: ``rabbitmq_url`` (a fresh RabbitMQ vhost per test) and ``broker_url`` (each
+broker-semantics test runs on ``memory://`` and on RabbitMQ)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+
+from stepflow_tui.broker.memory import MemoryBroker
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _base_amqp_url() -> str:
+    return os.environ.get("STEPFLOW_TEST_AMQP_URL", DEFAULT_AMQP_URL)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    """Run ``rabbitmqctl`` (~0.5-1 s a call: keep the count down); raise with its output on failure."""
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
+
+
+@pytest.fixture(scope="session")
+def _rabbitmq_unavailable() -> str | None:
+    """Why RabbitMQ cannot be used for tests, or None when it can (checked once per session)."""
+    parts = urlsplit(_base_amqp_url())
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not on PATH (needed to create a vhost per test)"
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            pass
+    except OSError as exc:
+        return f"RabbitMQ is not reachable at {host}:{port} ({exc})"
+    return None
+
+
+@pytest.fixture
+def rabbitmq_url(_rabbitmq_unavailable: str | None) -> Iterator[str]:
+    """An ``amqp://`` URL to a fresh vhost (deleted afterwards), so tests never see each other's queues.
+    Skips without RabbitMQ, unless STEPFLOW_REQUIRE_RABBITMQ=1 (then the test fails)."""
+    if _rabbitmq_unavailable is not None:
+        if os.environ.get("STEPFLOW_REQUIRE_RABBITMQ") == "1":
+            pytest.fail(f"STEPFLOW_REQUIRE_RABBITMQ=1 but {_rabbitmq_unavailable}")
+        pytest.skip(_rabbitmq_unavailable)
+    vhost = f"stepflow-test-{uuid.uuid4().hex[:12]}"
+    base = urlsplit(_base_amqp_url())
+    user = base.username or "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield urlunsplit(base._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def memory_url() -> Iterator[str]:
+    """A ``memory://`` URL naming a broker of its own, forgotten afterwards."""
+    url = f"memory://test-{uuid.uuid4().hex[:12]}"
+    yield url
+    MemoryBroker.drop(url)
+
+
+@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on an embedded broker of its own and on a fresh RabbitMQ vhost."""
+    if request.param == "memory":
+        return request.getfixturevalue("memory_url")
+    return request.getfixturevalue("rabbitmq_url")
