@@ -37,6 +37,7 @@ __all__ = [
     "LoadFailure",
     "PluginInfo",
     "Registry",
+    "failures_text",
     "get_plugin_manager",
     "load_registry",
     "normalize_job_type_name",
@@ -180,7 +181,7 @@ def get_plugin_manager() -> StepflowPluginManager:
             continue
         pm.plugin_versions[name] = entry_point.dist.version if entry_point.dist is not None else ""
     if selected:
-        for name in sorted(selected - seen.keys()):
+        for name in sorted(selected - seen.keys() - {BUILTIN_PLUGIN_NAME}):  # built-ins load anyway
             pm.load_failures.append(LoadFailure(
                 name, f"{LOAD_PLUGINS_ENV} names {name!r} but no installed plugin has that entry point"))
     # Built-ins go through the very same pm.register: they prove the public hooks are enough.

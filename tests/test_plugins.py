@@ -234,7 +234,7 @@ def test_a_broken_entry_point_is_a_load_failure_and_the_rest_load(site: Path,
 
 
 def test_load_plugins_env_selects_entry_points(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(LOAD_PLUGINS_ENV, " sftest_good , not_installed")
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, " sftest_good , not_installed,builtin")
     registry = load_registry(get_plugin_manager())
     assert [info.name for info in registry.plugins] == ["builtin", "sftest_good"]
     assert [item.name for item in registry.failures] == ["not_installed"]
