@@ -89,7 +89,7 @@ class Backend:
         self.engine: Engine | None = None
         self.connection_state = "stopped"
         self.last_error: str | None = None
-        self.stats = {"applied": 0, "ignored": 0, "garbage": 0, "published": 0, "flushes": 0}
+        self.stats = {"applied": 0, "ignored": 0, "garbage": 0, "unknown": 0, "published": 0, "flushes": 0}
         self._conn: Connection | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -269,6 +269,12 @@ class Backend:
         engine = self.engine
         if queue_name in RESPONSE_QUEUES:
             message = protocol.decode_response(queue_name, delivery.body)
+            if message.job_id not in self.state.jobs:
+                # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
+                # and counted and logged so that an operator can see it.
+                self.stats["unknown"] += 1
+                log.warning("ignored a message from %s about unknown job #%d", queue_name, message.job_id)
+                return False
             if isinstance(message, protocol.JobCompleted):
                 return engine.on_completed(message)
             if isinstance(message, protocol.JobFailed):
