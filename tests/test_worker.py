@@ -503,3 +503,22 @@ def test_orders_of_a_killed_worker_are_redelivered_and_completed(rabbitmq_url: s
             proc.kill()
             proc.communicate()
         client.close()
+
+
+def test_stop_process_direct_message_cancels_a_running_job(broker_url: str, client: Client,
+                                                           workers: list[Worker]) -> None:
+    started = threading.Event()
+
+    def patient(ctx: JobContext) -> None:
+        started.set()
+        ctx.wait(TIMEOUT)  # raises JobCancelled as soon as the job is cancelled
+
+    worker = start(workers, broker_url, {"patient": patient})
+    client.submit("patient", 11)
+    assert started.wait(TIMEOUT)
+    # What the backend sends to stop one job on the worker that runs it.
+    client.conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "stop_process", "job_id": 11}',
+                                         headers={"instance_id": worker.instance_id}, persistent=False)])
+    [result] = client.wait_results(1)
+    assert isinstance(result, JobFailed)
+    assert (result.job_id, result.stopped, result.message) == (11, True, "stopped")

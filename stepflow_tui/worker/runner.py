@@ -285,6 +285,9 @@ class Worker:
         if self._executions:
             log.warning("stopped while disconnected: %d unanswered order(s) will be redelivered by the broker",
                         len(self._executions))
+            for execution in self._executions.values():
+                execution.abandoned = True
+                execution.cancelled.set()  # their orders went back with the connection: stop the work
 
     def _connect(self) -> None:
         conn = connect(self.broker_url, name=self.name)
