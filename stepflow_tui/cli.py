@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", "workflows, their steps' counts and failed jobs")
     p.add_argument("workflow_id", type=int, nargs="?", metavar="ID", help="only this workflow, in detail")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output (with an ID: its jobs too)")
 
     p = command("plugins", "installed plugins, their job types and workers, and load failures")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -342,8 +342,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not workflows:
             raise UsageError(f"no workflow #{args.workflow_id} in {args.db}")
     if args.json:
-        print(json.dumps([{**w.to_dict(), "steps": [{k: v for k, v in s.to_dict().items() if k != "job_ids"}
-                                                      for s in w.steps]} for w in workflows], indent=2))
+        records = [{**w.to_dict(), "steps": [{k: v for k, v in s.to_dict().items() if k != "job_ids"}
+                                             for s in w.steps]} for w in workflows]
+        if args.workflow_id is not None:
+            # One workflow asked for: its jobs too (history, attempts, errors), e.g. to check a resume.
+            for record, workflow in zip(records, workflows, strict=True):
+                record["jobs"] = [state.jobs[i].to_dict() for s in workflow.steps for i in s.job_ids
+                                  if i in state.jobs]
+        print(json.dumps(records, indent=2))
         return EXIT_OK
     if not workflows:
         print(f"no workflows in {args.db}")
