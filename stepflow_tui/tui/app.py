@@ -1,0 +1,70 @@
+"""The workbench app: wires a backend to the main screen. Read this file as the table of contents.
+
+- `source.py`        the `WorkbenchBackend` protocol the app needs, and `UpdateRelay` (coalesced updates)
+- `screens/main.py`  header, tree, detail, queues, log, and the actions (s r a p d x / w l ? q)
+- `screens/*.py`     start (picker + form), confirm, filter, workers, help — one per module
+- `widgets/*.py`     the tree, the detail pane, the queues panel, the header, the log panel
+- `keys.py`          every key with its help text (footer, command palette, help screen)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from textual.app import App, SystemCommand
+from textual.message import Message
+from textual.screen import Screen
+
+from stepflow_tui.tui.keys import WORKBENCH_KEYS, display_key
+from stepflow_tui.tui.screens.main import MainScreen
+from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BackendUpdated(Message):
+    """The backend announced changes; the merged update waits in the app's `UpdateRelay`."""
+
+
+class WorkbenchApp(App[int]):
+    """``stepflow`` with no subcommand: the live workflow → step → job tree, queues, workers, actions."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "stepflow"
+
+    def __init__(self, backend: WorkbenchBackend, *, read_only: bool = False,
+                 clock: Callable[[], datetime] | None = None, cursor_blink: bool = True) -> None:
+        super().__init__()
+        self.backend = backend
+        self.read_only = read_only or bool(getattr(backend, "read_only", False))
+        self.clock = clock or utc_now
+        #: False in snapshot tests: a blinking cursor makes screenshots differ.
+        self.cursor_blink = cursor_blink
+        # the backend calls the relay from its own thread; the relay only posts a message (thread-safe)
+        self.relay = UpdateRelay(lambda: self.post_message(BackendUpdated()))
+        self.main_screen = MainScreen(backend, self.relay, self.clock, self.read_only)
+
+    def on_mount(self) -> None:
+        self.push_screen(self.main_screen)
+        self.backend.subscribe(self.relay)
+
+    def on_backend_updated(self, _: BackendUpdated) -> None:
+        self.main_screen.pump_updates()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p) lists every workbench action beside Textual's own commands."""
+        yield from super().get_system_commands(screen)
+        for key in WORKBENCH_KEYS:
+            if key.action == "quit":
+                continue
+            action = getattr(self.main_screen, f"action_{key.action}")
+            yield SystemCommand(f"{key.label} ({display_key(key.key)})", key.help, action)
+
+
+def run_workbench(backend: WorkbenchBackend, read_only: bool = False) -> int:
+    """Run the workbench on ``backend`` until the operator quits; return the exit code."""
+    result = WorkbenchApp(backend, read_only=read_only).run()
+    return result if isinstance(result, int) else 0

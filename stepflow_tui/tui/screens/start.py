@@ -1,0 +1,146 @@
+"""Starting a workflow: pick a definition, then fill in a form built from its start parameters."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from stepflow_tui.core.definitions import StartParameter, WorkflowDefinition
+
+
+def field_error(parameter: StartParameter, value: Any) -> str | None:
+    """Why ``value`` (text from the form, or a choice) is not acceptable for ``parameter``, or None."""
+    text = "" if value is None or value is Select.BLANK else str(value).strip()
+    if not text:
+        if parameter.required and parameter.default in (None, ""):
+            return f"{parameter.label or parameter.id} is required"
+        return None
+    if parameter.type == "number":
+        try:
+            number = float(text)
+        except ValueError:
+            return f"{parameter.label or parameter.id} must be a number, not {text!r}"
+        if not math.isfinite(number):
+            return f"{parameter.label or parameter.id} must be a finite number"
+    if parameter.type == "choice" and parameter.items and text not in {str(item) for item in parameter.items}:
+        return f"{parameter.label or parameter.id} must be one of {', '.join(map(str, parameter.items))}"
+    return None
+
+
+class DefinitionPicker(ModalScreen[WorkflowDefinition | None]):
+    """A list of the installed workflow definitions; Enter picks one."""
+
+    CSS_PATH = "start.tcss"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, definitions: list[WorkflowDefinition]) -> None:
+        super().__init__()
+        self.definitions = sorted(definitions, key=lambda d: d.identifier)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Start a workflow: pick one (Enter), escape to cancel", id="title")
+            options = [
+                Option(Text.assemble((definition.identifier, "bold"), (f"  v{definition.version}  ", "dim"),
+                                     definition.label), id=definition.identifier)
+                for definition in self.definitions
+            ]
+            yield OptionList(*options, id="definitions")
+            if not options:
+                yield Static("No workflow definitions are installed (see `stepflow plugins`).", classes="error")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        chosen = next(d for d in self.definitions if d.identifier == event.option.id)
+        self.dismiss(chosen)
+
+
+class StartForm(ModalScreen[dict[str, str] | None]):
+    """One field per start parameter (label, default, required mark, choice as a Select); errors inline.
+
+    Dismisses with the values as strings (empty fields left out: the backend applies defaults) or None."""
+
+    CSS_PATH = "start.tcss"
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Start")]
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        super().__init__()
+        self.definition = definition
+
+    def compose(self) -> ComposeResult:
+        definition = self.definition
+        with Vertical(id="dialog"):
+            yield Label(Text.assemble((f"Start {definition.identifier}", "bold"), (f"  v{definition.version}", "dim")),
+                        id="title")
+            yield Static(definition.label, id="subtitle")
+            with VerticalScroll(id="fields"):
+                for parameter in definition.start_parameters:
+                    mark = Text(" *", style="bold red") if parameter.required else Text("")
+                    yield Label(Text.assemble(parameter.label or parameter.id, mark,
+                                              (f"  {parameter.id} ({parameter.type})", "dim")))
+                    default = "" if parameter.default is None else str(parameter.default)
+                    if parameter.type == "choice" and parameter.items:
+                        yield Select([(str(item), str(item)) for item in parameter.items],
+                                     value=default if default else Select.BLANK,
+                                     allow_blank=not parameter.required or not default,
+                                     id=f"field-{parameter.id}", compact=True)
+                    else:
+                        placeholder = "a folder or file path" if parameter.type == "file" else parameter.type
+                        yield Input(default, placeholder=placeholder, id=f"field-{parameter.id}", compact=True)
+                    yield Static("", id=f"error-{parameter.id}", classes="field-error")
+                if not definition.start_parameters:
+                    yield Static("This workflow takes no parameters.")
+            with Horizontal(id="buttons"):
+                yield Button("Start (enter)", id="start", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        blink = getattr(self.app, "cursor_blink", True)
+        for field in self.query(Input):
+            field.cursor_blink = blink
+        first = self.query("#fields Input, #fields Select").first() if self.definition.start_parameters else None
+        (first or self.query_one("#start", Button)).focus()
+
+    def values(self) -> dict[str, Any]:
+        """The raw value of every field, by parameter id."""
+        values: dict[str, Any] = {}
+        for parameter in self.definition.start_parameters:
+            widget = self.query_one(f"#field-{parameter.id}")
+            values[parameter.id] = widget.value  # type: ignore[attr-defined]
+        return values
+
+    def validate(self) -> dict[str, str] | None:
+        """Show each field's error under it; return the values as strings, or None when any is invalid."""
+        values = self.values()
+        errors = 0
+        for parameter in self.definition.start_parameters:
+            message = field_error(parameter, values[parameter.id])
+            error = self.query_one(f"#error-{parameter.id}", Static)
+            error.update(message or "")
+            error.set_class(bool(message), "shown")
+            errors += bool(message)
+        if errors:
+            return None
+        return {key: str(value).strip() for key, value in values.items()
+                if value is not None and value is not Select.BLANK and str(value).strip()}
+
+    def action_submit(self) -> None:
+        values = self.validate()
+        if values is not None:
+            self.dismiss(values)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_submit()
+        else:
+            self.dismiss(None)

@@ -1,0 +1,70 @@
+"""Live and lost workers: instance, job types, activity, current jobs, host / pid, last seen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from stepflow_tui.backend.views import WorkerView
+from stepflow_tui.tui.formatting import age
+from stepflow_tui.tui.source import WorkbenchBackend
+
+
+class WorkersScreen(Screen[None]):
+    """A table of workers, refreshed when the backend says workers changed (`reload`)."""
+
+    CSS_PATH = "workers.tcss"
+    BINDINGS = [Binding("escape,w", "dismiss", "Back"), Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, backend: WorkbenchBackend, clock) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="workers-title")
+        yield DataTable(id="workers-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for column in ("instance", "job types", "activity", "current jobs", "host / pid", "last seen", "state"):
+            table.add_column(column, key=column)
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="workers", exit_on_error=False, description="list workers")
+    def reload(self) -> None:
+        """Read the workers (on a thread) and show them."""
+        try:
+            workers = self.backend.workers()
+        except Exception as error:  # show why instead of crashing the screen
+            self.app.call_from_thread(self.notify, f"cannot list workers: {error}", severity="error")
+            return
+        self.app.call_from_thread(self.show, workers)
+
+    def show(self, workers: list[WorkerView]) -> None:
+        now: datetime = self.clock()
+        table = self.query_one(DataTable)
+        table.clear()
+        for worker in sorted(workers, key=lambda w: (w.lost, w.instance_id)):
+            activity_style = {"Busy": "yellow", "Idle": "green"}.get(worker.activity, "dim")
+            table.add_row(
+                Text(worker.instance_id, style="bold" if not worker.lost else "dim"),
+                ", ".join(worker.job_types),
+                Text(worker.activity, style=activity_style),
+                ", ".join(f"#{job}" for job in worker.current_jobs) or "—",
+                f"{worker.hostname} / {worker.pid}",
+                f"{age(worker.last_seen, now)} ago",
+                Text("LOST", style="bold white on red") if worker.lost else Text("live", style="green"),
+                key=worker.instance_id,
+            )
+        live = sum(not worker.lost for worker in workers)
+        self.query_one("#workers-title", Static).update(
+            Text.assemble((f" Workers: {live} live, {len(workers) - live} lost", "bold"),
+                          ("   (a worker unseen for 3 status intervals is lost)", "dim")))

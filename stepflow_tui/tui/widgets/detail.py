@@ -1,0 +1,186 @@
+"""The detail pane: everything known about the selected workflow, step or job."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from stepflow_tui.backend.views import StepView, WorkflowView
+from stepflow_tui.core.definitions import WorkflowDefinition
+from stepflow_tui.tui.formatting import (
+    STATUS_ICONS,
+    STATUS_STYLES,
+    STEP_COUNT_KEYS,
+    age,
+    parse_time,
+    short_duration,
+    status_text,
+    workflow_status,
+)
+
+TRACEBACK_LINES = 20  # the end of a traceback is where the cause is
+
+
+def _fields(rows: list[tuple[str, Any]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, value in rows:
+        if value is None or value == "":
+            value = Text("—", style="dim")
+        grid.add_row(name, value if isinstance(value, Text) else Text(str(value)))
+    return grid
+
+
+def _section(title: str) -> Text:
+    return Text(f"\n{title}", style="bold underline")
+
+
+def _parameters(parameters: list[dict[str, Any]] | dict[str, Any]) -> RenderableType:
+    if not parameters:
+        return Text("none", style="dim")
+    if isinstance(parameters, dict):
+        return _fields([(key, value) for key, value in parameters.items()])
+    rows = []
+    for parameter in parameters:
+        value = parameter.get("value", parameter.get("default"))
+        rows.append((str(parameter.get("id", "?")),
+                     Text.assemble(f"{value}", (f"  ({parameter.get('type', '')})", "dim"))))
+    return _fields(rows)
+
+
+def _counts(counts: dict[str, int]) -> Table:
+    """One line per status: ``✔ completed  61,234``."""
+    rows: list[tuple[str, Any]] = [(f"{STATUS_ICONS[key]} {key}", Text(f"{counts.get(key, 0):,}",
+                                                                        style=STATUS_STYLES[key]))
+                                   for key in STEP_COUNT_KEYS]
+    rows.append(("total", f"{counts.get('total', 0):,}"))
+    return _fields(rows)
+
+
+def _when(value: str | None, now: datetime) -> Text | None:
+    if not value:
+        return None
+    return Text.assemble(value, (f"  ({age(value, now)} ago)", "dim"))
+
+
+def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
+    """Parameters, status, counts and times of a workflow."""
+    header = Text.assemble((f"Workflow #{view.id}  ", "bold"), (view.identifier, "bold cyan"))
+    duration = None
+    start, end = parse_time(view.created_at), parse_time(view.finished_at) or now
+    if start:
+        duration = short_duration((end - start).total_seconds())
+    steps = Table(box=None, padding=(0, 1), show_edge=False)
+    steps.add_column("step", no_wrap=True)
+    steps.add_column("", no_wrap=True)
+    for key in STEP_COUNT_KEYS:
+        steps.add_column(STATUS_ICONS[key], justify="right", style=STATUS_STYLES[key])
+    steps.add_column("total", justify="right")
+    for step in view.steps:
+        steps.add_row(f"{step.id} {step.label or step.name}", status_text(step.status, with_name=False),
+                      *(str(step.counts.get(key, 0)) for key in (*STEP_COUNT_KEYS, "total")))
+    return Group(
+        header,
+        Text(view.label, style="italic"),
+        _fields([
+            ("status", status_text(workflow_status(view))),
+            ("progress", f"{view.done}/{view.total} jobs done, {view.counts.get('error', 0)} failed"),
+            ("version", view.version),
+            ("created", _when(view.created_at, now)),
+            ("updated", _when(view.updated_at, now)),
+            ("finished", _when(view.finished_at, now)),
+            ("duration", duration),
+        ]),
+        _section("Parameters"),
+        _parameters(view.parameters),
+        _section("Steps"),
+        steps,
+    )
+
+
+def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefinition | None) -> RenderableType:
+    """Definition parameters and counts of a step."""
+    step_definition = None
+    if definition is not None:
+        try:
+            step_definition = definition.step(step.id)
+        except KeyError:
+            step_definition = None
+    rows: list[tuple[str, Any]] = [
+        ("status", status_text(step.status)),
+        ("job type", step.name),
+        ("queue", f"job_{step.name}"),
+        ("jobs", step.job_count),
+    ]
+    if step_definition is not None:
+        parents = ", ".join(str(parent) for parent in step_definition.parent_ids) or "none"
+        rows += [("mode", step_definition.mode), ("parents", parents),
+                 ("max retries", step_definition.max_retries), ("timeout", step_definition.timeout)]
+    return Group(
+        Text.assemble((f"Step {step.id} ", "bold"), (step.label or step.name, "bold cyan"),
+                      (f"  of workflow #{view.id} {view.identifier}", "dim")),
+        _fields(rows),
+        _section("Counts"),
+        _counts(step.counts),
+        _section("Parameters (definition)"),
+        _parameters(list(step_definition.parameters) if step_definition else []),
+    )
+
+
+def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
+    """Parameters, outputs, destination paths, error and traceback, history, worker, duration of a job."""
+    parts: list[RenderableType] = [
+        Text.assemble((f"Job #{record['id']}  ", "bold"), (record.get("job_type", ""), "bold cyan"),
+                      (f"  step {record.get('step_id')} of workflow #{record.get('workflow_id')}", "dim")),
+    ]
+    duration = record.get("execution_duration")
+    parts.append(_fields([
+        ("status", status_text(record.get("status", "?"))),
+        ("progress", f"{record.get('progress', 0)}%"),
+        ("worker", record.get("worker")),
+        ("duration", f"{duration:.2f}s" if isinstance(duration, (int, float)) else None),
+        ("attempts", f"{record.get('attempts', 0)} (retries {record.get('retries', 0)})"),
+        ("created", _when(record.get("created_at"), now)),
+        ("started", _when(record.get("started_at"), now)),
+        ("finished", _when(record.get("finished_at"), now)),
+    ]))
+    if record.get("error"):
+        parts += [_section("Error"), Text(str(record["error"]), style="bold red")]
+    if record.get("traceback"):
+        lines = str(record["traceback"]).rstrip().splitlines()
+        excerpt = lines[-TRACEBACK_LINES:]
+        if len(lines) > len(excerpt):
+            excerpt.insert(0, f"… {len(lines) - len(excerpt)} lines above")
+        parts += [_section("Traceback"), Text("\n".join(excerpt), style="red")]
+    parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
+    parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
+    paths = record.get("destination_paths") or []
+    parts += [_section("Destination paths"),
+              Text("\n".join(paths)) if paths else Text("none", style="dim")]
+    history = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
+    history.add_column()
+    history.add_column(style="dim")
+    history.add_column()
+    for entry in record.get("history") or []:
+        status, when = (list(entry) + ["", ""])[:2]
+        note = entry[2] if len(entry) > 2 else ""
+        history.add_row(status_text(status), when, note)
+    parts += [_section("History"), history]
+    return Group(*parts)
+
+
+class DetailPane(VerticalScroll):
+    """Scrollable detail of the selection; the screen hands it a renderable."""
+
+    def compose(self):
+        yield Static(Text("Select a workflow, step or job.", style="dim"), id="detail-body")
+
+    def show(self, renderable: RenderableType) -> None:
+        self.query_one("#detail-body", Static).update(renderable)

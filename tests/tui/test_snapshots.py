@@ -1,0 +1,162 @@
+"""Snapshots of every screen and state that matters, on the fake backend (fixed ids, clock, no blink).
+
+Update with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at each changed SVG first."""
+
+from __future__ import annotations
+
+from stepflow_tui.backend.views import Update
+from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
+
+from .fakes import FakeBackend
+from .helpers import make_app, open_step, select, settle, tree_of
+
+SIZE = (120, 36)
+
+
+def test_main_running_workflow(snap_compare):
+    """The running workflow #14 selected, its checksum step expanded with its 40 jobs."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("workflow", 14))
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_failed_job_selected(snap_compare):
+    """A failed job: error, traceback excerpt, parameters, history, worker, duration in the detail pane."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 13, 1)
+        await select(pilot, NodeRef("job", 13, 1, 2002))
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_large_step_expanded(snap_compare):
+    """A step of 100,000 jobs: counts at once, the first 200 jobs listed, a "load more" line."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 15, 1)
+        await select(pilot, NodeRef("more", 15, 1))
+        await pilot.press("enter")  # the next page: the cursor lands on its first job
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_definition_picker(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_start_form(snap_compare):
+    """The form of checksum_folder: defaults filled in, required fields marked, the choice as a select."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("s", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_start_form_validation_error(snap_compare):
+    """Submitting without the required folder and with a bad number shows both errors inline."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("s", "enter")
+        await settle(pilot)
+        pilot.app.screen.query_one("#field-max_files").value = "many"
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_retry_confirmation_with_count(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await select(pilot, NodeRef("step", 13, 1))
+        await pilot.press("r")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_workers_screen(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_filter_dialog(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.press(*"checksum")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_filter_applied(snap_compare):
+    """Status filter "error": only workflows with failed jobs; an expanded step lists only its failed jobs."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        tree_of(pilot).set_filter(TreeFilter(status="error"))
+        await open_step(pilot, 14, 2)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_read_only_refusal(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+
+    assert snap_compare(make_app(read_only=True), terminal_size=SIZE, run_before=run_before)
+
+
+def test_reconnecting_header(snap_compare):
+    """The broker went away: the header says so, the tree keeps what it has."""
+    backend = FakeBackend()
+
+    async def run_before(pilot):
+        await settle(pilot)
+        backend.connection_state = "reconnecting"
+        backend.emit(Update(connection="reconnecting"))
+        await settle(pilot)
+
+    assert snap_compare(make_app(backend), terminal_size=SIZE, run_before=run_before)
+
+
+def test_narrow_terminal(snap_compare):
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("job", 14, 2, 3026))
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
