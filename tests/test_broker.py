@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -458,3 +459,36 @@ def test_memory_round_trip_of_many_messages(memory_url: str) -> None:
         wait_for(conn, lambda expected=(batch + 1) * 500: len(seen) == expected)
     assert seen == list(range(1, 10_001))
     assert conn.queue_states([queue])[0].ready == 0 and conn.queue_states([queue])[0].unacked == 0
+
+
+@pytest.mark.rabbitmq
+def test_amqp_ack_of_an_unknown_tag_ends_the_connection(rabbitmq_url: str) -> None:
+    # RabbitMQ closes the channel (406) and with it every consumer: the owner must reconnect.
+    conn = connect(rabbitmq_url)
+    try:
+        conn.declare_backend_topology()
+        conn.ack(42)
+        with pytest.raises(ConnectionLost, match="PRECONDITION_FAILED|closed by the broker"):
+            wait_for(conn, lambda: False, timeout=5)
+    finally:
+        conn.close()
+
+
+def test_amqp_parameters_from_the_url(tmp_path: Path) -> None:
+    from stepflow_tui.broker.amqp import HEARTBEAT, connection_parameters
+
+    params = connection_parameters("amqp://u:p@rabbit:5673/v%2Fh", "stepflow-worker")
+    assert (params.host, params.port, params.virtual_host, params.heartbeat) == (
+        "rabbit",
+        5673,
+        "v/h",
+        HEARTBEAT,
+    )
+    assert params.client_properties == {"connection_name": "stepflow-worker"}
+    assert connection_parameters("amqp://u:p@rabbit/?heartbeat=5", "x").heartbeat == 5
+    with pytest.raises(BrokerError, match="use amqps://"):
+        connection_parameters("amqp://u:p@rabbit/?cafile=/x.pem", "x")
+    with pytest.raises(BrokerError, match="cannot load TLS files for amqps://u:\\*\\*\\*@rabbit/"):
+        connection_parameters(f"amqps://u:p@rabbit/?cafile={tmp_path / 'missing.pem'}", "x")
+    with pytest.raises(BrokerError, match="invalid broker URL amqp://u:\\*\\*\\*@rabbit/"):
+        connection_parameters("amqp://u:p@rabbit/?no_such_option=1", "x")
