@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -432,6 +433,16 @@ def test_headless_worker_reports_an_unusable_broker() -> None:
     result = _run_cli("--broker", "redis://localhost", "--job-type", "noop")
     assert result.returncode == 2
     assert "unsupported broker URL" in result.stderr
+
+
+@pytest.mark.rabbitmq
+def test_headless_worker_exits_2_when_access_is_refused(rabbitmq_url: str) -> None:
+    parts = urlsplit(rabbitmq_url)
+    wrong = urlunsplit(parts._replace(netloc=f"{parts.username}:wrong-password@{parts.hostname}:{parts.port}"))
+    result = _run_cli("--broker", wrong, "--job-type", "noop")
+    assert result.returncode == 2
+    assert "access refused" in result.stderr
+    assert "wrong-password" not in result.stderr  # the password is never printed
 
 
 @pytest.mark.rabbitmq
