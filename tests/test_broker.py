@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -492,3 +494,31 @@ def test_amqp_parameters_from_the_url(tmp_path: Path) -> None:
         connection_parameters(f"amqps://u:p@rabbit/?cafile={tmp_path / 'missing.pem'}", "x")
     with pytest.raises(BrokerError, match="invalid broker URL amqp://u:\\*\\*\\*@rabbit/"):
         connection_parameters("amqp://u:p@rabbit/?no_such_option=1", "x")
+
+
+@pytest.mark.rabbitmq
+def test_amqp_connection_closed_by_the_server_is_lost_and_its_unacked_come_back(rabbitmq_url: str) -> None:
+    vhost = unquote(urlsplit(rabbitmq_url).path[1:])
+    dying = connect(rabbitmq_url, name="dying")
+    queue = dying.declare_job_queue("transfer")
+    dying.publish([order(queue, job_id=4)])
+    received, _ = collect(dying, queue)
+    wait_for(dying, lambda: len(received) == 1)
+    subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "--vhost", vhost, "test"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    with pytest.raises(ConnectionLost):
+        wait_for(dying, lambda: False, timeout=10)
+    with pytest.raises(ConnectionLost):  # and stays lost: the owner must reconnect
+        dying.ack(received[0].delivery_tag)
+    dying.close()
+    survivor = connect(rabbitmq_url, name="survivor")
+    try:
+        again, _ = collect(survivor, queue)
+        wait_for(survivor, lambda: len(again) == 1)
+        assert job_id(again[0]) == 4 and again[0].redelivered
+    finally:
+        survivor.close()

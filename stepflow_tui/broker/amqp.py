@@ -104,6 +104,7 @@ class AmqpConnection(Connection):
         except OSError as exc:  # DNS failure and friends surface before pika wraps them on some paths
             raise ConnectionLost(f"cannot connect to {self._masked}: {exc}") from None
         self._closed = False
+        self._lost = False  # closed by a failure, not by close(): later calls raise ConnectionLost
         self._consuming: BlockingChannel = self._connection.channel()
         self._publishing: BlockingChannel | None = None
         self._admin: BlockingChannel | None = None
@@ -119,6 +120,8 @@ class AmqpConnection(Connection):
         """Map pika's exceptions to ours. A broker-closed channel is a `BrokerError` (the admin and publishing
         channels reopen on demand); a closed consuming channel takes the consumers with it, so that is
         `ConnectionLost`: the owner reconnects, declares and consumes again."""
+        if self._lost:
+            raise ConnectionLost(f"{what}: connection {self.name!r} to {self._masked} was lost")
         if self._closed:
             raise BrokerError(f"connection {self.name!r} to {self._masked} is closed")
         try:
@@ -139,7 +142,7 @@ class AmqpConnection(Connection):
 
     def _drop(self) -> None:
         """Give up on a broken connection (close what is left, quietly)."""
-        self._closed = True
+        self._closed = self._lost = True
         try:
             if self._connection.is_open:
                 self._connection.close()
