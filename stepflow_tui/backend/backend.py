@@ -115,13 +115,15 @@ class Backend:
         self.state = self.store.open()
         self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
         self.connection_state = "connecting"
-        self._thread = threading.Thread(target=self._run, name="stepflow-backend", daemon=True)
-        self._thread.start()
         local = self.config.local_workers
         if local is None:
             local = self.config.broker_url.startswith("memory:")
         if local and self.config.registry is not None and self.config.registry.workers:
+            # Workers first: on memory:// an order sent before its job queue is declared would go to
+            # job_queue_not_found and fail the job.
             self._start_local_workers()
+        self._thread = threading.Thread(target=self._run, name="stepflow-backend", daemon=True)
+        self._thread.start()
 
     def _start_local_workers(self) -> None:
         from stepflow_tui.worker.runner import Worker
@@ -131,6 +133,8 @@ class Backend:
                         status_interval=self.config.worker_status_interval, name="stepflow-local-worker")
         worker.start_in_thread()
         self._local_workers.append(worker)
+        if not worker.wait_ready(10.0):
+            log.warning("in-process workers did not get ready within 10 s: %s", worker.failure or "no reason given")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop local workers and the broker thread, flush, release the state file. Idempotent."""
