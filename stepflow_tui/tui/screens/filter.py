@@ -26,7 +26,7 @@ class FilterScreen(ModalScreen[TreeFilter | None]):
             yield Label("Filter workflows", id="title")
             yield Label("Status (of the workflow or of any of its jobs)")
             yield Select([(status, status) for status in FILTER_STATUSES], prompt="any status",
-                         value=self.current.status or Select.BLANK, id="status")
+                         value=self.current.status or Select.NULL, id="status")
             yield Label("Text (id, identifier or label contains)")
             yield Input(self.current.text, placeholder="e.g. checksum", id="text")
             with Horizontal(id="buttons"):

@@ -18,7 +18,7 @@ from stepflow_tui.core.definitions import StartParameter, WorkflowDefinition
 
 def field_error(parameter: StartParameter, value: Any) -> str | None:
     """Why ``value`` (text from the form, or a choice) is not acceptable for ``parameter``, or None."""
-    text = "" if value is None or value is Select.BLANK else str(value).strip()
+    text = "" if value is None or value is Select.NULL else str(value).strip()
     if not text:
         if parameter.required and parameter.default in (None, ""):
             return f"{parameter.label or parameter.id} is required"
@@ -88,7 +88,7 @@ class StartForm(ModalScreen[dict[str, str] | None]):
                     default = "" if parameter.default is None else str(parameter.default)
                     if parameter.type == "choice" and parameter.items:
                         yield Select([(str(item), str(item)) for item in parameter.items],
-                                     value=default if default else Select.BLANK,
+                                     value=default if default else Select.NULL,
                                      allow_blank=not parameter.required or not default,
                                      id=f"field-{parameter.id}", compact=True)
                     else:
@@ -129,7 +129,7 @@ class StartForm(ModalScreen[dict[str, str] | None]):
         if errors:
             return None
         return {key: str(value).strip() for key, value in values.items()
-                if value is not None and value is not Select.BLANK and str(value).strip()}
+                if value is not None and value is not Select.NULL and str(value).strip()}
 
     def action_submit(self) -> None:
         values = self.validate()

@@ -1,0 +1,364 @@
+"""Pilot tests on the fake backend: each key calls the right backend method, read-only refuses, the filter
+hides what does not match, updates change only what they name and keep the selection."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from stepflow_tui.backend.views import Update
+from stepflow_tui.tui.screens.confirm import ConfirmScreen
+from stepflow_tui.tui.screens.help import HelpScreen
+from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
+from stepflow_tui.tui.screens.workers import WorkersScreen
+from stepflow_tui.tui.widgets.header import StatusHeader
+from stepflow_tui.tui.widgets.log import LogPanel
+from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
+
+from .fakes import FakeBackend
+from .helpers import make_app, open_step, select, settle, tree_of
+
+SIZE = (120, 36)
+
+
+def notifications(app) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+def emit_from_thread(backend: FakeBackend, update: Update) -> None:
+    """Send an update the way the backend does: from a thread that is not the UI's."""
+    thread = threading.Thread(target=backend.emit, args=(update,))
+    thread.start()
+    thread.join(timeout=10)
+
+
+async def test_start_from_the_form_calls_start_workflow_and_selects_it():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, DefinitionPicker)
+        await pilot.press("enter")  # the first definition: checksum_folder
+        await settle(pilot)
+        assert isinstance(app.screen, StartForm)
+        await pilot.press(*"/data/new", "enter")
+        await settle(pilot)
+        assert backend.calls == [("start_workflow", "checksum_folder",
+                                  {"source_dir": "/data/new", "manifest_path": "manifest.sha256",
+                                   "algorithm": "sha256"})]
+        assert tree_of(pilot).selected_ref == NodeRef("workflow", 16)
+        assert "started workflow #16 checksum_folder" in notifications(app)
+
+
+async def test_start_form_refuses_missing_required_and_bad_number():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s", "enter")
+        await settle(pilot)
+        form = app.screen
+        form.query_one("#field-max_files").value = "lots"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is form  # still open
+        assert backend.calls == []
+        errors = [str(widget.render()) for widget in form.query(".field-error.shown")]
+        assert errors == ["Folder to checksum is required", "Stop after this many files must be a number, not 'lots'"]
+        form.query_one("#field-source_dir").value = "/data"
+        form.query_one("#field-max_files").value = "12"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert backend.calls[0][2]["max_files"] == "12"
+
+
+async def test_retry_on_a_job_calls_retry_job():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 13, 1)
+        await select(pilot, NodeRef("job", 13, 1, 2001))
+        await pilot.press("r")
+        await settle(pilot)
+        assert backend.calls == [("retry_job", 2001)]
+        # the fake announced the change: the job's line follows without a rebuild
+        assert "queued" in str(tree_of(pilot).node_for(NodeRef("job", 13, 1, 2001)).label)
+
+
+async def test_retry_on_a_step_asks_with_the_count_then_retries():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("step", 13, 1))
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Retry 3 failed jobs of step 'fail'?"
+        await pilot.press("y")
+        await settle(pilot)
+        assert backend.calls == [("retry_failed", 13, 1)]
+
+
+async def test_retry_with_nothing_failed_says_so():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 12))
+        await pilot.press("r")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert backend.calls == []
+        assert "no failed jobs in workflow #12 checksum_folder" in notifications(app)
+
+
+async def test_abort_confirmed_and_cancelled():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        await pilot.press("a")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert backend.calls == []
+        await pilot.press("a")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert backend.calls == [("abort", 14)]
+        assert "aborted" in str(tree_of(pilot).node_for(NodeRef("workflow", 14)).label)
+
+
+async def test_pause_then_resume():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("step", 14, 2))  # any node of the workflow will do
+        await pilot.press("p")
+        await settle(pilot)
+        assert "paused" in str(tree_of(pilot).node_for(NodeRef("workflow", 14)).label)
+        await pilot.press("p")
+        await settle(pilot)
+        assert backend.calls == [("pause", 14), ("resume", 14)]
+
+
+async def test_delete_a_finished_workflow_removes_it_and_refuses_a_running_one():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        await pilot.press("d")
+        await settle(pilot)
+        assert backend.calls == []
+        assert "workflow #14 is processing: abort it before deleting it" in notifications(app)
+        await select(pilot, NodeRef("workflow", 12))
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert backend.calls == [("delete", 12)]
+        tree = tree_of(pilot)
+        assert tree.node_for(NodeRef("workflow", 12)) is None
+        assert [node.data.workflow_id for node in tree.root.children] == [13, 14, 15]
+
+
+async def test_cancel_a_processing_job_but_not_a_finished_one():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("job", 14, 2, 3001))  # completed
+        await pilot.press("x")
+        await settle(pilot)
+        assert backend.calls == []
+        await select(pilot, NodeRef("job", 14, 2, 3027))  # processing
+        await pilot.press("x")
+        await settle(pilot)
+        assert backend.calls == [("cancel_job", 3027)]
+
+
+@pytest.mark.parametrize(("key", "action"), [("s", "start"), ("r", "retry"), ("a", "abort"),
+                                             ("p", "pause/resume"), ("d", "delete"), ("x", "cancel job")])
+async def test_read_only_refuses_every_change(key, action):
+    backend = FakeBackend()
+    app = make_app(backend, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("job", 14, 2, 3027))
+        await pilot.press(key)
+        await settle(pilot)
+        assert backend.calls == []
+        assert f"read-only mode: {action} refused" in notifications(app)
+        assert app.screen is app.main_screen
+
+
+async def test_backend_read_only_flag_is_honoured():
+    app = make_app(FakeBackend(read_only=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert "read-only mode: start refused" in notifications(app)
+        assert app.main_screen.query_one(StatusHeader).read_only
+
+
+async def test_filter_dialog_hides_workflows_that_do_not_match():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.press(*"failing", "enter")
+        await settle(pilot)
+        tree = tree_of(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [13]
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.click("#clear")
+        await settle(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [12, 13, 14, 15]
+
+
+async def test_status_filter_lists_only_matching_jobs():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tree = tree_of(pilot)
+        tree.set_filter(TreeFilter(status="error"))
+        assert [node.data.workflow_id for node in tree.root.children] == [13, 14]
+        await open_step(pilot, 14, 2)
+        step = tree.node_for(NodeRef("step", 14, 2))
+        assert [child.data.job_id for child in step.children] == [3026]
+
+
+async def test_large_step_lists_a_page_then_more_on_demand():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 15, 1)
+        tree = tree_of(pilot)
+        step = tree.node_for(NodeRef("step", 15, 1))
+        assert len(step.children) == 201  # 200 jobs + "load more"
+        assert "(99,800 left)" in str(step.children[-1].label)
+        await select(pilot, NodeRef("more", 15, 1))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert tree.loaded_count(15, 1) == 400
+        assert tree.selected_ref == NodeRef("job", 15, 1, 100_200)
+        assert "(99,600 left)" in str(step.children[-1].label)
+
+
+async def test_updates_change_listed_jobs_and_keep_the_selection():
+    """1,000 job updates in one coalesced update relabel every listed job; the cursor stays put."""
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 15, 1)
+        tree = tree_of(pilot)
+        for _ in range(4):
+            await select(pilot, NodeRef("more", 15, 1))
+            await pilot.press("enter")
+            await settle(pilot)
+        assert tree.loaded_count(15, 1) == 1000
+        await select(pilot, NodeRef("job", 15, 1, 100_500))
+        job_ids = range(100_000, 101_000)
+        for job_id in job_ids:
+            backend.set_job(job_id, "error", 7, "disk full")
+        for job_id in job_ids:  # many small updates, merged before the UI sees them
+            if job_id % 100 == 0:
+                emit_from_thread(backend, Update(workflow_ids=frozenset({15}),
+                                                 job_ids=frozenset(range(job_id, job_id + 100))))
+        await settle(pilot)
+        labels = [str(tree.node_for(NodeRef("job", 15, 1, job_id)).label) for job_id in job_ids]
+        assert all("error 7%" in label and "disk full" in label for label in labels)
+        assert tree.selected_ref == NodeRef("job", 15, 1, 100_500)
+        assert "✘ 1000" in str(tree.node_for(NodeRef("step", 15, 1)).label)
+
+
+async def test_a_new_workflow_appears_and_a_deleted_one_goes_without_moving_the_cursor():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        backend.start_workflow("failing_demo", {})  # announced from this (non-UI) call
+        backend.delete(12)
+        await settle(pilot)
+        tree = tree_of(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [13, 14, 15, 16]
+        assert tree.selected_ref == NodeRef("workflow", 14)
+
+
+async def test_connection_state_and_messages_reach_the_header_and_notifications():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        emit_from_thread(backend, Update(connection="reconnecting", messages=("broker connection lost",)))
+        await settle(pilot)
+        assert app.main_screen.query_one(StatusHeader).connection == "reconnecting"
+        assert "broker connection lost" in notifications(app)
+
+
+async def test_a_failed_command_is_a_notification_not_a_crash():
+    backend = FakeBackend()
+    backend.fail_next = "broker unreachable"
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        await pilot.press("p")
+        await settle(pilot)
+        assert "pause workflow #14 failed: broker unreachable" in notifications(app)
+        assert app.is_running
+
+
+async def test_workers_help_log_and_quit_keys():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+        assert isinstance(app.screen, WorkersScreen)
+        table = app.screen.query_one("#workers-table")
+        assert table.row_count == 3
+        assert "LOST" in str(table.get_row("worker-sleep-1")[-1])
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        log = app.main_screen.query_one(LogPanel)
+        assert not log.display
+        await pilot.press("l")
+        assert log.display
+        logging.getLogger("stepflow_tui.test").warning("disk almost full")
+        await pilot.pause()
+        assert any("disk almost full" in line.text for line in log.lines)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 0
+
+
+async def test_command_palette_lists_the_actions():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for title in ("Start (s)", "Retry (r)", "Abort (a)", "Pause (p)", "Delete (d)", "Cancel (x)",
+                      "Filter (/)", "Workers (w)", "Log (l)", "Help (?)"):
+            assert title in titles
