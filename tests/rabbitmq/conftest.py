@@ -169,7 +169,8 @@ class Processes:
                 proc.send_signal(signal.SIGTERM)
         for _name, proc, _log in self._procs:
             try:
-                proc.wait(timeout=10)
+                # A worker still running a job would wait for it (up to its 30 s grace): not in a teardown.
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
@@ -184,8 +185,9 @@ class Processes:
 
 
 @pytest.fixture
-def processes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
-    """Start child processes; every one is stopped at teardown. A failing test prints their logs."""
+def processes(rabbitmq_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
+    """Start child processes; every one is stopped at teardown, before the test's vhost is deleted (hence
+    the dependency on ``rabbitmq_url``). A failing test prints their logs."""
     procs = Processes(tmp_path / "logs")
     try:
         yield procs
