@@ -1,0 +1,27 @@
+"""The state store: a ``State`` persisted in TinyDB files (lock file, atomic writes, batched flushes).
+
+    store = Store(path)            # path: default_path() unless --db / $STEPFLOW_DB
+    state = store.open()           # StoreLocked / StoreCorrupt / StoreError
+    with store.lock:               # mutate the State, mark what changed (state.mark_job, ...)
+        ...
+    store.flush(state)             # writes only what is marked, atomically; clears the marks
+    store.close()
+
+The layout and the guarantees are described in docs/state.md.
+"""
+
+from .errors import StoreCorrupt, StoreError, StoreLocked
+from .storage import AtomicJSONStorage
+from .store import FORMAT_VERSION, SHARD_SIZE, FlushStats, Store, default_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SHARD_SIZE",
+    "AtomicJSONStorage",
+    "FlushStats",
+    "Store",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreLocked",
+    "default_path",
+]

@@ -1,0 +1,147 @@
+"""TinyDB storage that writes atomically, and the file helpers behind it.
+
+Every state file is a plain TinyDB JSON document (``{"table": {"doc_id": {...}}}``), readable with
+``TinyDB(path)``. Writes never modify a file in place: the new content goes to a temp file in the same folder,
+is flushed and fsynced, replaces the old file with ``os.replace`` and the folder is fsynced, so a crash at any
+moment leaves either the old or the new file, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tinydb.storages import Storage
+
+from .errors import StoreCorrupt, StoreError
+
+#: Suffix of the temp files of an atomic write; leftovers of a crash are removed when a Store opens.
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames done in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data``: temp file in the same folder, fsync, ``os.replace``, fsync the folder.
+
+    ``sync_dir=False`` lets a caller that writes several files of one folder fsync the folder once.
+    """
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def remove_temp_files(folder: Path, prefix: str = ".") -> None:
+    """Remove leftovers of interrupted atomic writes (``.<name>.<random>.tmp``) starting with ``prefix``."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX) and entry.is_file():
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+
+
+def keep_corrupt_copy(path: Path) -> str | None:
+    """Copy an unreadable file to ``<file>.corrupt-<YYYYmmddTHHMMSS>`` (never overwriting); return its name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+        number += 1
+    try:
+        shutil.copy2(path, candidate)
+    except OSError:
+        return None
+    return str(candidate)
+
+
+def tinydb_text(tables: dict[str, Iterable[tuple[int, str]]]) -> str:
+    """TinyDB's JSON layout from documents that are already serialised (``(doc_id, json)`` pairs).
+
+    Identical to ``json.dumps`` of the TinyDB dict, so the store can keep serialised documents between
+    flushes instead of serialising every document of a file again.
+    """
+    parts = []
+    for name, documents in tables.items():
+        body = ", ".join(f'"{doc_id}": {text}' for doc_id, text in documents)
+        parts.append(f"{json.dumps(name)}: {{{body}}}")
+    return "{" + ", ".join(parts) + "}"
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB ``Storage`` over one JSON file, written atomically.
+
+    ``read`` raises ``StoreCorrupt`` (after keeping a copy of the file) when the file is not a TinyDB JSON
+    document; an absent file reads as empty (``None``). ``write`` takes TinyDB's dict; ``write_text`` takes
+    the same document already serialised (see ``tinydb_text``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sync_dir: bool = True) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.sync_dir = sync_dir
+        self.bytes_written = 0
+        self._data: dict[str, dict[str, Any]] | None = None  # last read or written, so each table access
+        # of a TinyDB over this storage does not parse the file again
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        if self._data is not None:
+            return self._data
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"cannot read state file {self.path}: {error.strerror}") from error
+        if not raw:
+            # An atomic writer never leaves an empty file: something else truncated it.
+            raise StoreCorrupt(str(self.path), "the file is empty", keep_corrupt_copy(self.path))
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            raise StoreCorrupt(
+                str(self.path), f"invalid JSON: {error}", keep_corrupt_copy(self.path)
+            ) from None
+        if not isinstance(data, dict) or not all(isinstance(table, dict) for table in data.values()):
+            raise StoreCorrupt(str(self.path), "not a TinyDB document", keep_corrupt_copy(self.path))
+        self._data = data
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.write_text(json.dumps(data))
+        self._data = data
+
+    def write_text(self, text: str) -> None:
+        """Write an already serialised TinyDB document atomically."""
+        data = text.encode("utf-8")
+        self._data = None
+        atomic_write(self.path, data, sync_dir=self.sync_dir)
+        self.bytes_written += len(data)
