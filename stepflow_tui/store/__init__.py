@@ -7,12 +7,14 @@
     store.flush(state)             # writes only what is marked, atomically; clears the marks
     store.close()
 
+    state = read_state(path)       # a snapshot without owning the file (stepflow status)
+
 The layout and the guarantees are described in docs/state.md.
 """
 
 from .errors import StoreCorrupt, StoreError, StoreLocked
 from .storage import AtomicJSONStorage
-from .store import FORMAT_VERSION, SHARD_SIZE, FlushStats, Store, default_path
+from .store import FORMAT_VERSION, SHARD_SIZE, FlushStats, Store, default_path, read_state
 
 __all__ = [
     "FORMAT_VERSION",
@@ -24,4 +26,5 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "default_path",
+    "read_state",
 ]

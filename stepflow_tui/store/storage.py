@@ -104,10 +104,11 @@ class AtomicJSONStorage(Storage):
     the same document already serialised (see ``tinydb_text``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], sync_dir: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], sync_dir: bool = True, keep_copies: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
         self.sync_dir = sync_dir
+        self.keep_copies = keep_copies  # False for readers that must not write anything
         self.bytes_written = 0
         self._data: dict[str, dict[str, Any]] | None = None  # last read or written, so each table access
         # of a TinyDB over this storage does not parse the file again
@@ -123,17 +124,18 @@ class AtomicJSONStorage(Storage):
             raise StoreError(f"cannot read state file {self.path}: {error.strerror}") from error
         if not raw:
             # An atomic writer never leaves an empty file: something else truncated it.
-            raise StoreCorrupt(str(self.path), "the file is empty", keep_corrupt_copy(self.path))
+            raise StoreCorrupt(str(self.path), "the file is empty", self._copy())
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError) as error:
-            raise StoreCorrupt(
-                str(self.path), f"invalid JSON: {error}", keep_corrupt_copy(self.path)
-            ) from None
+            raise StoreCorrupt(str(self.path), f"invalid JSON: {error}", self._copy()) from None
         if not isinstance(data, dict) or not all(isinstance(table, dict) for table in data.values()):
-            raise StoreCorrupt(str(self.path), "not a TinyDB document", keep_corrupt_copy(self.path))
+            raise StoreCorrupt(str(self.path), "not a TinyDB document", self._copy())
         self._data = data
         return data
+
+    def _copy(self) -> str | None:
+        return keep_corrupt_copy(self.path) if self.keep_copies else None
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.write_text(json.dumps(data))

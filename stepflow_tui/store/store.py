@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -59,6 +60,29 @@ def default_path() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path.home() / ".local" / "state" / "stepflow" / "state.json"
+
+
+def read_state(path: str | os.PathLike[str]) -> State:
+    """Load the State at ``path`` without owning it: no lock, nothing written (for ``stepflow status``).
+
+    Safe while another process owns and flushes the file: every file is replaced atomically, so each is
+    read whole; jobs may be one flush ahead of the index. A missing file gives an empty State. Raises
+    ``StoreCorrupt`` (no copy is made) or ``StoreError``.
+    """
+    store = Store(path)
+    return _without_gc(lambda: store._load(owner=False))
+
+
+def _without_gc(load: Callable[[], State]) -> State:
+    # Loading allocates ~10 containers per job and none is garbage: the cyclic GC would only rescan them
+    # again and again (a third of the load time at 100,000 jobs).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return load()
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -111,6 +135,7 @@ class Store:
         self._flush_lock = threading.Lock()
         self._lockfile = LockFile(self.path)
         self._opened = False
+        self._owner = True  # False while read_state loads: no copies, no cleanup
         # What is on disk (or about to be), owned by flush under _flush_lock:
         self._shard_members: dict[int, set[int]] = {}  # shard -> job ids persisted in it
         self._shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()  # shard -> job id -> JSON
@@ -148,18 +173,11 @@ class Store:
                     f"cannot create the folder of state file {self.path}: {error.strerror}"
                 ) from error
             self._lockfile.acquire()
-            # Loading allocates ~10 containers per job and none is garbage: the cyclic GC would only rescan
-            # them again and again (a third of the load time at 100,000 jobs).
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
             try:
-                state = self._load()
+                state = _without_gc(self._load)
             except BaseException:
                 self._lockfile.release()
                 raise
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
             self._opened = True
             return state
 
@@ -184,15 +202,19 @@ class Store:
                 found[int(match.group(1))] = entry
         return found
 
-    def _load(self) -> State:
-        # We own the lock: temp files are leftovers of a writer that died mid-write.
-        remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
-        remove_temp_files(self.shard_dir)
+    def _load(self, owner: bool = True) -> State:
+        """Load everything. ``owner=False`` (``read_state``): write nothing, and tolerate the changes a
+        live owner makes while we read (a shard removed, shards written before their index)."""
+        self._owner = owner
+        if owner:
+            # We own the lock: temp files are leftovers of a writer that died mid-write.
+            remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
+            remove_temp_files(self.shard_dir)
         shard_files = self._shard_files()
-        index = TinyDB(self.path, storage=AtomicJSONStorage)
+        index = TinyDB(self.path, storage=AtomicJSONStorage, keep_copies=owner)
         data = index.storage.read()
         if data is None:
-            if shard_files:
+            if shard_files and owner:
                 # Starting empty would drop these jobs and reuse their ids: refuse instead.
                 raise StoreCorrupt(str(self.path), f"the file is missing but {self.shard_dir} holds jobs")
             return State()
@@ -208,7 +230,7 @@ class Store:
 
         listed = {int(shard) for shard in meta.get("shards", [])}
         missing = sorted(listed - set(shard_files))
-        if missing:
+        if missing and owner:
             raise StoreCorrupt(
                 str(self._shard_path(missing[0])), "the job shard listed in the index is missing"
             )
@@ -218,6 +240,7 @@ class Store:
             step.job_ids = []
             step.counts = empty_counts()
         max_job_id = 0
+        index_next_job_id = int(meta.get("next_job_id", 1 << 62))
         max_workflow_id = max(state.workflows, default=0)
         orphans = 0
         for shard in sorted(shard_files):
@@ -227,9 +250,10 @@ class Store:
                 max_job_id = max(max_job_id, job.id)
                 max_workflow_id = max(max_workflow_id, job.workflow_id)
                 step = steps.get((job.workflow_id, job.step_id))
-                if step is None:
-                    # Written by a flush that died before its index (or a half-done delete): not part of
-                    # the state; the next flush rewrites the shard without it.
+                if step is None or job.id >= index_next_job_id:
+                    # Written by a flush whose index never landed (it died, or a live owner is between
+                    # its shard and index writes), or left by a half-done delete: not part of the state
+                    # the index describes; the next flush rewrites the shard without it.
                     orphans += 1
                     self._pending_shards.add(shard)
                     continue
@@ -242,7 +266,13 @@ class Store:
             if members:
                 self._shard_members[shard] = members
         if orphans:
-            log.warning("%s: ignored %d jobs of unknown workflows or steps", self.path, orphans)
+            # Expected while reading a live owner's files; after a crash, worth a line in the log.
+            log.log(
+                logging.WARNING if owner else logging.DEBUG,
+                "%s: ignored %d jobs the index does not know (an interrupted flush or delete)",
+                self.path,
+                orphans,
+            )
         # Ids are never reused, even those of jobs written by a flush whose index never landed.
         state.next_job_id = max(int(meta.get("next_job_id", 1)), max_job_id + 1)
         state.next_workflow_id = max(int(meta.get("next_workflow_id", 1)), max_workflow_id + 1)
@@ -250,7 +280,7 @@ class Store:
         return state
 
     def _corrupt(self, path: Path, detail: str) -> StoreCorrupt:
-        return StoreCorrupt(str(path), detail, keep_corrupt_copy(path))
+        return StoreCorrupt(str(path), detail, keep_corrupt_copy(path) if self._owner else None)
 
     def _read_meta(self, data: dict[str, dict[str, Any]]) -> dict[str, Any]:
         meta_table = data.get("meta")
@@ -273,7 +303,7 @@ class Store:
     def _read_shard(self, shard: int, path: Path) -> list[Job]:
         # The shard's TinyDB table is read straight from the storage: TinyDB's Table.all() copies every
         # document into a Document, which costs as much as parsing the file.
-        data = AtomicJSONStorage(path).read() or {}
+        data = AtomicJSONStorage(path, keep_copies=self._owner).read() or {}
         jobs = []
         for doc_id, document in data.get("jobs", {}).items():
             try:
