@@ -88,7 +88,8 @@ def write(path: Path, jobs: int, workflows: int) -> None:
     store.flush(state)
     print(
         f"steady flush (11 jobs): {time.perf_counter() - started:.3f} s, "
-        f"{store.stats.files_written - before} file(s) written"
+        f"{store.stats.files_written - before} file(s) written; "
+        f"writer peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
     store.close()
 

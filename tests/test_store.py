@@ -594,3 +594,21 @@ def test_read_state_while_a_flush_loop_runs(db: Path) -> None:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
+
+
+def test_failed_write_is_reported_and_retried_by_the_next_flush(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    shard_dir = db.with_name("state.json.d")
+    shard_dir.write_text("in the way")  # a file where the shard folder must go
+    add_job(state, add_workflow(state), 0, JobStatus.COMPLETED)
+    with pytest.raises(StoreError, match="cannot write state file") as error:
+        store.flush(state)
+    assert str(shard_dir) in str(error.value)
+    assert not state.dirty and not db.exists()  # marks are cleared: the store keeps the work pending
+
+    shard_dir.unlink()
+    store.flush(state)  # nothing marked, but the pending shard and index are written now
+    store.close()
+    loaded = reopen(db)
+    assert list(loaded.jobs) == [1] and loaded.jobs[1].status is JobStatus.COMPLETED

@@ -438,6 +438,7 @@ class Store:
         try:
             shard_texts = {shard: text for shard, text in plan.shards.items() if text is not None}
             if shard_texts:
+                target = self.shard_dir
                 self.shard_dir.mkdir(parents=True, exist_ok=True)
                 for shard, text in shard_texts.items():
                     target = self._shard_path(shard)
