@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("queues", "one line per queue: ready, unacked, consumers")
 
+    p = command("retry", "retry a failed job, or every failed job of a workflow (or of one of its steps)")
+    p.add_argument("job_id", type=int, nargs="?", metavar="JOB_ID")
+    p.add_argument("--workflow", type=int, metavar="ID", help="retry every failed job of this workflow")
+    p.add_argument("--step", type=int, metavar="STEP_ID", help="with --workflow: only this step")
+    p.add_argument("--wait", action="store_true", help="then follow the workflow to its end")
+    p.add_argument("--local-workers", dest="local_workers", action="store_true", default=None)
+    p.add_argument("--no-local-workers", dest="local_workers", action="store_false")
+    p.add_argument("--concurrency", type=int, default=4, metavar="N")
+
+    p = command("abort", "abort a workflow: pending steps skipped, unfinished jobs stopped")
+    p.add_argument("workflow_id", type=int, metavar="ID")
+
+    p = command("cancel", "cancel one job: a stop order goes to the worker running it; the job ends stopped")
+    p.add_argument("job_id", type=int, metavar="JOB_ID")
+
     p = command("serve", "serve the workbench in a browser (textual-serve)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
@@ -489,7 +504,66 @@ def cmd_tui(args: argparse.Namespace) -> int:
         backend.stop()
 
 
+def _one_command(args: argparse.Namespace, action, *, local_workers: bool | None = False,
+                 concurrency: int = 4):
+    """Open the state (this process must own it), run ``action(backend)`` on the backend thread's terms,
+    and return its result. Refused in read-only mode."""
+    from stepflow_tui.core.engine import EngineError
+
+    if args.read_only:
+        raise UsageError(f"read-only mode: {args.command} refused")
+    registry = load_registry()
+    definitions = load_all_definitions(args.workflows, registry)
+    backend = make_backend(args, definitions, registry, local_workers=local_workers, concurrency=concurrency)
+    try:
+        backend.wait_until_running(10.0)
+        try:
+            return backend, action(backend).result(timeout=30)
+        except EngineError as exc:
+            raise UsageError(str(exc)) from None
+    except BaseException:
+        backend.stop()
+        raise
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if (args.job_id is None) == (args.workflow is None):
+        raise UsageError("retry: give a JOB_ID or --workflow ID (not both)")
+    if args.job_id is not None:
+        backend, _ = _one_command(args, lambda b: b.retry_job(args.job_id), local_workers=args.local_workers,
+                                  concurrency=args.concurrency)
+        workflow_id = backend.job(args.job_id)["workflow_id"]
+        print(f"job #{args.job_id} queued again (workflow #{workflow_id})")
+    else:
+        backend, count = _one_command(args, lambda b: b.retry_failed(args.workflow, args.step),
+                                      local_workers=args.local_workers, concurrency=args.concurrency)
+        workflow_id = args.workflow
+        print(f"{count} failed job(s) of workflow #{workflow_id} queued again")
+    try:
+        if args.wait or args.broker.startswith("memory:"):
+            return follow(backend, workflow_id)
+        _wait_sent(backend, workflow_id)
+        return EXIT_OK
+    finally:
+        backend.stop()
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    backend, _ = _one_command(args, lambda b: b.abort(args.workflow_id))
+    backend.stop()
+    print(f"workflow #{args.workflow_id} aborted")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    backend, _ = _one_command(args, lambda b: b.cancel_job(args.job_id))
+    backend.stop()
+    print(f"job #{args.job_id} cancelled")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "retry": cmd_retry, "abort": cmd_abort, "cancel": cmd_cancel,
     "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "plugins": cmd_plugins, "validate": cmd_validate,
     "worker": cmd_worker, "queues": cmd_queues, "serve": cmd_serve, None: cmd_tui,
 }
