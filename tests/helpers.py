@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
 T = TypeVar("T")
 
 #: The repository root (it holds workflows.json with checksum_folder, fanout_demo and failing_demo).
@@ -163,15 +161,3 @@ class LineReader:
         with self._lock:
             return "\n".join(self.lines)
 
-
-def _store_can_read_without_owning() -> bool:
-    import stepflow_tui.store
-
-    return hasattr(stepflow_tui.store, "read_state")
-
-
-#: `stepflow status` (cli.cmd_status) reads the state through ``stepflow_tui.store.read_state``, which the store
-#: does not provide yet; tests that need `status` are expected to fail until it does (then the mark is inert).
-needs_status = pytest.mark.xfail(
-    not _store_can_read_without_owning(), strict=True,
-    reason="stepflow_tui/store/__init__.py has no read_state(path), which cli.cmd_status imports")

@@ -17,7 +17,6 @@ from helpers import (
     LineReader,
     describe,
     make_tree,
-    needs_status,
     run_cli,
     start_cli,
     step,
@@ -91,7 +90,6 @@ def test_checksum_folder_writes_a_manifest_sha256sum_verifies(tmp_path: Path, ou
 
 
 # ------------------------------------------------------------------------------------------ a failing workflow
-@needs_status
 def test_failing_demo_exits_1_and_status_names_the_failed_job(tmp_path: Path, db: Path) -> None:
     marker = tmp_path / "no-such-marker"  # the job succeeds if this exists: make sure it does not
 
@@ -171,7 +169,6 @@ def test_unknown_workflow_exits_2_listing_known_ones(tmp_path: Path, db: Path) -
 
 
 # ------------------------------------------------------------------------------------------ a job type nobody serves
-@needs_status
 def test_job_type_without_worker_ends_in_error_without_hanging(tmp_path: Path, db: Path) -> None:
     definitions = write_workflows(tmp_path / "workflows.json", [
         workflow("orphan", [step(1, "noop"), step(2, "nobody_serves_this", required_to_start=[1])])])
@@ -185,7 +182,6 @@ def test_job_type_without_worker_ends_in_error_without_hanging(tmp_path: Path, d
 
 
 # ------------------------------------------------------------------------------------------ the state file
-@needs_status
 def test_unreadable_state_file_exits_2_and_keeps_the_file(tmp_path: Path, db: Path) -> None:
     definitions = write_workflows(tmp_path / "workflows.json", [workflow("quick", [step(1, "noop")])])
     db.parent.mkdir(parents=True)
@@ -202,7 +198,6 @@ def test_unreadable_state_file_exits_2_and_keeps_the_file(tmp_path: Path, db: Pa
     assert all(c.read_bytes() == garbage for c in copies)
 
 
-@needs_status
 def test_second_process_on_the_same_state_file_is_refused(tmp_path: Path, db: Path) -> None:
     definitions = write_workflows(tmp_path / "workflows.json", [
         workflow("long", [step(1, "sleep", parameters=[{"id": "seconds", "type": "number", "value": 120}])])])
@@ -246,7 +241,6 @@ def test_help_exits_0(outside: Path, command: list[str]) -> None:
     assert "--db" in result.stdout  # the global options are offered on every command
 
 
-@needs_status
 def test_global_options_before_and_after_the_command(outside: Path, db: Path) -> None:
     before = run_cli("--db", db, "status", cwd=outside)
     after = run_cli("status", "--db", db, cwd=outside)
