@@ -132,16 +132,26 @@ class MainScreen(Screen[None]):
         if not (update.workflow_ids or update.job_ids or update.queues or update.workers):
             return
         self._refreshing = True
-        self._refresh(update, update.job_ids & self.tree.visible_job_ids)
+        changed = update.job_ids & self.tree.visible_job_ids
+        selected = self.tree.selected_ref
+        selected_job = selected.job_id if selected is not None and selected.job_id in changed else None
+        self._refresh(update, *self.tree.plan_job_reads(changed), selected_job)
 
     @work(thread=True, group="refresh", exit_on_error=False, description="read what changed")
-    def _refresh(self, update: Update, job_ids: frozenset[int] | set[int]) -> None:
+    def _refresh(self, update: Update, pages: list[tuple[int, int, int, int]], job_ids: set[int],
+                 selected_job: int | None) -> None:
         views: dict[int, WorkflowView | None] = {}
         records: list[dict[str, Any]] = []
         queues = workers = None
         try:
             views = {workflow_id: self.backend.workflow(workflow_id) for workflow_id in update.workflow_ids}
-            records = [record for job_id in job_ids if (record := self.backend.job(job_id)) is not None]
+            # many changed jobs of one step: re-read its listed pages (one lock each) instead of job by job
+            for workflow_id, step_id, offset, limit in pages:
+                records += [{"id": job.id, "status": job.status, "progress": job.progress, "error": job.error}
+                            for job in self.backend.jobs(workflow_id, step_id, offset=offset, limit=limit)]
+            if selected_job is not None:
+                job_ids = job_ids | {selected_job}  # the detail pane needs the full record
+            records += [record for job_id in job_ids if (record := self.backend.job(job_id)) is not None]
             queues = self.backend.queue_states() if update.queues else None
             workers = self.backend.workers() if update.workers else None
         except Exception as error:  # show it, keep going with what was read

@@ -25,6 +25,18 @@ from stepflow_tui.tui.formatting import (
 )
 
 TRACEBACK_LINES = 20  # the end of a traceback is where the cause is
+MAX_ITEMS = 10  # of a list value (a fan-out step's source_paths may hold 100,000 paths)
+MAX_CHARS = 300  # of any one value
+
+
+def short_value(value: Any) -> str:
+    """A value as text, cut to a readable size: long lists show their first items and how many more."""
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(short_value(item) for item in value[:MAX_ITEMS])
+        more = f", … ({len(value) - MAX_ITEMS:,} more)" if len(value) > MAX_ITEMS else ""
+        return f"[{shown}{more}]"
+    text = str(value)
+    return text if len(text) <= MAX_CHARS else f"{text[:MAX_CHARS]}… ({len(text):,} characters)"
 
 
 def _fields(rows: list[tuple[str, Any]]) -> Table:
@@ -34,7 +46,7 @@ def _fields(rows: list[tuple[str, Any]]) -> Table:
     for name, value in rows:
         if value is None or value == "":
             value = Text("—", style="dim")
-        grid.add_row(name, value if isinstance(value, Text) else Text(str(value)))
+        grid.add_row(name, value if isinstance(value, Text) else Text(short_value(value)))
     return grid
 
 
@@ -51,7 +63,7 @@ def _parameters(parameters: list[dict[str, Any]] | dict[str, Any]) -> Renderable
     for parameter in parameters:
         value = parameter.get("value", parameter.get("default"))
         rows.append((str(parameter.get("id", "?")),
-                     Text.assemble(f"{value}", (f"  ({parameter.get('type', '')})", "dim"))))
+                     Text.assemble(short_value(value), (f"  ({parameter.get('type', '')})", "dim"))))
     return _fields(rows)
 
 
@@ -162,8 +174,10 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
     parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
     parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
     paths = record.get("destination_paths") or []
-    parts += [_section("Destination paths"),
-              Text("\n".join(paths)) if paths else Text("none", style="dim")]
+    listed = "\n".join(short_value(path) for path in paths[:MAX_ITEMS])
+    if len(paths) > MAX_ITEMS:
+        listed += f"\n… {len(paths) - MAX_ITEMS:,} more"
+    parts += [_section("Destination paths"), Text(listed) if paths else Text("none", style="dim")]
     history = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
     history.add_column()
     history.add_column(style="dim")

@@ -120,6 +120,27 @@ class WorkflowTree(Tree[NodeRef]):
         """The last known status of a listed job."""
         return self._job_status.get(job_id)
 
+    def plan_job_reads(self, job_ids: set[int] | frozenset[int],
+                       many: int = 50) -> tuple[list[tuple[int, int, int, int]], set[int]]:
+        """How to re-read changed listed jobs: ``(pages, job_ids)``. A step with more than ``many`` changed
+        lines (and no status filter, which would shift its pages) is re-read by page, (workflow, step, offset,
+        limit); the others job by job."""
+        by_step: dict[StepKey, list[int]] = {}
+        for job_id in job_ids:
+            node = self._job_nodes.get(job_id)
+            if node is not None and node.data is not None and node.data.step_key is not None:
+                by_step.setdefault(node.data.step_key, []).append(job_id)
+        pages: list[tuple[int, int, int, int]] = []
+        singles: set[int] = set()
+        for key, ids in by_step.items():
+            if len(ids) > many and self.tree_filter.job_status is None:
+                loaded = self._loaded.get(key, 0)
+                pages += [(key[0], key[1], offset, min(self.PAGE_SIZE * 5, loaded - offset))
+                          for offset in range(0, loaded, self.PAGE_SIZE * 5)]
+            else:
+                singles.update(ids)
+        return pages, singles
+
     def loaded_count(self, workflow_id: int, step_id: int) -> int:
         """How many job lines of a step are listed (0 when never expanded)."""
         return self._loaded.get((workflow_id, step_id), 0)
