@@ -195,6 +195,10 @@ class Backend:
                         if resent:
                             log.info("resuming: %d job orders to send", resent)
                     first = False
+                # Workers that started before us announced themselves to queues that did not exist yet:
+                # ask every worker for its status now.
+                conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
+                                              headers={"broadcast": True}, persistent=False)])
                 self._set_connection("connected", None)
                 self._started.set()
                 delay = 0.5
@@ -343,7 +347,7 @@ class Backend:
         if now - self._last_queue_poll < self.config.queue_interval:
             return
         self._last_queue_poll = now
-        names = list(topology.system_queue_names()) if hasattr(topology, "system_queue_names") else []
+        names = list(topology.system_queue_names())
         for job_type in sorted(self._job_types()):
             names.append(topology.job_queue(job_type))
         states = conn.queue_states(names)
