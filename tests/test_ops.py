@@ -1,0 +1,292 @@
+"""Operations (stepflow_tui/ops.py): dead letters looked at and redriven on both brokers, prune on a real
+state file, and the pure helpers (excerpts, ages)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from stepflow_tui import ops
+from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, connect
+from stepflow_tui.core.model import Job, JobStatus, State, StepState, StepStatus, Workflow, WorkflowStatus
+from stepflow_tui.store import Store, StoreLocked, read_state
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll a condition (RabbitMQ dead-letters asynchronously); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def ready(conn: Connection, queue: str) -> int:
+    (state,) = conn.queue_states([queue])
+    return state.ready
+
+
+@pytest.fixture
+def conn(broker_url: str) -> Iterator[Connection]:
+    connection = connect(broker_url, name="test-ops")
+    connection.declare_backend_topology()
+    connection.declare_job_queue("checksum")
+    yield connection
+    connection.close()
+
+
+def kill(conn: Connection, queue: str, exchange: str, bodies: list[bytes],
+         headers: dict[str, object] | None = None) -> None:
+    """Publish ``bodies`` to ``queue`` through ``exchange`` and reject each (requeue=False): dead letters."""
+    before = ready(conn, topology.JOB_DEAD_LETTER)
+    conn.publish([OutgoingMessage(exchange, queue, body, headers=headers) for body in bodies])
+    wait_until(lambda: ready(conn, queue) >= len(bodies), 10, f"{len(bodies)} messages in {queue}")
+    for _ in bodies:
+        delivery = conn.get(queue)
+        assert delivery is not None
+        conn.reject(delivery.delivery_tag, requeue=False)
+    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) >= before + len(bodies), 10, "the dead letters")
+
+
+def fill(conn: Connection) -> None:
+    """Dead letters in this order: 2 orders of job_checksum, 1 garbage response, 1 without x-death,
+    1 more order of job_checksum."""
+    kill(conn, "job_checksum", topology.JOB_SUBMIT, [b'{"job_id": 1}', b'{"job_id": 2}'],
+         headers={"trace": "t-1"})
+    kill(conn, "job_completed", topology.JOB_RESPONSE, [b"garbage \x1b[31m\xff"])
+    conn.publish([OutgoingMessage(topology.JOB_DEAD_LETTER, "by.hand", b"no death")])
+    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 4, 10, "the hand-made dead letter")
+    kill(conn, "job_checksum", topology.JOB_SUBMIT, [b'{"job_id": 3}'])
+
+
+def bodies_of(letters: list[ops.DeadLetter]) -> list[str]:
+    return [letter.excerpt for letter in letters]
+
+
+ORDER = ['{"job_id": 1}', '{"job_id": 2}', "garbage \\x1b[31m\\xff", "no death", '{"job_id": 3}']
+
+
+def test_peek_reads_x_death_and_consumes_nothing(broker_url: str, conn: Connection) -> None:
+    fill(conn)
+    first = ops.peek_dead_letters(conn, limit=3)
+    assert bodies_of(first) == ORDER[:3]
+    order = first[0]
+    assert (order.original_queue, order.reason, order.count) == ("job_checksum", "rejected", 1)
+    assert order.exchange == topology.JOB_SUBMIT and order.routing_keys == ("job_checksum",)
+    assert order.time is not None and order.time.endswith("Z") and order.position == 0
+    assert first[2].original_queue == "job_completed"
+
+    # as the CLI does: a connection of its own, closed afterwards; the queue keeps everything, in order
+    other = connect(broker_url, name="test-ops-peek")
+    try:
+        assert bodies_of(ops.peek_dead_letters(other)) == ORDER
+    finally:
+        other.close()
+    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 5, 10, "5 dead letters back in place")
+    letters = ops.peek_dead_letters(conn)
+    assert bodies_of(letters) == ORDER
+    assert letters[3].original_queue is None and letters[3].routing_key == "by.hand"
+    assert [letter.position for letter in letters] == [0, 1, 2, 3, 4]
+
+
+def test_dry_run_counts_per_original_queue_and_moves_nothing(conn: Connection) -> None:
+    fill(conn)
+    report = ops.redrive(conn, dry_run=True)
+    assert report.counts() == {"job_checksum": 3, "job_completed": 1, ops.NO_ORIGIN: 1}
+    assert not report.redriven
+    assert ready(conn, "job_checksum") == 0
+    assert bodies_of(ops.peek_dead_letters(conn)) == ORDER
+
+
+def test_redrive_one_queue_sends_back_only_its_messages(broker_url: str, conn: Connection) -> None:
+    fill(conn)
+    report = ops.redrive(conn, queue="checksum")  # the job type names its queue too
+    assert report.redriven == {"job_checksum": 3}
+    assert report.skipped == {"job_completed": 1} and len(report.unredrivable) == 1
+    assert bodies_of(ops.peek_dead_letters(conn)) == [ORDER[2], ORDER[3]]  # the others stay, in order
+
+    wait_until(lambda: ready(conn, "job_checksum") == 3, 10, "3 orders back in job_checksum")
+    back: list[Delivery] = []
+    for _ in range(3):
+        delivery = conn.get("job_checksum")
+        assert delivery is not None
+        back.append(delivery)
+        conn.ack(delivery.delivery_tag)
+    assert [d.body for d in back] == [b'{"job_id": 1}', b'{"job_id": 2}', b'{"job_id": 3}']
+    assert back[0].headers == {"trace": "t-1"}  # the sender's headers, without the death records
+    assert all(not any(k.startswith("x-") for k in d.headers) for d in back)
+
+
+def test_redrive_everything_leaves_what_has_no_origin(conn: Connection) -> None:
+    fill(conn)
+    report = ops.redrive(conn)
+    assert report.counts() == {"job_checksum": 3, "job_completed": 1, ops.NO_ORIGIN: 1}
+    assert [letter.excerpt for letter in report.unredrivable] == ["no death"]
+    assert bodies_of(ops.peek_dead_letters(conn)) == ["no death"]
+    wait_until(lambda: ready(conn, "job_completed") == 1, 10, "the response back in job_completed")
+    wait_until(lambda: ready(conn, "job_checksum") == 3, 10, "the orders back in job_checksum")
+
+
+def test_a_message_that_dies_again_is_not_redriven_twice(conn: Connection) -> None:
+    kill(conn, "job_checksum", topology.JOB_SUBMIT, [b"a"])
+    assert ops.redrive(conn).redriven == {"job_checksum": 1}
+    kill_again = conn.get("job_checksum") or wait_until(lambda: conn.get("job_checksum"), 10, "the redriven a")
+    conn.reject(kill_again.delivery_tag, requeue=False)
+    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 1, 10, "a dead again")
+    (letter,) = ops.peek_dead_letters(conn)
+    assert letter.original_queue == "job_checksum"
+    assert letter.count == 1  # the old records were dropped on redrive: this is a fresh death
+
+
+def test_empty_and_missing_dead_letter_queue(memory_url: str) -> None:
+    conn = connect(memory_url)
+    try:
+        assert ops.dead_letter_count(conn) is None
+        assert ops.peek_dead_letters(conn) == []
+        with pytest.raises(ops.BrokerError, match="job_dead_letter"):
+            ops.redrive(conn)
+        conn.declare_backend_topology()
+        assert ops.redrive(conn).counts() == {}
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------ pure helpers
+def test_excerpt_escapes_control_characters_and_cuts() -> None:
+    assert ops.excerpt(b"a\nb\tc\x1b[2J") == "a\\nb\\tc\\x1b[2J"
+    assert ops.excerpt(b"\xff\xfeok") == "\\xff\\xfeok"
+    assert ops.excerpt("é".encode() * 3) == "ééé"
+    long = ops.excerpt(b"x" * 150)
+    assert long == "x" * 100 + "…"
+
+
+def test_describe_reads_the_newest_death_of_rabbitmq_headers() -> None:
+    headers = {"x-death": [
+        {"queue": b"job_transfer", "reason": "rejected", "count": 2, "exchange": "job_submit",
+         "routing-keys": ["job_transfer"], "time": datetime(2026, 1, 2, 3, 4, 5)},
+        {"queue": "job_older", "reason": "expired", "count": 1},
+    ], "x-first-death-queue": "job_older", "keep": 1}
+    delivery = Delivery(queue="job_dead_letter", body=b"{}", delivery_tag=1, routing_key="job_transfer",
+                        headers=headers)
+    letter = ops.describe_dead_letter(delivery, 7)
+    assert (letter.original_queue, letter.reason, letter.count, letter.time, letter.position) == (
+        "job_transfer", "rejected", 2, "2026-01-02T03:04:05Z", 7)
+    message = ops.republished(delivery, letter)
+    assert (message.exchange, message.routing_key, message.persistent) == ("job_submit", "job_transfer", True)
+    assert message.headers == {"keep": 1}
+
+    bare = Delivery(queue="job_dead_letter", body=b"", delivery_tag=2,
+                    headers={"x-death": [{"queue": "job_x", "reason": "maxlen"}]})
+    no_exchange = ops.describe_dead_letter(bare)
+    assert ops.republished(bare, no_exchange).exchange == ""  # the default exchange, to the queue itself
+    assert ops.republished(bare, no_exchange).routing_key == "job_x"
+
+
+def test_redrive_summary_lists_queues_and_what_stays() -> None:
+    total, lines = ops.redrive_summary({"job_b": 2, "job_a": 1, ops.NO_ORIGIN: 4})
+    assert total == 3
+    assert lines.splitlines() == ["     1  job_a", "     2  job_b",
+                                  "     4  without x-death: cannot be sent back, they stay"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("12h", 43200), ("5m", 300), ("90s", 90),
+                                               ("1.5h", 5400), (" 2 d ", 172800)])
+def test_parse_age(text: str, seconds: float) -> None:
+    assert ops.parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "d", "30w", "-1d", "thirty days", ""])
+def test_parse_age_refuses_with_the_expected_form(text: str) -> None:
+    with pytest.raises(ValueError, match="unit s, m, h or d"):
+        ops.parse_age(text)
+
+
+# ------------------------------------------------------------------------------------------ prune
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def stamp(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def add(state: State, status: WorkflowStatus, finished_days_ago: float | None, jobs: int) -> int:
+    """A workflow of one step with ``jobs`` jobs, as the engine leaves it."""
+    workflow_id = state.next_workflow_id
+    state.next_workflow_id += 1
+    finished = stamp(finished_days_ago) if finished_days_ago is not None else None
+    step = StepState(id=1, name="noop", label="noop", status=StepStatus.COMPLETED)
+    workflow = Workflow(id=workflow_id, identifier="w", label="w", version="1.0.0",
+                        definition={"identifier": "w", "steps": [{"id": 1, "name": "noop"}]}, parameters={},
+                        status=status, steps=[step], created_at=stamp(100), updated_at=finished or stamp(0),
+                        finished_at=finished)
+    state.workflows[workflow_id] = workflow
+    state.mark_workflow(workflow)
+    for _ in range(jobs):
+        job = Job(id=state.next_job_id, workflow_id=workflow_id, step_id=1, job_type="noop", parameters=[],
+                  status=JobStatus.COMPLETED, history=[["completed", stamp(0)]], created_at=stamp(100))
+        state.next_job_id += 1
+        state.jobs[job.id] = job
+        step.job_ids.append(job.id)
+        state.mark_job(job)
+    return workflow_id
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Workflows #1 completed 40 days ago (1,200 jobs: two shards), #2 error 31 days ago, #3 aborted 2 days
+    ago, #4 still processing (and old)."""
+    path = tmp_path / "state.json"
+    store = Store(path)
+    state = store.open()
+    add(state, WorkflowStatus.COMPLETED, 40, 1200)
+    add(state, WorkflowStatus.ERROR, 31, 3)
+    add(state, WorkflowStatus.ABORTED, 2, 2)
+    add(state, WorkflowStatus.PROCESSING, None, 4)
+    store.flush(state)
+    store.close()
+    return path
+
+
+def test_prune_removes_old_finished_workflows_and_their_jobs(db: Path) -> None:
+    dry = ops.prune(db, ops.parse_age("30d"), dry_run=True, now=lambda: NOW)
+    assert dry.workflow_ids == (1, 2) and dry.jobs == 1203 and dry.size_after == dry.size_before
+    assert set(read_state(db).workflows) == {1, 2, 3, 4}  # a dry run writes nothing
+
+    result = ops.prune(db, ops.parse_age("30d"), now=lambda: NOW)
+    assert result.workflow_ids == (1, 2) and result.jobs == 1203
+    assert result.size_after < result.size_before / 10
+    assert result.size_after == ops.state_size(db)
+    state = read_state(db)
+    assert set(state.workflows) == {3, 4}
+    assert {job.workflow_id for job in state.jobs.values()} == {3, 4} and len(state.jobs) == 6
+    # shard 0 held only jobs of #1: gone; shard 1 keeps the jobs of #3 and #4
+    assert sorted(p.name for p in (db.parent / "state.json.d").iterdir()) == ["jobs-1.json"]
+    assert state.next_workflow_id == 5  # ids are never reused
+    assert ops.prune(db, ops.parse_age("30d"), now=lambda: NOW).workflow_ids == ()
+
+
+def test_prune_refuses_a_state_file_in_use(db: Path) -> None:
+    owner = Store(db)
+    owner.open()
+    try:
+        with pytest.raises(StoreLocked):
+            ops.prune(db, 0)
+    finally:
+        owner.close()
+
+
+def test_state_size_and_human_size(tmp_path: Path) -> None:
+    assert ops.state_size(tmp_path / "none.json") == 0
+    assert ops.human_size(512) == "512 B" and ops.human_size(1536) == "1.5 KB"
+    assert ops.human_size(5 * 1024 * 1024) == "5.0 MB"
