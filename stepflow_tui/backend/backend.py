@@ -51,13 +51,15 @@ from stepflow_tui.broker.base import (
 )
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
-from stepflow_tui.core.engine import Engine, EngineError
-from stepflow_tui.core.model import Job, JobStatus, State, Workflow
+from stepflow_tui.core.engine import DROP_JOBS, TIMEOUT_HEADER, Engine, EngineError
+from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow, WorkflowStatus
 from stepflow_tui.store import Store
 
 log = logging.getLogger("stepflow_tui.backend")
 
 RESPONSE_QUEUES = (topology.JOB_COMPLETED, topology.JOB_ERROR, topology.JOB_PROGRESSION)
+#: Job ids of aborted workflows the backend keeps telling new workers not to run (the most recent ones).
+RECENT_DROPS = 100_000
 
 
 @dataclass
@@ -108,12 +110,20 @@ class Backend:
         self._workers: dict[str, tuple[protocol.WorkerStatus, float, str]] = {}
         self._local_workers: list[Any] = []
         self._started = threading.Event()
+        # Lost workers: instance id -> monotonic time it was found lost; their jobs are failed one status
+        # interval later (a grace for RabbitMQ to redeliver them elsewhere). Handled ones are kept apart.
+        self._lost_since: dict[str, float] = {}
+        self._lost_handled: set[str] = set()
+        # Orders not to run (aborted workflows): job id -> None, oldest first; re-sent to each new worker.
+        self._drops: dict[int, None] = {}
+        self._drops_to_send: list[tuple[list[int], str | None]] = []  # (job ids, instance id or None: all)
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
         self.state = self.store.open()
         self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
+        self._restore_drops()
         self.connection_state = "connecting"
         local = self.config.local_workers
         if local is None:
@@ -197,8 +207,11 @@ class Backend:
                     first = False
                 # Workers that started before us announced themselves to queues that did not exist yet:
                 # ask every worker for its status now.
-                conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
-                                              headers={"broadcast": True}, persistent=False)])
+                try:
+                    conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
+                                                  headers={"broadcast": True}, persistent=False)])
+                except PublishFailed:
+                    pass  # no worker's direct queue exists yet: nobody to ask
                 self._set_connection("connected", None)
                 self._started.set()
                 delay = 0.5
@@ -237,9 +250,14 @@ class Backend:
     def _loop(self, conn: Connection) -> None:
         while not self._stopping.is_set():
             timeout = 0.05 if (self._batch or self.engine.pending_count()) else 0.2
+            retry_in = self.engine.next_retry_in()
+            if retry_in is not None:
+                timeout = min(timeout, retry_in)  # a delayed retry goes out when it is due
             conn.process_events(timeout)
             self._run_commands()
             self._apply_batch(conn)
+            self._check_jobs()
+            self._send_drops(conn)
             self._flush()
             self._dispatch(conn)
             self._poll_queues(conn)
@@ -292,7 +310,12 @@ class Backend:
             return engine.on_queue_not_found(protocol.decode_not_found(delivery.body))
         if queue_name in (topology.WORKER_DISCOVERY, topology.WORKER_STATUS):
             status = protocol.decode_worker_status(delivery.body)
+            if status.instance_id not in self._workers and self._drops and status.kind != "terminated":
+                # A worker we did not know may hold orders of aborted workflows: tell it which to drop.
+                self._drops_to_send.append((list(self._drops), status.instance_id))
             self._workers[status.instance_id] = (status, time.monotonic(), _now())
+            self._lost_since.pop(status.instance_id, None)
+            self._lost_handled.discard(status.instance_id)
             if status.kind == "terminated":
                 self._workers.pop(status.instance_id, None)
             self._changed_workers = True
@@ -324,8 +347,12 @@ class Backend:
                 jobs = engine.take_outbox(budget)
             if not jobs:
                 return
+            with self.store.lock:
+                timeouts = [engine.job_timeout(job) for job in jobs]
             messages = [OutgoingMessage(topology.JOB_SUBMIT, topology.job_queue(job.job_type),
-                                        protocol.JobOrder(job.id, job.parameters).encode()) for job in jobs]
+                                        protocol.JobOrder(job.id, job.parameters).encode(),
+                                        headers={TIMEOUT_HEADER: timeout} if timeout else None)
+                        for job, timeout in zip(jobs, timeouts, strict=True)]
             try:
                 conn.publish(messages)
             except PublishFailed as exc:
@@ -366,6 +393,73 @@ class Backend:
         for status, _, _ in self._workers.values():
             types.update(status.job_types)
         return types
+
+    def _check_jobs(self) -> None:
+        """Fail jobs that ran past their timeout's guard, and jobs still held by a lost worker after a grace
+        of one more status interval (time for RabbitMQ to redeliver them to another worker)."""
+        now = time.monotonic()
+        lost_jobs: list[tuple[Job, str]] = []
+        for instance_id, (status, seen, _) in list(self._workers.items()):
+            if instance_id in self._lost_handled or now - seen <= 3 * status.interval:
+                continue
+            since = self._lost_since.setdefault(instance_id, now)
+            if now - since < status.interval:
+                continue
+            self._lost_handled.add(instance_id)
+            reason = f"worker {status.label} {instance_id} lost (unseen for {now - seen:.0f} s)"
+            with self.store.lock:
+                jobs = self.engine.processing_jobs_of(instance_id)
+                for job in jobs:
+                    lost_jobs.append((job, reason))
+                    self.engine.fail_job(job.id, reason)
+            if jobs:
+                self._notice(f"{reason}: {len(jobs)} job(s) it held failed")
+        with self.store.lock:
+            overdue = self.engine.fail_overdue()
+        for job in overdue:
+            log.warning("job #%d: %s (its worker did not stop it)", job.id, job.error)
+        if lost_jobs or overdue:
+            with self.store.lock:
+                self._collect_changes()
+
+    def _restore_drops(self) -> None:
+        """After a restart: orders of aborted workflows may still sit in the job queues."""
+        for workflow in sorted(self.state.workflows.values(), key=lambda w: w.id):
+            if workflow.status != WorkflowStatus.ABORTED:
+                continue
+            for step in workflow.steps:
+                for job_id in step.job_ids:
+                    job = self.state.jobs.get(job_id)
+                    if job is not None and job.dispatched and job.status == JobStatus.STOPPED:
+                        self._drops[job_id] = None
+        self._trim_drops()
+
+    def _trim_drops(self) -> None:
+        while len(self._drops) > RECENT_DROPS:
+            del self._drops[next(iter(self._drops))]
+
+    def _drop_orders(self, jobs: Iterable[Job]) -> None:
+        """Broadcast: workers must not run these jobs' orders still waiting in the queues."""
+        ids = [job.id for job in jobs if job.dispatched]
+        if not ids:
+            return
+        for job_id in ids:
+            self._drops[job_id] = None
+        self._trim_drops()
+        self._drops_to_send.append((ids, None))
+
+    def _send_drops(self, conn: Connection) -> None:
+        while self._drops_to_send:
+            job_ids, instance_id = self._drops_to_send[0]
+            body = json.dumps({"type": DROP_JOBS, "job_ids": job_ids}).encode()
+            headers = {"instance_id": instance_id} if instance_id else {"broadcast": True}
+            try:
+                conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", body, headers=headers,
+                                              persistent=False)])
+            except PublishFailed as exc:
+                # Unroutable: no worker is listening now; each new one gets the list when it shows up.
+                log.info("drop list not delivered (%s); new workers will get it", exc)
+            self._drops_to_send.pop(0)
 
     def _lost_workers_changed(self) -> bool:
         now = time.monotonic()
@@ -471,7 +565,14 @@ class Backend:
 
     def abort(self, workflow_id: int) -> Future:
         def command() -> None:
+            workflow = self.engine.workflow(workflow_id)
+            unfinished = [job for job in (self.state.jobs.get(i) for step in workflow.steps for i in step.job_ids)
+                          if job is not None and job.status not in JOB_FINAL]
             running = self.engine.abort(workflow_id)
+            # The drop list first: a worker reads its direct queue in order, so when the stop order frees it
+            # the orders behind are already known as dropped.
+            self._drop_orders(unfinished)
+            self._send_drops_now()
             self._send_stop_orders(running)
 
         return self._submit(command)
@@ -498,8 +599,18 @@ class Backend:
             self.engine.on_failed(protocol.JobFailed(job_id, "cancelled by operator", stopped=True))
             if running:
                 self._send_stop_orders([job])
+            else:
+                self._drop_orders([job])  # its order may wait in the queue: no worker should run it
 
         return self._submit(command)
+
+    def _send_drops_now(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            try:
+                self._send_drops(conn)
+            except BrokerError as exc:  # the loop's next round sends what is left
+                self._notice(f"could not send the drop list: {exc}")
 
     def _send_stop_orders(self, jobs: Iterable[Job]) -> None:
         conn = self._conn
