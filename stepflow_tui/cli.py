@@ -1,8 +1,8 @@
 """The `stepflow` command.
 
 Bare `stepflow` opens the workbench (TUI). Subcommands: run, wait, status, plugins, validate, worker, queues,
-serve. Global options (--broker, --db, --workflows, --read-only, -v) are accepted before or after the
-subcommand, each with an environment variable.
+retry, abort, cancel, dead-letters, redrive, prune, serve. Global options (--broker, --ca-file, --db,
+--workflows, --read-only, -v) are accepted before or after the subcommand, each with an environment variable.
 """
 
 from __future__ import annotations
@@ -47,13 +47,15 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool, broker: bool 
         group.add_argument("--broker", metavar="URL", default=default(None),
                            help="memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
                                 "[env STEPFLOW_BROKER_URL]")
+    group.add_argument("--ca-file", metavar="PATH", default=default(None),
+                       help="CA certificate(s) to verify an amqps:// broker with [env STEPFLOW_CA_FILE]")
     group.add_argument("--db", metavar="FILE", default=default(None),
                        help=f"state file [env STEPFLOW_DB; default {default_db()}]")
     group.add_argument("--workflows", metavar="FILE", default=default(None),
                        help="workflow definitions, on top of those plugins ship "
                             "[env STEPFLOW_WORKFLOWS; default ./workflows.json if present]")
     group.add_argument("--read-only", action="store_true", default=default(False),
-                       help="refuse every change (start, retry, abort, pause, delete)")
+                       help="refuse every change (run, retry, abort, cancel, pause, delete, prune, redrive)")
     group.add_argument("-v", "--verbose", action="count", default=default(0),
                        help="more logging on stderr (-vv for debug)")
 
@@ -133,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cancel", "cancel one job: a stop order goes to the worker running it; the job ends stopped")
     p.add_argument("job_id", type=int, metavar="JOB_ID")
 
+    p = command("dead-letters", "list what is in job_dead_letter (original queue, reason, payload excerpt) "
+                                "without consuming it")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="show the first N messages (default 20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("redrive", "send the dead letters back to the queues they died in (after showing the counts)")
+    p.add_argument("--queue", metavar="Q", help="only those of this original queue (job_checksum or checksum)")
+    p.add_argument("--dry-run", action="store_true", help="show the counts, send nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for a confirmation on a terminal")
+
+    p = command("prune", "delete finished workflows (completed, error, aborted) older than an age, with their "
+                         "jobs", broker=False)
+    p.add_argument("--older-than", required=True, metavar="AGE",
+                   help="finished longer ago than this: a number and a unit s, m, h or d (e.g. 30d)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
+
     p = command("serve", "serve the workbench in a browser (textual-serve)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
@@ -140,14 +158,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
-    for name, default in (("broker", None), ("db", None), ("workflows", None), ("read_only", False),
-                          ("verbose", 0)):
+    for name, default in (("broker", None), ("ca_file", None), ("db", None), ("workflows", None),
+                          ("read_only", False), ("verbose", 0)):
         if not hasattr(args, name):
             setattr(args, name, default)
     args.broker = args.broker or os.environ.get("STEPFLOW_BROKER_URL") or "memory://"
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
+    args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
     return args
+
+
+def apply_ca_file(args: argparse.Namespace) -> None:
+    """--ca-file / STEPFLOW_CA_FILE becomes ``?cafile=`` of an amqps:// URL (broker/amqp.py builds the TLS
+    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from stepflow_tui.broker.base import mask_url
+
+    if not args.ca_file:
+        return
+    parts = urlsplit(args.broker)
+    if parts.scheme == "memory":
+        return
+    if parts.scheme != "amqps":
+        raise UsageError(f"--ca-file {args.ca_file}: the broker URL {mask_url(args.broker)} is not amqps://")
+    path = Path(args.ca_file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--ca-file {path}: no such file")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "cafile"]
+    query.append(("cafile", str(path.resolve())))
+    args.broker = urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def setup_logging(verbose: int) -> None:
@@ -562,7 +603,136 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------- operations
+def _ops_connection(args: argparse.Namespace, command: str):
+    """A connection of its own to RabbitMQ for an operations command (never to memory://, which lives inside
+    the process that runs it). Raises `BrokerError` (messages carry the masked URL only)."""
+    from stepflow_tui.broker.base import connect
+
+    if args.broker.startswith("memory:"):
+        raise UsageError(f"{command}: the embedded broker (memory://) lives inside one process, so its dead "
+                         "letters are only reachable from there: open the workbench (stepflow) and use the "
+                         "job_dead_letter row of the queues panel, or pass --broker amqp://…")
+    return connect(args.broker, name=f"stepflow-{command}")
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from stepflow_tui import ops
+    from stepflow_tui.broker.base import BrokerError, mask_url
+
+    if args.limit < 0:
+        raise UsageError(f"--limit {args.limit}: must be 0 or more")
+    try:
+        conn = _ops_connection(args, "dead-letters")
+        try:
+            total = ops.dead_letter_count(conn)
+            letters = ops.peek_dead_letters(conn, args.limit) if total else []
+        finally:
+            conn.close()  # anything not requeued yet goes back too
+    except BrokerError as exc:
+        print(f"stepflow dead-letters: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    broker = mask_url(args.broker)
+    if args.json:
+        print(json.dumps({"broker": broker, "queue": ops.DEAD_LETTER_QUEUE, "exists": total is not None,
+                          "total": total or 0, "messages": [letter.to_dict() for letter in letters]}, indent=2))
+        return EXIT_OK
+    if total is None:
+        print(f"{broker}: no {ops.DEAD_LETTER_QUEUE} queue yet (nothing was ever dead-lettered)")
+        return EXIT_OK
+    shown = f", the first {len(letters)} shown" if len(letters) < total else ""
+    print(f"{ops.DEAD_LETTER_QUEUE} on {broker}: {total} message(s){shown}")
+    for letter in letters:
+        death = (f"{letter.reason}{f' x{letter.count}' if letter.count > 1 else ''}"
+                 f"{f' at {letter.time}' if letter.time else ''}" if letter.original_queue else "no x-death")
+        print(f"  {letter.position + 1}. from {letter.original_queue or '?'} ({death}), routing key "
+              f"{ops.excerpt(letter.routing_key.encode())!r}, {letter.size} bytes")
+        print(f"     {letter.excerpt}")
+    if total:
+        print("send them back with: stepflow redrive [--queue Q] [--dry-run]")
+    return EXIT_OK
+
+
+def _print_redrive_plan(report, queue: str | None) -> int:
+    from stepflow_tui import ops
+
+    total, lines = ops.redrive_summary(report.counts())
+    target = f" from {queue}" if queue else ""
+    print(f"{total} dead letter(s){target} to send back, by original queue:" if total
+          else f"nothing to redrive{target}")
+    if lines:
+        print(lines)
+    skipped = sum(report.skipped.values())
+    if skipped:
+        print(f"{skipped} from other queues stay: " + ", ".join(f"{n} {q}" for q, n in sorted(report.skipped.items())))
+    return total
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from stepflow_tui import ops
+    from stepflow_tui.broker.base import BrokerError
+
+    if args.read_only and not args.dry_run:
+        raise UsageError("read-only mode: redrive refused (--dry-run only counts)")
+    try:
+        conn = _ops_connection(args, "redrive")
+        try:
+            plan = ops.redrive(conn, args.queue, dry_run=True)
+        finally:
+            conn.close()  # not held open while a person reads the counts (heartbeats would stop)
+        total = _print_redrive_plan(plan, args.queue)
+        if args.dry_run or not total:
+            return EXIT_OK
+        if not args.yes and sys.stdin.isatty():
+            answer = input(f"redrive {total} message(s) to their queues? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing sent")
+                return EXIT_FAILED
+        conn = _ops_connection(args, "redrive")
+        try:
+            report = ops.redrive(conn, args.queue)
+        finally:
+            conn.close()
+    except BrokerError as exc:
+        print(f"stepflow redrive: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    sent = sum(report.redriven.values())
+    print(f"redriven {sent} message(s): " + (", ".join(f"{n} to {q}" for q, n in sorted(report.redriven.items()))
+                                             or "none"))
+    for letter in report.unredrivable:
+        print(f"  kept #{letter.position + 1} (no x-death: its queue is unknown): {letter.excerpt}")
+    for letter, reason in report.failed:
+        print(f"  ✘ kept #{letter.position + 1} from {letter.original_queue}: {reason}", file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from stepflow_tui import ops
+    from stepflow_tui.store import StoreError
+
+    try:
+        age = ops.parse_age(args.older_than)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.read_only and not args.dry_run:
+        raise UsageError("read-only mode: prune refused (--dry-run only counts)")
+    try:
+        result = ops.prune(args.db, age, dry_run=args.dry_run)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    ids = ", ".join(f"#{i}" for i in result.workflow_ids[:20]) + (" …" if len(result.workflow_ids) > 20 else "")
+    what = (f"{len(result.workflow_ids)} workflow(s) ({ids or 'none'}) and {result.jobs:,} job(s) finished more "
+            f"than {args.older_than.strip()} ago")
+    if result.dry_run:
+        print(f"would remove {what} from {args.db}; the state is {ops.human_size(result.size_before)}")
+    else:
+        print(f"removed {what} from {args.db}; state {ops.human_size(result.size_before)} -> "
+              f"{ops.human_size(result.size_after)}")
+    return EXIT_OK
+
+
 COMMANDS = {
+    "dead-letters": cmd_dead_letters, "redrive": cmd_redrive, "prune": cmd_prune,
     "retry": cmd_retry, "abort": cmd_abort, "cancel": cmd_cancel,
     "run": cmd_run, "wait": cmd_wait, "status": cmd_status, "plugins": cmd_plugins, "validate": cmd_validate,
     "worker": cmd_worker, "queues": cmd_queues, "serve": cmd_serve, None: cmd_tui,
@@ -574,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = resolve_options(parser.parse_args(argv))
     setup_logging(args.verbose)
     try:
+        apply_ca_file(args)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"stepflow: {exc}", file=sys.stderr)
