@@ -62,6 +62,9 @@ class Engine:
         #: Jobs sent (dispatched) and not final yet: the backend keeps this under its window.
         self.in_flight = 0
         self._in_flight_ids: set[int] = set()
+        # Backend-side timeout guard: processing job id -> monotonic time after which it is failed. Only jobs
+        # whose step sets a timeout; a worker that ignores the order's timeout header is caught here.
+        self._guard_due: dict[int, float] = {}
 
     # ------------------------------------------------------------------ workflows
     def definition_of(self, workflow: Workflow) -> WorkflowDefinition:
@@ -366,6 +369,46 @@ class Engine:
         self._fail(found[1], found[0], reason, None, allow_retry=allow_retry)
         return True
 
+    # ------------------------------------------------------------------ timeouts and lost workers
+    def job_timeout(self, job: Job) -> float | None:
+        """The job's step ``timeout`` in seconds (None: no limit); sent with the order for the worker."""
+        workflow = self.state.workflows.get(job.workflow_id)
+        if workflow is None:
+            return None
+        try:
+            return self.definition_of(workflow).step(job.step_id).timeout
+        except KeyError:
+            return None
+
+    def _arm_guard(self, workflow: Workflow, job: Job) -> None:
+        timeout = self.job_timeout(job)
+        if timeout:
+            self._guard_due[job.id] = self.monotonic() + guard_seconds(timeout)
+
+    def fail_overdue(self) -> list[Job]:
+        """Fail every job processing longer than its step's timeout plus a margin (`guard_seconds`): its worker
+        ignored the order's timeout header or is stuck. Retried if the step allows. Returns the failed jobs."""
+        if not self._guard_due:
+            return []
+        now = self.monotonic()
+        failed = []
+        for job_id, due in list(self._guard_due.items()):
+            if due > now:
+                continue
+            del self._guard_due[job_id]
+            job = self.state.jobs.get(job_id)
+            if job is None or job.status != JobStatus.PROCESSING:
+                continue
+            timeout = self.job_timeout(job) or 0.0
+            if self.fail_job(job_id, timeout_reason(timeout)):
+                failed.append(job)
+        return failed
+
+    def processing_jobs_of(self, instance_id: str) -> list[Job]:
+        """Jobs processing and last reported on by worker ``instance_id``."""
+        return [job for job in self.state.jobs.values()
+                if job.status == JobStatus.PROCESSING and job.worker == instance_id]
+
     def _fail(self, workflow: Workflow, job: Job, reason: str, traceback: str | None,
               allow_retry: bool = True) -> None:
         step_def = self.definition_of(workflow).step(job.step_id)
@@ -410,6 +453,10 @@ class Engine:
         job.history.append(entry)
         if status in JOB_FINAL or status == JobStatus.RETRYING or (status == JobStatus.QUEUED and old != status):
             self._landed(job)
+        if status == JobStatus.PROCESSING and old != status:
+            self._arm_guard(workflow, job)
+        elif status != JobStatus.PROCESSING:
+            self._guard_due.pop(job.id, None)
         self.state.mark_job(job)
         self.state.mark_workflow(workflow)
         workflow.updated_at = entry[1]
@@ -520,6 +567,7 @@ class Engine:
                 if job.status == JobStatus.PROCESSING:
                     running.append(job)
                 self._retry_due.pop(job.id, None)
+                self._guard_due.pop(job.id, None)
                 old = job.status
                 step.counts[old.value] -= 1
                 step.counts[JobStatus.STOPPED.value] += 1
@@ -568,6 +616,7 @@ class Engine:
                     self.state.deleted_jobs.add(job_id)
                     self.state.dirty_jobs.discard(job_id)
                     self._retry_due.pop(job_id, None)
+                    self._guard_due.pop(job_id, None)
         del self.state.workflows[workflow_id]
         self._definitions.pop(workflow_id, None)
         self._ready.pop(workflow_id, None)
@@ -598,10 +647,31 @@ class Engine:
                     elif orders_survived:
                         self._in_flight_ids.add(job.id)
                         self.in_flight += 1
+                        if job.status == JobStatus.PROCESSING:
+                            self._arm_guard(workflow, job)  # from now: when it started is not known here
                     else:
                         self._requeue(workflow, job, "sent again after restart")
                         count += 1
         return count
+
+
+#: AMQP header of a job order: the step's timeout in seconds (the JSON body stays StepFlow's).
+TIMEOUT_HEADER = "x-stepflow-timeout"
+#: ``direct_messaging`` message type telling workers not to run orders of these job ids (aborted workflows).
+DROP_JOBS = "drop_jobs"
+#: The answer of a worker to an order it dropped (reported as stopped).
+DROPPED_REASON = "dropped: workflow aborted"
+
+
+def guard_seconds(timeout: float) -> float:
+    """How long the backend lets a job with step ``timeout`` process before failing it itself: the worker's own
+    timeout plus a margin (network, a slow report), at least 10 s."""
+    return timeout + max(10.0, timeout / 2)
+
+
+def timeout_reason(timeout: float) -> str:
+    """The error of a job that ran out of time (the worker and the backend say the same)."""
+    return f"timed out after {timeout:g} s"
 
 
 def path_variables(path: str) -> dict[str, str]:

@@ -52,6 +52,7 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
+from stepflow_tui.core.engine import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER, timeout_reason
 from stepflow_tui.core.protocol import (
     JobCompleted,
     JobFailed,
@@ -78,6 +79,8 @@ RECENT_RESULTS = 1024
 TRACEBACK_LINES = 20
 #: Unacked deliveries allowed on the per-worker direct-messaging queue.
 DIRECT_PREFETCH = 10
+#: How many dropped job ids (aborted workflows) a worker remembers; the oldest are forgotten first.
+DROPPED_IDS = 100_000
 
 
 def _utc_now() -> str:
@@ -98,6 +101,9 @@ class _Execution:
     started: bool = False  # a pool thread began running it
     dropped: bool = False  # given back (stop / connection lost) before it started: never run it
     abandoned: bool = False  # stop's grace ran out while it was running: its result is ignored
+    timeout: float | None = None  # seconds, from the order's x-stepflow-timeout header
+    started_at: float = 0.0  # monotonic, set with ``started``
+    timed_out: bool = False  # answered "timed out": the implementation's late result is ignored
 
 
 class _JobPool:
@@ -195,6 +201,7 @@ class Worker:
         self._pending: dict[int, _Execution] = {}  # job id -> finished, result waiting for the next batch
         self._progress: dict[int, int] = {}  # job id -> last progression not yet published (coalesced)
         self._recent: OrderedDict[int, OutgoingMessage] = OrderedDict()  # published results, LRU
+        self._dropped: OrderedDict[int, None] = OrderedDict()  # job ids never to run (aborted), bounded
         self._deadline: float | None = None  # stop grace ends (monotonic)
         self._next_status = 0.0
         self._publish_retry_at = 0.0
@@ -310,6 +317,7 @@ class Worker:
         while True:
             conn.process_events(0.0 if self._events else POLL_INTERVAL)
             self._drain_events()
+            self._check_timeouts()
             if self._stop_requested.is_set():
                 self._begin_or_update_stop()
             self._flush()
@@ -393,6 +401,14 @@ class Worker:
             self._executions[job_id] = execution
             self._pending[job_id] = execution
             return
+        if job_id in self._dropped:
+            # Its workflow was aborted: answer without running it (the backend ignores the answer anyway).
+            log.info("job %d: order dropped (workflow aborted); not running it", job_id)
+            execution = _Execution(job_id, topology.job_type_of(delivery.queue), order, tags=[tag])
+            self._executions[job_id] = execution
+            self._finish(execution, JobFailed(job_id, message=DROPPED_REASON, stopped=True,
+                                              instance_id=self.instance_id))
+            return
         job_type = self._queues.get(delivery.queue)
         if job_type is None:
             execution = _Execution(job_id, topology.job_type_of(delivery.queue), order, tags=[tag])
@@ -403,13 +419,15 @@ class Worker:
                                 f"{', '.join(self.job_types)}",
                 instance_id=self.instance_id))
             return
-        execution = _Execution(job_id, job_type, order, tags=[tag])
+        execution = _Execution(job_id, job_type, order, tags=[tag], timeout=_timeout_header(delivery.headers))
         self._executions[job_id] = execution
         self._pool.submit(execution)
 
     def _on_direct(self, delivery: Delivery) -> None:
         """Messages for this worker only: ``{"type": "stop_process", "job_id": N}`` cancels a running job,
-        ``{"type": "status"}`` asks for a status message now. Anything else is logged and dropped."""
+        ``{"type": "status"}`` asks for a status message now, ``{"type": "drop_jobs", "job_ids": [...]}`` (sent
+        to every worker when a workflow is aborted) means: never run these jobs. Anything else is logged and
+        dropped."""
         conn = self._require_conn()
         try:
             message = json.loads(delivery.body)
@@ -423,9 +441,51 @@ class Worker:
                 execution.cancelled.set()
         elif kind == "status":
             self._next_status = 0.0
+        elif kind == DROP_JOBS and isinstance(message, dict) and isinstance(message.get("job_ids"), list):
+            self._drop(message["job_ids"])
         else:
             log.warning("ignored a direct message this worker does not understand: %.200r", delivery.body)
         conn.ack(delivery.delivery_tag)
+
+    def _drop(self, job_ids: list[Any]) -> None:
+        """Remember ``job_ids`` as never to run; orders already held and not started are answered now, and
+        running ones are asked to stop (the backend sends them a stop order too)."""
+        for job_id in job_ids:
+            if not isinstance(job_id, int) or isinstance(job_id, bool):
+                continue
+            self._dropped[job_id] = None
+            self._dropped.move_to_end(job_id)
+            execution = self._executions.get(job_id)
+            if execution is None or execution.order is None or execution.result is not None:
+                continue
+            with self._start_lock:
+                not_started = not execution.started
+                if not_started:
+                    execution.dropped = True
+            if not_started:
+                self._finish(execution, JobFailed(job_id, message=DROPPED_REASON, stopped=True,
+                                                  instance_id=self.instance_id))
+            else:
+                execution.cancelled.set()
+        while len(self._dropped) > DROPPED_IDS:
+            self._dropped.popitem(last=False)
+        log.info("told to drop %d job(s) of aborted workflows", len(job_ids))
+
+    def _check_timeouts(self) -> None:
+        """Jobs running past their order's timeout: cancel them (cooperative) and answer "timed out" now, so
+        the order is acked and the job retried elsewhere even if the implementation never checks the flag."""
+        now = time.monotonic()
+        for execution in list(self._executions.values()):
+            if (execution.timeout is None or execution.timed_out or not execution.started
+                    or execution.result is not None or execution.abandoned
+                    or now - execution.started_at < execution.timeout):
+                continue
+            execution.timed_out = True
+            execution.cancelled.set()
+            log.warning("job %d: timed out after %g s; cancelling it", execution.job_id, execution.timeout)
+            self._finish(execution, JobFailed(execution.job_id, message=timeout_reason(execution.timeout),
+                                              execution_duration=now - execution.started_at,
+                                              instance_id=self.instance_id))
 
     # -- jobs (pool threads) ----------------------------------------------------------------------------------
     def _post(self, kind: str, execution: _Execution, value: Any = None) -> None:
@@ -438,6 +498,7 @@ class Worker:
             if execution.dropped:
                 return
             execution.started = True
+            execution.started_at = time.monotonic()
         order = execution.order
         assert order is not None
         job_logger = _JobLogger(logging.getLogger(f"stepflow_tui.job.{execution.job_type}"),
@@ -484,6 +545,8 @@ class Worker:
             kind, execution, value = self._events.popleft()
             if self._executions.get(execution.job_id) is not execution or execution.abandoned:
                 continue  # given back meanwhile (stop grace over, or a newer delivery of the same job)
+            if execution.timed_out:
+                continue  # already answered "timed out"
             if kind == "progress":
                 if execution.result is None:
                     self._progress[execution.job_id] = int(value)
@@ -609,6 +672,19 @@ class Worker:
             if not quiet:
                 raise
             log.debug("worker %s message not published: %s", kind, exc)
+
+
+def _timeout_header(headers: Mapping[str, Any] | None) -> float | None:
+    """The order's timeout (seconds) from its ``x-stepflow-timeout`` header; None when absent or not a
+    positive number (a foreign backend's header is not trusted to be well formed)."""
+    value = (headers or {}).get(TIMEOUT_HEADER)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 class _JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
