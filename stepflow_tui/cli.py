@@ -194,6 +194,9 @@ def apply_ca_file(args: argparse.Namespace) -> None:
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # pika logs each failed connection attempt as several ERROR records and a traceback; we report the same
+    # failure in one line (password masked), so pika speaks only with -vv.
+    logging.getLogger("pika").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
 
 
 # ---------------------------------------------------------------------------------------------- loading
