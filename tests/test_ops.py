@@ -290,3 +290,37 @@ def test_state_size_and_human_size(tmp_path: Path) -> None:
     assert ops.state_size(tmp_path / "none.json") == 0
     assert ops.human_size(512) == "512 B" and ops.human_size(1536) == "1.5 KB"
     assert ops.human_size(5 * 1024 * 1024) == "5.0 MB"
+
+
+# ------------------------------------------------------------------------------------------ the backend's command
+@pytest.mark.parametrize("read_only", [False, True])
+def test_backend_redrives_on_its_own_thread(memory_url: str, tmp_path: Path, read_only: bool) -> None:
+    from stepflow_tui.backend.backend import Backend, BackendConfig
+    from stepflow_tui.core.engine import EngineError
+
+    backend = Backend(BackendConfig(broker_url=memory_url, db_path=tmp_path / "state.json", local_workers=False,
+                                    read_only=read_only))
+    backend.start()
+    other = connect(memory_url, name="test-ops-other")
+    try:
+        assert backend.wait_until_running(10)
+        other.declare_job_queue("checksum")
+        kill(other, "job_checksum", topology.JOB_SUBMIT, [b"1", b"2"])
+        other.publish([OutgoingMessage(topology.JOB_DEAD_LETTER, "x", b"no death")])
+
+        assert backend.redrive_dead_letters(dry_run=True).result(10) == {"job_checksum": 2, ops.NO_ORIGIN: 1}
+        if read_only:
+            with pytest.raises(EngineError, match="read-only"):
+                backend.redrive_dead_letters().result(10)
+            assert ready(other, topology.JOB_DEAD_LETTER) == 3
+            return
+        assert backend.redrive_dead_letters(queue="job_other").result(10) == {ops.NO_ORIGIN: 1}
+        assert backend.redrive_dead_letters().result(10) == {"job_checksum": 2, ops.NO_ORIGIN: 1}
+        assert ready(other, "job_checksum") == 2
+        assert bodies_of(ops.peek_dead_letters(other)) == ["no death"]
+        # the backend's own consuming goes on: its batches' acks never settled a message it held
+        wait_until(lambda: any(s.name == topology.JOB_DEAD_LETTER and s.ready == 1
+                               for s in backend.queue_states()), 10, "the queue panel's figures")
+    finally:
+        other.close()
+        backend.stop()

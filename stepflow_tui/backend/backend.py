@@ -8,6 +8,7 @@ Public API (thread-safe; this is what the CLI and the TUI use):
     fut = backend.start_workflow("checksum_folder", {"source_dir": "/data"})   # Future[int] workflow id
     backend.retry_job(job_id) / retry_failed(workflow_id, step_id=None) -> Future[int] (jobs retried)
     backend.abort(wf) / pause(wf) / resume(wf) / delete(wf) / cancel_job(job) -> Future
+    backend.redrive_dead_letters(queue=None, dry_run=False) -> Future[dict[str, int]]   # per original queue
     backend.workflows() -> list[WorkflowView]; workflow(id) -> WorkflowView | None
     backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None) -> list[JobView]
     backend.job(job_id) -> dict | None     # full record (Job.to_dict())
@@ -611,6 +612,24 @@ class Backend:
                 self._send_drops(conn)
             except BrokerError as exc:  # the loop's next round sends what is left
                 self._notice(f"could not send the drop list: {exc}")
+
+    def redrive_dead_letters(self, queue: str | None = None, dry_run: bool = False) -> Future:
+        """Send the messages of ``job_dead_letter`` (those that died in ``queue`` only, when given) back where
+        they died; resolves to the count per original queue (`stepflow_tui.ops.RedriveReport.counts`: with
+        ``dry_run``, what would be sent; messages without x-death under `ops.NO_ORIGIN`, they stay). Runs on
+        the broker thread, on its connection: every message taken is settled before the batch acks resume."""
+        from stepflow_tui import ops
+
+        def command() -> dict[str, int]:
+            conn = self._conn
+            if conn is None:
+                raise EngineError(f"not connected to {self.broker_display_url}: redrive when it is back")
+            counts = ops.redrive(conn, queue, dry_run=dry_run).counts()
+            self._last_queue_poll = 0.0  # show the emptied dead-letter queue at once
+            return counts
+
+        # a dry run only counts: allowed in read-only mode, like `stepflow dead-letters`
+        return self._submit(command, changes=not dry_run)
 
     def _send_stop_orders(self, jobs: Iterable[Job]) -> None:
         conn = self._conn
