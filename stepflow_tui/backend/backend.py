@@ -350,9 +350,10 @@ class Backend:
                 return
             with self.store.lock:
                 timeouts = [engine.job_timeout(job) for job in jobs]
+            # The timeout header is a string: AMQP header tables (pika) have no float type.
             messages = [OutgoingMessage(topology.JOB_SUBMIT, topology.job_queue(job.job_type),
                                         protocol.JobOrder(job.id, job.parameters).encode(),
-                                        headers={TIMEOUT_HEADER: timeout} if timeout else None)
+                                        headers={TIMEOUT_HEADER: f"{timeout:g}"} if timeout else None)
                         for job, timeout in zip(jobs, timeouts, strict=True)]
             try:
                 conn.publish(messages)
