@@ -117,6 +117,22 @@ def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document)
 
 
+def _workflow_text(workflow: Workflow, definitions: dict[int, tuple[dict[str, Any], str]]) -> str:
+    """``_dump(_workflow_document(workflow))``, with the definition's JSON taken from ``definitions`` (workflow
+    id -> (definition dict, its JSON)). A definition never changes once the workflow exists, but it can be
+    big (a step listing 100,000 source paths): serialising it on every flush was most of a flush's time."""
+    document = _workflow_document(workflow)
+    keys = list(document)
+    at = keys.index("definition")
+    cached = definitions.get(workflow.id)
+    if cached is None or cached[0] is not workflow.definition:
+        cached = definitions[workflow.id] = (workflow.definition, _dump(workflow.definition))
+    head = _dump({key: document[key] for key in keys[:at]})
+    tail = _dump({key: document[key] for key in keys[at + 1:]})
+    # The same bytes json.dumps gives for the whole document (default separators, same key order).
+    return f'{head[:-1]}, "definition": {cached[1]}, {tail[1:]}'
+
+
 class Store:
     """Persistence of one ``State`` in TinyDB files. See the module docstring for the layout.
 
@@ -141,6 +157,7 @@ class Store:
         self._shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()  # shard -> job id -> JSON
         self._job_workflow: dict[int, int] = {}  # job id -> workflow id, to drop a deleted workflow's jobs
         self._workflow_json: dict[int, str] = {}  # workflow id -> JSON of its index document
+        self._definition_json: dict[int, tuple[dict[str, Any], str]] = {}  # workflow id -> (definition, JSON)
         self._written_meta: dict[str, Any] | None = None
         self._pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
         self._pending_index = False
@@ -369,6 +386,7 @@ class Store:
             index_dirty = True
             for wf_id in deleted_workflows:
                 self._workflow_json.pop(wf_id, None)
+                self._definition_json.pop(wf_id, None)
             # Rare (an operator's delete): a scan of what is persisted is fine.
             deleted_jobs |= {j for j, wf in self._job_workflow.items() if wf in deleted_workflows}
             deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
@@ -396,7 +414,7 @@ class Store:
             self._pending_shards.add(shard)
         for wf_id in state.dirty_workflows:
             if wf_id not in deleted_workflows:
-                self._workflow_json[wf_id] = _dump(_workflow_document(state.workflows[wf_id]))
+                self._workflow_json[wf_id] = _workflow_text(state.workflows[wf_id], self._definition_json)
                 index_dirty = True
 
         for shard in sorted(self._pending_shards):
@@ -419,7 +437,8 @@ class Store:
             for wf_id in sorted(state.workflows):
                 text = self._workflow_json.get(wf_id)
                 if text is None:  # loaded and not changed since: serialised once, then cached
-                    text = self._workflow_json[wf_id] = _dump(_workflow_document(state.workflows[wf_id]))
+                    text = self._workflow_json[wf_id] = _workflow_text(state.workflows[wf_id],
+                                                                        self._definition_json)
                 documents.append((wf_id, text))
             plan.index = tinydb_text({"meta": [(1, _dump(meta))], "workflows": documents})
             plan.meta = meta

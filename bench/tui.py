@@ -1,0 +1,206 @@
+"""The workbench with a 100,000-job workflow in the state (Textual Pilot, headless, the real Backend).
+
+    python bench/tui.py [--jobs 100000] [--pages 25]
+
+Builds a state holding one (paused) workflow with one step of N queued jobs, then measures:
+
+- first show: from starting the backend (the state is loaded) until the tree shows the workflow;
+- expand: from expanding the big step until its first page of jobs is listed;
+- paging: each "load more" (a page of 200 jobs) until listed, then Page Down through everything listed;
+- 1,000 updates: progress messages about 1,000 listed jobs go through the broker; the time from the backend's
+  update (the UI is told) until every one of those lines shows it, and from publishing to that;
+- UI stalls: the longest gap between two ticks of a 10 ms timer in the app during paging and updates (a
+  frozen UI shows as a long gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import noop_definition, peak_rss_mib  # noqa: E402
+
+from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
+from stepflow_tui.backend.views import Update  # noqa: E402
+from stepflow_tui.broker import topology  # noqa: E402
+from stepflow_tui.broker.base import OutgoingMessage, connect  # noqa: E402
+from stepflow_tui.core.engine import Engine  # noqa: E402
+from stepflow_tui.core.protocol import JobProgression  # noqa: E402
+from stepflow_tui.store import Store  # noqa: E402
+from stepflow_tui.tui.app import WorkbenchApp  # noqa: E402
+from stepflow_tui.tui.widgets.tree import NodeRef  # noqa: E402
+
+TIMEOUT = 120.0
+SIZE = (120, 40)
+UPDATES = 1000
+
+
+def build_state(db_path: Path, jobs: int) -> int:
+    """A state with one paused workflow of ``jobs`` queued jobs (paused: nothing is dispatched)."""
+    store = Store(db_path)
+    state = store.open()
+    engine = Engine(state)
+    workflow = engine.start_workflow(noop_definition(jobs), {})
+    engine.pause(workflow.id)
+    store.flush(state)
+    store.close()
+    return workflow.id
+
+
+class Stalls:
+    """The longest gap between two ticks of a 10 ms timer running in the app (the UI's responsiveness)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.worst = 0.0
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def reset(self) -> None:
+        self.last = time.perf_counter()
+        self.worst = 0.0
+
+
+async def wait_for(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await pilot.pause(0.002)
+
+
+async def drive(backend: Backend, url: str, workflow_id: int, pages: int, started: float) -> dict:
+    results: dict = {}
+    app = WorkbenchApp(backend, cursor_blink=False)
+    app_started = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.main_screen.tree
+        workflow_ref = NodeRef("workflow", workflow_id)
+        await wait_for(pilot, lambda: tree.node_for(workflow_ref) is not None, "the workflow in the tree")
+        shown = time.perf_counter()
+        results["first_show"] = shown - started
+        results["first_show_app"] = shown - app_started
+        stalls = Stalls()
+        app.set_interval(0.01, stalls.tick)
+
+        # expand the big step
+        step_ref = NodeRef("step", workflow_id, 1)
+        assert tree.reveal(step_ref), "the step is not in the tree"
+        await pilot.pause()
+        stalls.reset()
+        t0 = time.perf_counter()
+        await pilot.press("space")
+        await wait_for(pilot, lambda: tree.loaded_count(workflow_id, 1) > 0, "the first page of jobs")
+        results["expand"] = time.perf_counter() - t0
+
+        # page through: "load more" pages, then Page Down through every listed line
+        page_times = []
+        for _ in range(pages):
+            loaded = tree.loaded_count(workflow_id, 1)
+            more = tree.node_for(NodeRef("more", workflow_id, 1))
+            if more is None:
+                break
+            tree.move_cursor(more)
+            t0 = time.perf_counter()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda n=loaded: tree.loaded_count(workflow_id, 1) > n, "a page of jobs")
+            page_times.append(time.perf_counter() - t0)
+        results["pages"] = page_times
+        results["listed"] = tree.loaded_count(workflow_id, 1)
+        tree.move_cursor(tree.node_for(step_ref))
+        t0 = time.perf_counter()
+        presses = 0
+        while tree.cursor_line < tree.last_line:
+            await pilot.press("pagedown")
+            presses += 1
+        results["pagedown"] = (time.perf_counter() - t0) / max(1, presses)
+        results["pagedown_presses"] = presses
+        results["paging_stall"] = stalls.worst
+        tree.move_cursor(tree.node_for(step_ref))
+        await pilot.pause(0.2)
+
+        # 1,000 updates about listed jobs, through the broker like a worker's progress messages
+        job_ids = sorted(tree.visible_job_ids)[:UPDATES]
+        wanted = frozenset(job_ids)
+        seen: set[int] = set()
+        told = threading.Event()
+        told_at: list[float] = []
+
+        def on_update(update: Update) -> None:
+            if wanted & update.job_ids:
+                seen.update(wanted & update.job_ids)
+                if len(seen) == len(wanted) and not told.is_set():
+                    told_at.append(time.perf_counter())
+                    told.set()
+
+        backend.subscribe(on_update)
+        conn = connect(url, name="bench-updates")
+        messages = [OutgoingMessage(topology.JOB_RESPONSE, topology.JOB_PROGRESSION,
+                                    JobProgression(job_id, 50, instance_id="bench").encode())
+                    for job_id in job_ids]
+        stalls.reset()
+        published = time.perf_counter()
+        conn.publish(messages)
+        await wait_for(pilot, lambda: all(tree.job_status(j) == "processing" for j in job_ids),
+                       f"{len(job_ids)} job lines updated")
+        applied = time.perf_counter()
+        conn.close()
+        results["updates"] = len(job_ids)
+        results["update_ui"] = applied - told_at[0] if told_at else float("nan")
+        results["update_total"] = applied - published
+        results["update_stall"] = stalls.worst
+        label = str(tree.node_for(NodeRef("job", workflow_id, 1, job_ids[-1])).label)
+        assert "50%" in label, f"the last updated line reads {label!r}"
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--pages", type=int, default=25, help='"load more" pages to list (200 jobs each)')
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stepflow-tui-bench-") as tmp:
+        db_path = Path(tmp) / "state.json"
+        workflow_id = build_state(db_path, args.jobs)
+        url = f"memory://tui-bench-{uuid.uuid4().hex[:8]}"
+        definition = noop_definition(1)
+        started = time.perf_counter()
+        backend = Backend(BackendConfig(broker_url=url, db_path=db_path, local_workers=False,
+                                        definitions={definition.identifier: definition}))
+        backend.start()
+        if not backend.wait_until_running(60):
+            raise RuntimeError(f"the backend did not start: {backend.last_error}")
+        loaded = time.perf_counter() - started
+        try:
+            results = asyncio.run(drive(backend, url, workflow_id, args.pages, started))
+        finally:
+            backend.stop()
+    pages = results["pages"]
+    print(f"tui: a workflow of {args.jobs:,} jobs in one step, {SIZE[0]}x{SIZE[1]} headless, real backend "
+          f"(memory://); peak RSS {peak_rss_mib():,.0f} MiB")
+    print(f"first show: {results['first_show']:.2f} s from backend start (state loaded in {loaded:.2f} s; "
+          f"app start to tree {results['first_show_app']:.2f} s)")
+    print(f"expand the big step: {results['expand'] * 1000:.0f} ms")
+    print(f"paging: {len(pages)} pages of 200, median {statistics.median(pages) * 1000:.0f} ms, "
+          f"worst {max(pages) * 1000:.0f} ms; Page Down through {results['listed']:,} lines: "
+          f"{results['pagedown'] * 1000:.0f} ms per press ({results['pagedown_presses']} presses); "
+          f"longest UI stall {results['paging_stall'] * 1000:.0f} ms")
+    print(f"{results['updates']:,} job updates: applied {results['update_ui'] * 1000:.0f} ms after the "
+          f"backend's update ({results['update_total'] * 1000:.0f} ms from publishing); "
+          f"longest UI stall {results['update_stall'] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
