@@ -17,6 +17,7 @@ from typing import Any
 from stepflow_tui.backend.views import JobView, StepView, Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
 from stepflow_tui.core.definitions import ONE_FOR_MANY, StartParameter, StepDefinition, WorkflowDefinition
+from stepflow_tui.ops import NO_ORIGIN
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 #: The fixed "now" of every test app (`fixed_clock`).
@@ -124,6 +125,8 @@ class FakeBackend:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     #: When set, the next command's future fails with this message.
     fail_next: str | None = None
+    #: What job_dead_letter holds, per original queue (`ops.NO_ORIGIN`: without x-death).
+    dead_letters: dict[str, int] = field(default_factory=lambda: {"job_checksum": 1, NO_ORIGIN: 1})
     _callbacks: list[Callable[[Update], None]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _overrides: dict[int, FakeJobState] = field(default_factory=dict)
@@ -322,6 +325,19 @@ class FakeBackend:
             self.emit(Update(workflow_ids=frozenset({found[0].id}), job_ids=frozenset({job_id})))
 
         return self._command(("cancel_job", job_id), run)
+
+    def redrive_dead_letters(self, queue: str | None = None, dry_run: bool = False) -> Future[dict[str, int]]:
+        def run() -> dict[str, int]:
+            if self.read_only and not dry_run:
+                raise RuntimeError("read-only mode: changes are refused")
+            with self._lock:
+                counts = {q: n for q, n in self.dead_letters.items() if queue is None or q in (queue, NO_ORIGIN)}
+                if not dry_run:  # what has no x-death stays, as in the real backend
+                    self.dead_letters = {q: n for q, n in self.dead_letters.items() if q not in counts
+                                         or q == NO_ORIGIN}
+            return counts
+
+        return self._command(("redrive_dead_letters", queue, dry_run), run)
 
     # -- test helpers -----------------------------------------------------------------------------------
     def emit(self, update: Update) -> None:

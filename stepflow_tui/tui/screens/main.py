@@ -19,6 +19,7 @@ from textual.widgets import Footer, Tree
 from stepflow_tui.backend.views import Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
 from stepflow_tui.core.definitions import WorkflowDefinition
+from stepflow_tui.ops import NO_ORIGIN, redrive_summary
 from stepflow_tui.tui.formatting import FINAL_JOB, FINISHED_WORKFLOW, workflow_status
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
@@ -421,6 +422,44 @@ class MainScreen(Screen[None]):
             return
         self.run_command(f"cancel job #{job_id}", lambda: self.backend.cancel_job(job_id),
                          lambda _: self.notify(f"job #{job_id} cancelled"))
+
+    @on(QueuesPanel.RedriveRequested)
+    def _on_redrive_requested(self, _event: QueuesPanel.RedriveRequested) -> None:
+        if not self.refused("redrive dead letters"):
+            self._count_dead_letters()
+
+    @work(thread=True, group="commands", exit_on_error=False, description="count dead letters")
+    def _count_dead_letters(self) -> None:
+        """A dry run first: the confirmation shows what is there now, per original queue."""
+        try:
+            counts = self.backend.redrive_dead_letters(dry_run=True).result(timeout=COMMAND_TIMEOUT)
+        except Exception as error:  # tell, do not crash
+            self.app.call_from_thread(self.notify, f"cannot count the dead letters: {error}", severity="error")
+            return
+        self.app.call_from_thread(self._ask_redrive, counts)
+
+    def _ask_redrive(self, counts: dict[str, int]) -> None:
+        total, lines = redrive_summary(counts)
+        if total == 0:
+            stay = counts.get(NO_ORIGIN, 0)
+            self.notify("no dead letters to redrive" + (f" ({stay} without x-death stay)" if stay else ""))
+            return
+
+        def done(result: dict[str, int]) -> None:
+            sent = sum(n for q, n in result.items() if q != NO_ORIGIN)
+            self.notify(f"redriven {sent} dead letter(s): "
+                        + ", ".join(f"{n} to {q}" for q, n in sorted(result.items()) if q != NO_ORIGIN))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_command(f"redrive {total} dead letter(s)", lambda: self.backend.redrive_dead_letters(),
+                                 done)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Redrive {total} dead letter{'s' if total != 1 else ''} to their queues?",
+            f"In job_dead_letter now, by the queue each died in:\n{lines}\n\nEach goes back to its exchange "
+            "and routing key, and leaves job_dead_letter once the broker has it.", confirm_label="Redrive"),
+            answered)
 
     def action_filter(self) -> None:
         self.app.push_screen(FilterScreen(self.tree.tree_filter), self._filtered)

@@ -1,35 +1,55 @@
 """The queues panel: ready / unacked / consumers of every job queue and of the response, not-found and
-dead-letter queues."""
+dead-letter queues. With the focus (tab), a row cursor: ``R`` or enter on the ``job_dead_letter`` row asks
+the screen to redrive the dead letters (`QueuesPanel.RedriveRequested`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from stepflow_tui.broker.base import QueueState
 
+DEAD_LETTER_QUEUE = "job_dead_letter"
 #: Shown even when the backend does not list them: where lost and refused messages end up.
-ALWAYS_SHOWN = ("job_queue_not_found", "job_dead_letter")
+ALWAYS_SHOWN = ("job_queue_not_found", DEAD_LETTER_QUEUE)
 
 
 class QueuesPanel(DataTable):
     """One row per queue; rows are updated in place."""
 
+    BINDINGS = [Binding("R", "redrive", "Redrive dead letters", tooltip="On the job_dead_letter row: send the "
+                        "dead letters back to their queues (after a confirmation with the counts)")]
+
+    class RedriveRequested(Message):
+        """The operator asked to send the dead letters back to the queues they died in."""
+
     def on_mount(self) -> None:
-        self.cursor_type = "none"  # a display: nothing to select
+        self.cursor_type = "none"  # a display until it has the focus: no highlighted row in the way
         self.zebra_stripes = True
         self.add_column("queue", key="queue")
         self.add_column("ready", key="ready")
         self.add_column("unacked", key="unacked")
         self.add_column("consumers", key="consumers")
 
+    def on_focus(self) -> None:
+        self.cursor_type = "row"
+
+    def on_blur(self) -> None:
+        self.cursor_type = "none"
+
     def show(self, states: Iterable[QueueState]) -> None:
-        """Replace the rows by ``states`` (plus the always-shown queues, marked absent if missing)."""
+        """Replace the rows by ``states`` (plus the always-shown queues, marked absent if missing); the cursor
+        stays on the queue it was on."""
         by_name = {state.name: state for state in states}
         for name in ALWAYS_SHOWN:
             by_name.setdefault(name, QueueState(name, exists=False))
+        current = self.cursor_queue
+        scroll_y = self.scroll_y
         self.clear()
         for name in sorted(by_name, key=_order):
             state = by_name[name]
@@ -42,6 +62,31 @@ class QueuesPanel(DataTable):
             self.add_row(Text(name, style="red" if warn else ""), Text(f"{state.ready:,}", style=ready_style,
                          justify="right"), Text(f"{state.unacked:,}", justify="right"),
                          Text(str(state.consumers), style=consumers_style, justify="right"), key=name)
+        if current is not None and current in self.rows:
+            self.move_cursor(row=self.get_row_index(current), animate=False, scroll=False)
+            self.scroll_to(y=scroll_y, animate=False)
+
+    @property
+    def cursor_queue(self) -> str | None:
+        """The queue of the row under the cursor (None when the table is empty)."""
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except CellDoesNotExist:  # a cursor past the rows while they are being replaced
+            return None
+
+    def action_redrive(self) -> None:
+        if self.cursor_queue != DEAD_LETTER_QUEUE:
+            self.notify(f"put the cursor on the {DEAD_LETTER_QUEUE} row to redrive its messages",
+                        severity="warning")
+            return
+        self.post_message(self.RedriveRequested())
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value == DEAD_LETTER_QUEUE:
+            event.stop()
+            self.post_message(self.RedriveRequested())
 
 
 def _order(name: str) -> tuple[int, str]:
