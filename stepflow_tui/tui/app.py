@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from textual.app import App, SystemCommand
@@ -64,7 +67,33 @@ class WorkbenchApp(App[int]):
             yield SystemCommand(f"{key.label} ({display_key(key.key)})", key.help, action)
 
 
+@contextmanager
+def logging_off_the_terminal() -> Iterator[None]:
+    """While the workbench owns the terminal, the root logger's handlers that write to it are set aside.
+
+    A record a worker thread logged to stderr (``WARNING stepflow_tui.job.fail: ...``) was drawn over the
+    screen. The log panel still gets stepflow's records; a NullHandler stands in so that ``logging.lastResort``
+    does not print other libraries' records to stderr instead. The handlers come back when the app exits."""
+    root = logging.getLogger()
+    terminal = {sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__}
+    aside = [handler for handler in root.handlers
+             if type(handler) is logging.StreamHandler and handler.stream in terminal]
+    stand_in = logging.NullHandler()
+    for handler in aside:
+        root.removeHandler(handler)
+    if aside:
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        if aside:
+            root.removeHandler(stand_in)
+        for handler in aside:
+            root.addHandler(handler)
+
+
 def run_workbench(backend: WorkbenchBackend, read_only: bool = False) -> int:
     """Run the workbench on ``backend`` until the operator quits; return the exit code."""
-    result = WorkbenchApp(backend, read_only=read_only).run()
+    with logging_off_the_terminal():
+        result = WorkbenchApp(backend, read_only=read_only).run()
     return result if isinstance(result, int) else 0
