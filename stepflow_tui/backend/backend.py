@@ -289,7 +289,12 @@ class Backend:
             log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
                         topology.JOB_DEAD_LETTER, reason)
             conn.reject(delivery.delivery_tag, requeue=False)
-        conn.ack(max(d.delivery_tag for d in batch), multiple=True)
+        # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
+        # tag); a multiple ack passing over rejected ones is fine.
+        rejected = {delivery.delivery_tag for delivery, _ in garbage}
+        kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
+        if kept:
+            conn.ack(max(kept), multiple=True)
 
     def _apply(self, delivery: Delivery) -> bool:
         queue_name = delivery.queue

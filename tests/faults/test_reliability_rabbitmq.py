@@ -9,7 +9,9 @@ from pathlib import Path
 
 from rabbitmq.conftest import (
     Processes,
+    drain_queue,
     fan_out_step,
+    publish_raw,
     queue_counts,
     wait_consumers,
     wait_for,
@@ -108,3 +110,16 @@ def test_abort_keeps_queued_orders_from_running(rabbitmq_url: str, processes: Pr
     assert len(in_hand) <= 1, f"jobs run after the abort: {sorted(in_hand)} (completed before: {sorted(completed)})"
     statuses = {job["status"] for job in harness.jobs(workflow_id) if job["id"] not in completed}
     assert statuses == {"stopped"}
+
+
+def test_malformed_messages_last_in_a_batch_are_dead_lettered_without_a_reconnect(rabbitmq_url: str,
+                                                                                  start_backend) -> None:
+    harness = start_backend([workflow("idle", [fan_out_step("noop", 1)])])
+    garbage = [b"not json", b'{"status": "completed"}']
+    publish_raw(rabbitmq_url, [("job_response", "job_completed", body) for body in garbage])
+    wait_for(lambda: harness.backend.stats["garbage"] == 2, 10, "both malformed messages set aside")
+    dead: list = []
+    wait_for(lambda: (dead.extend(drain_queue(rabbitmq_url, "job_dead_letter")), len(dead) == 2)[1], 10,
+             "two dead letters")
+    # Acking the batch must not touch the rejected tags (a channel error that costs a reconnect).
+    assert harness.backend.connection_state == "connected" and harness.backend.last_error is None

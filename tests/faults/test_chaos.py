@@ -1,0 +1,160 @@
+"""The chaos run: one workflow of 1,200 jobs on two worker processes while a worker is SIGKILLed (and replaced),
+the backend is SIGKILLed (and restarted with ``stepflow wait``) and every broker connection of the vhost is
+closed once. Two malformed messages are published to ``job_completed`` on the way.
+
+Each job's effect is a file (see `chaos_worker`): ``<id>.done`` is created once, a second run of a job appends
+to ``<id>.dup``. At the end: every job completed and counted once, each effect exists, the state file loads,
+``job_dead_letter`` holds exactly the two malformed messages, and no job ran a second time without a fault to
+explain it (see `unexplained_reruns`). The figures are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rabbitmq.conftest import (
+    Processes,
+    drain_queue,
+    publish_raw,
+    vhost_of,
+    wait_consumers,
+    wait_for,
+    workflow,
+    write_workflows,
+)
+
+from .chaos_worker import kind_of
+from .conftest import start_test_worker
+
+JOBS = 1200
+MALFORMED = [b"not json at all", b'{"status": "completed", "no_job_id": true}']
+
+
+def epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def run_starts(path: Path) -> list[float]:
+    """The start times written in an effect file ("pid start" lines)."""
+    return [float(line.split()[1]) for line in path.read_text().splitlines() if line.strip()]
+
+
+def unexplained_reruns(effects: Path, faults: list[tuple[float, float, str]]) -> tuple[list[str], int]:
+    """Jobs that ran again with no fault between their first run's start and the second run's start.
+
+    At-least-once means a job runs again only when a fault cut the path between its run and the broker's
+    ack of its order: the worker died (or lost its connection) after the effect and before the ack, so the
+    order is redelivered. Such a fault necessarily happens after the first run started and before the
+    redelivered run starts. A second run with no fault in that interval would be a bug (an order sent twice,
+    a result not recorded). A fault is the interval from just before the test acted to just after (closing
+    connections takes rabbitmqctl a second). Returns (the unexplained, the count of all second runs)."""
+    unexplained, reruns = [], 0
+    for dup in sorted(effects.glob("*.dup")):
+        first = run_starts(effects / dup.name.replace(".dup", ".done"))[0]
+        for again in run_starts(dup):
+            reruns += 1
+            if not any(first <= end and begin <= again for begin, end, _ in faults):
+                unexplained.append(f"job {dup.stem}: first run at {first:.3f}, again at {again:.3f}")
+    return unexplained, reruns
+
+
+def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> None:
+    began = time.monotonic()
+    effects = tmp_path / "effects"
+    db = tmp_path / "state.json"
+    steps = [{"id": 1, "name": "chaos", "label": "chaos", "mode": "one_for_one", "max_retries": 3,
+              "retry_delay": 0.1, "parameters": [{"id": "source_paths", "type": "array_of_strings",
+                                                  "value": [f"/in/{i:04d}.dat" for i in range(JOBS)]}]}]
+    workflows = write_workflows(tmp_path / "workflows.json", [workflow("chaos", steps)])
+    common = ["--no-local-workers", "--broker", rabbitmq_url, "--db", str(db), "--workflows", str(workflows)]
+    faults: list[tuple[float, float, str]] = []  # (began, ended, what)
+
+    def done() -> int:
+        return sum(1 for name in os.listdir(effects) if name.endswith(".done")) if effects.exists() else 0
+
+    def worker(name: str):
+        return start_test_worker(processes, rabbitmq_url, effects, "chaos", name=name, concurrency=2)
+
+    doomed = worker("worker-1")
+    worker("worker-2")
+    wait_consumers(rabbitmq_url, "job_chaos", 2)
+    backend = processes.cli("run", "chaos", "--wait", *common, name="backend-1")
+    wait_for(lambda: "workflow #1 chaos started" in processes.output(backend), 30, "the workflow to start")
+
+    # 1. A worker dies mid-run; a new one takes its place.
+    wait_for(lambda: done() >= 200, 60, "200 jobs done")
+    began_at = time.time()
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    faults.append((began_at, time.time(), "worker SIGKILL"))
+    worker("worker-3")
+    publish_raw(rabbitmq_url, [("job_response", "job_completed", body) for body in MALFORMED])
+
+    # 2. The backend dies mid-run; `stepflow wait` takes over from its state file.
+    wait_for(lambda: done() >= 450, 60, "450 jobs done")
+    began_at = time.time()
+    backend.send_signal(signal.SIGKILL)
+    backend.wait(timeout=10)
+    faults.append((began_at, time.time(), "backend SIGKILL"))
+    backend = processes.cli("wait", "1", *common, name="backend-2")
+
+    # 3. Every connection of the vhost is closed by the broker once.
+    wait_for(lambda: done() >= 750, 60, "750 jobs done")
+    began_at = time.time()
+    subprocess.run(["rabbitmqctl", "close_all_connections", "-p", vhost_of(rabbitmq_url), "chaos"],
+                   check=True, capture_output=True, timeout=60)
+    faults.append((began_at, time.time(), "connections closed"))
+
+    try:
+        assert backend.wait(timeout=120) == 0, processes.output(backend)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the workflow did not finish:\n{processes.logs()}") from None
+    elapsed = time.monotonic() - began
+    assert "workflow #1 chaos: completed" in processes.output(backend)
+
+    # The state file loads, and says every job completed exactly once.
+    status = subprocess.run([sys.executable, "-m", "stepflow_tui", "status", "1", "--json", "--db", str(db)],
+                            capture_output=True, text=True, timeout=60, env=Processes.env())
+    assert status.returncode == 0, status.stderr
+    (report,) = json.loads(status.stdout)
+    jobs = report["jobs"]
+    assert len(jobs) == JOBS
+    assert [job["id"] for job in jobs if job["status"] != "completed"] == []
+    twice = [job["id"] for job in jobs if [entry[0] for entry in job["history"]].count("completed") != 1]
+    assert twice == [], f"jobs completed more than once in their history: {twice[:10]}"
+    (step,) = report["steps"]
+    assert step["counts"]["completed"] == step["counts"]["total"] == JOBS
+
+    # Every effect exists; the jobs meant to fail once failed once and were retried.
+    assert done() == JOBS
+    by_index = {int(Path(job["destination_paths"][0]).stem): job for job in jobs}
+    fail_once = [by_index[i] for i in range(JOBS) if kind_of(i) == "fail_once"]
+    assert all(any(entry[0] == "retrying" for entry in job["history"]) for job in fail_once)
+
+    # No job ran again without a fault to explain it; none ran again after its completion was recorded
+    # unless a fault explains that too (the same test, reported apart).
+    unexplained, reruns = unexplained_reruns(effects, faults)
+    assert unexplained == [], unexplained[:10]
+    completed_at = {job["id"]: epoch(next(e[1] for e in job["history"] if e[0] == "completed")) for job in jobs}
+    after_completion = sum(1 for dup in effects.glob("*.dup") for again in run_starts(dup)
+                           if again > completed_at[int(dup.stem)])
+
+    # The dead-letter queue holds the two malformed messages, nothing else.
+    dead = drain_queue(rabbitmq_url, "job_dead_letter")
+    assert sorted(body for body, _ in dead) == sorted(MALFORMED)
+
+    redelivered = sum(len(p.read_text().split()) for p in effects.glob("redelivered-*.log"))
+    retried = sum(1 for job in jobs if job["attempts"] > 1)
+    print(f"\nchaos run: {JOBS} jobs in {elapsed:.1f} s; faults: "
+          + ", ".join(name for _, _, name in faults)
+          + f"; kills: 2; orders redelivered by RabbitMQ: {redelivered}; jobs sent more than once: {retried} "
+          f"({len(fail_once)} meant to fail once); jobs run twice: {reruns} "
+          f"({after_completion} after their completion was recorded, each after a fault); "
+          f"dead letters: {len(dead)}")
