@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import tempfile
@@ -56,6 +57,23 @@ def build_state(db_path: Path, jobs: int) -> int:
     return workflow.id
 
 
+class GcPauses:
+    """The longest pause of the cyclic garbage collector (a full collection scans every live object)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.worst = 0.0
+        self.full = 0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.worst = max(self.worst, time.perf_counter() - self.started)
+            self.full += info.get("generation") == 2
+
+
 class Stalls:
     """The longest gap between two ticks of a 10 ms timer running in the app (the UI's responsiveness)."""
 
@@ -84,6 +102,8 @@ async def wait_for(pilot, condition, what: str, timeout: float = TIMEOUT) -> Non
 async def drive(backend: Backend, url: str, workflow_id: int, pages: int, started: float) -> dict:
     results: dict = {}
     app = WorkbenchApp(backend, cursor_blink=False)
+    # No scroll animations: Pilot waits for each to finish, which would time the animation, not the work.
+    app.animation_level = "none"
     app_started = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
         tree = app.main_screen.tree
@@ -183,6 +203,7 @@ def main() -> None:
         if not backend.wait_until_running(60):
             raise RuntimeError(f"the backend did not start: {backend.last_error}")
         loaded = time.perf_counter() - started
+        gc_pauses = GcPauses()
         try:
             results = asyncio.run(drive(backend, url, workflow_id, args.pages, started))
         finally:
@@ -200,6 +221,7 @@ def main() -> None:
     print(f"{results['updates']:,} job updates: applied {results['update_ui'] * 1000:.0f} ms after the "
           f"backend's update ({results['update_total'] * 1000:.0f} ms from publishing); "
           f"longest UI stall {results['update_stall'] * 1000:.0f} ms")
+    print(f"garbage collector: longest pause {gc_pauses.worst * 1000:.0f} ms, {gc_pauses.full} full collections")
 
 
 if __name__ == "__main__":
