@@ -188,7 +188,7 @@ def apply_ca_file(args: argparse.Namespace) -> None:
         raise UsageError(f"--ca-file {path}: no such file")
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "cafile"]
     query.append(("cafile", str(path.resolve())))
-    args.broker = urlunsplit(parts._replace(query=urlencode(query)))
+    args.broker = urlunsplit(parts._replace(query=urlencode(query, safe="/")))  # a readable path when shown
 
 
 def setup_logging(verbose: int) -> None:

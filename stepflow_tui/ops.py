@@ -28,6 +28,8 @@ DEAD_LETTER_QUEUE = topology.JOB_DEAD_LETTER
 #: Key of `RedriveReport.counts` for messages without an ``x-death`` header: they cannot be sent back.
 NO_ORIGIN = "(no x-death)"
 EXCERPT_CHARS = 100
+#: Messages looked at in one call (held unacked meanwhile); run again for more.
+MAX_MESSAGES = 100_000
 #: Headers the broker adds when it dead-letters a message: dropped on redrive, the broker adds them again
 #: if the message dies again.
 _DEATH_HEADERS = re.compile(r"^x-(death|first-death-.*|last-death-.*)$")
@@ -109,25 +111,30 @@ def dead_letter_count(conn: Connection) -> int | None:
     return state.ready if state.exists else None
 
 
+def _take(conn: Connection, limit: int) -> list[Delivery]:
+    """basic_get up to ``limit`` messages of job_dead_letter, oldest first, holding them all unacked (so
+    none comes round twice). Not bounded by a prior count: a passive declare on another channel may not see
+    messages this connection just requeued yet, while a get on the same channel always does."""
+    taken: list[Delivery] = []
+    while len(taken) < limit:
+        delivery = conn.get(DEAD_LETTER_QUEUE)
+        if delivery is None:
+            break
+        taken.append(delivery)
+    return taken
+
+
 def peek_dead_letters(conn: Connection, limit: int | None = None) -> list[DeadLetter]:
     """The first ``limit`` dead letters (all when None), oldest first, without consuming them: each is taken
     with basic_get and requeued (newest first, so the queue keeps its order) before returning."""
-    total = dead_letter_count(conn)
-    if not total:
+    if dead_letter_count(conn) is None:
         return []
-    wanted = total if limit is None else min(limit, total)
-    letters: list[DeadLetter] = []
-    held: list[int] = []
+    taken: list[Delivery] = []
     try:
-        while len(letters) < wanted:
-            delivery = conn.get(DEAD_LETTER_QUEUE)
-            if delivery is None:
-                break
-            held.append(delivery.delivery_tag)
-            letters.append(describe_dead_letter(delivery, len(letters)))
+        taken = _take(conn, MAX_MESSAGES if limit is None else limit)
+        return [describe_dead_letter(d, i) for i, d in enumerate(taken)]
     finally:
-        _requeue(conn, held)
-    return letters
+        _requeue(conn, [d.delivery_tag for d in taken])
 
 
 def _requeue(conn: Connection, tags: list[int]) -> None:
@@ -179,44 +186,41 @@ class RedriveReport:
 def redrive(conn: Connection, queue: str | None = None, dry_run: bool = False) -> RedriveReport:
     """Send the dead letters (those of original queue ``queue`` only, when given) back where they died.
 
-    Each is republished on its own (confirmed) and acked from ``job_dead_letter`` only then; a message
-    without x-death, of another queue, or whose republish fails stays, in its place. Only the messages present
-    at the start are looked at: one that dies again meanwhile is not redriven twice. ``dry_run``: count only.
-    Raises `BrokerError` when ``job_dead_letter`` does not exist, `ConnectionLost` if the connection drops
-    (what was not acked yet returns to the queue)."""
-    total = dead_letter_count(conn)
-    if total is None:
+    First every message is taken (held unacked, at most `MAX_MESSAGES`), then each is republished on its own
+    (confirmed) and acked from ``job_dead_letter`` only then: a message that dies again meanwhile arrives after
+    the taking ended and is not redriven twice. A message without x-death, of another queue, or whose
+    republish fails stays, in its place. ``dry_run``: count only. Raises `BrokerError` when
+    ``job_dead_letter`` does not exist, `ConnectionLost` if the connection drops (what was not acked yet
+    returns to the queue)."""
+    if dead_letter_count(conn) is None:
         raise BrokerError(f"no queue {DEAD_LETTER_QUEUE!r}: nothing was ever dead-lettered here")
     report = RedriveReport(dry_run)
-    held: list[int] = []
+    taken: list[Delivery] = []
+    acked: set[int] = set()
     try:
-        for position in range(total):
-            delivery = conn.get(DEAD_LETTER_QUEUE)
-            if delivery is None:
-                break
+        taken = _take(conn, MAX_MESSAGES)
+        for position, delivery in enumerate(taken):
             letter = describe_dead_letter(delivery, position)
             if letter.original_queue is None:
                 report.unredrivable.append(letter)
-                held.append(delivery.delivery_tag)
                 continue
             if queue is not None and not queue_matches(letter.original_queue, queue):
                 report.skipped[letter.original_queue] += 1
-                held.append(delivery.delivery_tag)
                 continue
             report.planned[letter.original_queue] += 1
             if dry_run:
-                held.append(delivery.delivery_tag)
                 continue
             try:
                 conn.publish([republished(delivery, letter)])
             except PublishFailed as exc:
                 report.failed.append((letter, str(exc)))
-                held.append(delivery.delivery_tag)
                 continue
             conn.ack(delivery.delivery_tag)  # only now: the broker holds the republished copy
+            acked.add(delivery.delivery_tag)
             report.redriven[letter.original_queue] += 1
     finally:
-        _requeue(conn, held)
+        # everything not sent back returns to its place, also when something failed half-way
+        _requeue(conn, [d.delivery_tag for d in taken if d.delivery_tag not in acked])
     return report
 
 

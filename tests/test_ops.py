@@ -1,8 +1,15 @@
-"""Operations (stepflow_tui/ops.py): dead letters looked at and redriven on both brokers, prune on a real
-state file, and the pure helpers (excerpts, ages)."""
+"""Operations (stepflow_tui/ops.py, issue 6): dead letters looked at and redriven on both brokers, the
+backend's redrive command, prune on a real state file, the pure helpers (excerpts, ages); and through the CLI
+without RabbitMQ: read-only refusals, state file safety, passwords never printed, --ca-file for amqps://."""
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from helpers import cli_command, cli_env, describe, run_cli, step, workflow, write_workflows
 
 from stepflow_tui import ops
 from stepflow_tui.broker import topology
@@ -324,3 +332,222 @@ def test_backend_redrives_on_its_own_thread(memory_url: str, tmp_path: Path, rea
     finally:
         other.close()
         backend.stop()
+
+
+# ------------------------------------------------------------------------------------------ the CLI (no RabbitMQ)
+#: A password that appears nowhere else, to look for in every output.
+SECRET = "Zq9-not-printed-7Hk"
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, describe(result)
+    return lines[0]
+
+
+@pytest.fixture
+def quick(tmp_path: Path) -> Path:
+    return write_workflows(tmp_path / "workflows.json", [workflow("quick", [step(1, "noop")])])
+
+
+def closed_port() -> int:
+    """A local port nobody listens on (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "quick"], ["retry", "1"], ["retry", "--workflow", "1"], ["abort", "1"], ["cancel", "1"],
+    ["prune", "--older-than", "1d"], ["redrive"], ["redrive", "--broker", "amqp://u:p@127.0.0.1:1/", "--yes"],
+])
+def test_read_only_refuses_every_change(tmp_path: Path, quick: Path, args: list[str]) -> None:
+    db = tmp_path / "state.json"
+    result = run_cli(*args, "--read-only", "--workflows", quick, db=db, cwd=tmp_path)
+    assert "read-only mode" in one_line_error(result)
+    assert not db.exists()  # nothing was even opened for writing
+
+
+def test_read_only_allows_looking(tmp_path: Path) -> None:
+    db = tmp_path / "state.json"
+    result = run_cli("prune", "--older-than", "1d", "--dry-run", "--read-only", db=db, cwd=tmp_path)
+    assert result.returncode == 0 and "would remove 0 workflow(s)" in result.stdout, describe(result)
+
+
+def test_prune_cli_prints_counts_and_sizes(db: Path, tmp_path: Path) -> None:
+    result = run_cli("prune", "--older-than", "30d", db=db, cwd=tmp_path)
+    assert result.returncode == 0, describe(result)
+    # the fixture's workflows finished in 2026-01/02 relative to NOW; the real clock is later still
+    assert "removed 3 workflow(s) (#1, #2, #3) and 1,205 job(s)" in result.stdout, result.stdout
+    assert re.search(r"state [\d.]+ KB -> [\d.]+ (B|KB)$", result.stdout.strip()), result.stdout
+    assert set(read_state(db).workflows) == {4}
+    bad = run_cli("prune", "--older-than", "soon", db=db, cwd=tmp_path)
+    assert "--older-than 'soon'" in one_line_error(bad)
+
+
+def test_dead_letters_and_redrive_explain_the_embedded_broker(tmp_path: Path) -> None:
+    for command in ("dead-letters", "redrive"):
+        line = one_line_error(run_cli(command, cwd=tmp_path))
+        assert "memory://" in line and "workbench" in line, line
+
+
+# ------------------------------------------------------------------------------------------ state file safety
+def truncated_state(tmp_path: Path, quick: Path) -> tuple[Path, bytes]:
+    """A real state file (one finished workflow), cut in the middle as a crash of a careless writer would."""
+    db = tmp_path / "state" / "state.json"
+    done = run_cli("run", "quick", "--wait", "--workflows", quick, db=db, cwd=tmp_path)
+    assert done.returncode == 0, describe(done)
+    whole = db.read_bytes()
+    db.write_bytes(whole[: len(whole) // 2])
+    return db, db.read_bytes()
+
+
+@pytest.mark.parametrize(("args", "owner"), [
+    ([], True),  # the workbench: refused before any screen is drawn
+    (["run", "quick", "--wait"], True),
+    (["status"], False),
+    (["prune", "--older-than", "1d"], True),
+    (["abort", "1"], True),
+])
+def test_truncated_state_file_is_named_kept_and_copied(tmp_path: Path, quick: Path, args: list[str],
+                                                        owner: bool) -> None:
+    db, cut = truncated_state(tmp_path, quick)
+    for attempt in (1, 2):
+        result = run_cli(*args, "--workflows", quick, db=db, cwd=tmp_path)
+        line = one_line_error(result)
+        assert str(db) in line and "unreadable" in line, line
+        assert db.read_bytes() == cut  # never overwritten, never "repaired"
+        copies = sorted(db.parent.glob("state.json.corrupt-*"))
+        if owner:
+            # the owner makes a copy each time it is refused, never overwriting an earlier one
+            assert len(copies) == attempt and all(c.read_bytes() == cut for c in copies), copies
+            assert "a copy was saved as" in line
+        else:
+            assert copies == []  # a reader (status) writes nothing, not even a copy
+
+
+# ------------------------------------------------------------------------------------------ security
+def masked_everywhere(text: str) -> None:
+    assert SECRET not in text, text
+    assert "***" in text, text
+
+
+def output_until(args: list[str | Path], marker: str, cwd: Path, timeout: float = 30) -> str:
+    """Run a command that keeps retrying (run --wait, worker) until its output (stdout and stderr) shows
+    ``marker``; then interrupt it and return everything it printed."""
+    proc = subprocess.Popen(cli_command(*args), cwd=cwd, env=cli_env(None, cwd / ".xdg-state"), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    seen = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=10)
+    assert marker in seen, seen + rest
+    return seen + rest
+
+
+def test_no_output_contains_the_password_of_an_unreachable_broker(tmp_path: Path, quick: Path) -> None:
+    url = f"amqp://stepflow:{SECRET}@127.0.0.1:{closed_port()}/prod"
+    db = tmp_path / "state.json"
+    for args in (["queues"], ["dead-letters"], ["redrive", "--yes"]):
+        result = run_cli(*args, "--broker", url, "-vv", "--workflows", quick, db=db, cwd=tmp_path)
+        assert result.returncode == 1, describe(result)
+        masked_everywhere(result.stdout + result.stderr)
+    # these keep trying to reconnect: read until they say so (pika's own debug log included), then stop them
+    masked_everywhere(output_until(["worker", "--job-type", "noop", "--broker", url, "-vv"], "reconnecting",
+                                   tmp_path))
+    masked_everywhere(output_until(["run", "quick", "--wait", "--broker", url, "-vv", "--workflows", quick,
+                                    "--db", db], "broker unreachable", tmp_path))
+    status = run_cli("status", "--json", "--broker", url, db=db, cwd=tmp_path)
+    assert status.returncode == 0 and SECRET not in status.stdout + status.stderr, describe(status)
+
+
+# ------------------------------------------------------------------------------------------ TLS
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for localhost (the server's, and so its CA) and an unrelated one."""
+    folder = tmp_path_factory.mktemp("tls")
+    for name, subject in (("server", "/CN=localhost"), ("other", "/CN=other")):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-keyout", folder / f"{name}-key.pem", "-out", folder / f"{name}.pem", "-subj", subject,
+                        "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture
+def tls_server(certificates: Path) -> Iterator[tuple[int, list[bytes]]]:
+    """A TLS server on localhost that records the first bytes each client sends after the handshake (an
+    AMQP client sends its protocol header), then hangs up."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificates / "server.pem", certificates / "server-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(client, server_side=True) as tls:
+                    received.append(tls.recv(8))
+            except (OSError, ssl.SSLError):
+                client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], received
+    listener.close()
+
+
+def test_ca_file_verifies_an_amqps_broker(tmp_path: Path, certificates: Path,
+                                          tls_server: tuple[int, list[bytes]]) -> None:
+    port, received = tls_server
+    url = f"amqps://stepflow:{SECRET}@localhost:{port}/"
+    trusted = run_cli("queues", "--broker", url, "--ca-file", certificates / "server.pem", cwd=tmp_path)
+    assert trusted.returncode == 1, describe(trusted)
+    assert received == [b"AMQP\x00\x00\x09\x01"]  # the handshake passed: the client spoke AMQP over TLS
+    assert "certificate verify failed" not in trusted.stderr
+    masked_everywhere(trusted.stderr)
+
+    from_env = run_cli("queues", "--broker", url, cwd=tmp_path,
+                       env={"STEPFLOW_CA_FILE": str(certificates / "other.pem")})
+    assert from_env.returncode == 1 and "certificate verify failed" in from_env.stderr, describe(from_env)
+    assert len(received) == 1  # refused by the client: nothing sent over an unverified channel
+    masked_everywhere(from_env.stderr)
+
+
+def test_ca_file_errors_name_the_problem(tmp_path: Path, certificates: Path) -> None:
+    missing = one_line_error(run_cli("queues", "--broker", "amqps://u:p@localhost/", "--ca-file",
+                                     tmp_path / "nope.pem", cwd=tmp_path))
+    assert "nope.pem: no such file" in missing
+    plain = one_line_error(run_cli("queues", "--broker", f"amqp://u:{SECRET}@localhost/", "--ca-file",
+                                   certificates / "server.pem", cwd=tmp_path))
+    assert "not amqps://" in plain and SECRET not in plain
+    # memory:// has no network: the option (e.g. from the environment) is ignored there
+    ok = run_cli("status", cwd=tmp_path, env={"STEPFLOW_CA_FILE": str(tmp_path / "nope.pem")})
+    assert ok.returncode == 0, describe(ok)
+
+
+def test_ca_file_maps_onto_the_url(tmp_path: Path, certificates: Path) -> None:
+    from stepflow_tui import cli
+
+    args = cli.resolve_options(cli.build_parser().parse_args(
+        ["queues", "--broker", "amqps://u:p@h:5671/v?heartbeat=5&cafile=/old", "--ca-file",
+         str(certificates / "server.pem")]))
+    cli.apply_ca_file(args)
+    assert args.broker == f"amqps://u:p@h:5671/v?heartbeat=5&cafile={certificates / 'server.pem'}"
