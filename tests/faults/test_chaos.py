@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,23 +47,34 @@ def run_starts(path: Path) -> list[float]:
     return [float(line.split()[1]) for line in path.read_text().splitlines() if line.strip()]
 
 
-def unexplained_reruns(effects: Path, faults: list[tuple[float, float, str]]) -> tuple[list[str], int]:
-    """Jobs that ran again with no fault between their first run's start and the second run's start.
+def classify_reruns(effects: Path, faults: list[tuple[float, float, str]], jobs: dict[int, dict]
+                    ) -> tuple[int, int, list[str]]:
+    """Sort every second run of a job by what explains it: (by a worker-side fault, by the backend restart,
+    unexplained descriptions).
 
-    At-least-once means a job runs again only when a fault cut the path between its run and the broker's
-    ack of its order: the worker died (or lost its connection) after the effect and before the ack, so the
-    order is redelivered. Such a fault necessarily happens after the first run started and before the
-    redelivered run starts. A second run with no fault in that interval would be a bug (an order sent twice,
-    a result not recorded). A fault is the interval from just before the test acted to just after (closing
-    connections takes rabbitmqctl a second). Returns (the unexplained, the count of all second runs)."""
-    unexplained, reruns = [], 0
+    At-least-once allows a job to run again in two cases only:
+    - a fault cut the path between a run and the broker's ack of its order (the worker died or lost its
+      connection after the effect): the order is redelivered. That fault happened after the first run
+      started and before the second run started.
+    - the backend died after publishing an order and before recording it as sent: on restart it sends the
+      order again (``resuming: N job orders to send``). The job was unfinished when the backend was killed.
+    A fault is the interval from just before the test acted to just after (rabbitmqctl takes a second)."""
+    by_worker = by_restart = 0
+    unexplained = []
+    restarts = [(begin, end) for begin, end, what in faults if what == "backend SIGKILL"]
     for dup in sorted(effects.glob("*.dup")):
+        job = jobs[int(dup.stem)]
         first = run_starts(effects / dup.name.replace(".dup", ".done"))[0]
+        created = epoch(job["history"][0][1])
+        completed = epoch(next(entry[1] for entry in job["history"] if entry[0] == "completed"))
         for again in run_starts(dup):
-            reruns += 1
-            if not any(first <= end and begin <= again for begin, end, _ in faults):
-                unexplained.append(f"job {dup.stem}: first run at {first:.3f}, again at {again:.3f}")
-    return unexplained, reruns
+            if any(first <= end and begin <= again for begin, end, _ in faults):
+                by_worker += 1
+            elif any(created <= end and begin <= completed for begin, end in restarts):
+                by_restart += 1
+            else:
+                unexplained.append(f"job {job['id']}: first run at {first:.3f}, again at {again:.3f}")
+    return by_worker, by_restart, unexplained
 
 
 def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> None:
@@ -103,7 +115,7 @@ def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> N
     backend.send_signal(signal.SIGKILL)
     backend.wait(timeout=10)
     faults.append((began_at, time.time(), "backend SIGKILL"))
-    backend = processes.cli("wait", "1", *common, name="backend-2")
+    backend = processes.cli("wait", "1", "-v", *common, name="backend-2")  # -v: logs how many orders it resends
 
     # 3. Every connection of the vhost is closed by the broker once.
     wait_for(lambda: done() >= 750, 60, "750 jobs done")
@@ -138,10 +150,14 @@ def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> N
     fail_once = [by_index[i] for i in range(JOBS) if kind_of(i) == "fail_once"]
     assert all(any(entry[0] == "retrying" for entry in job["history"]) for job in fail_once)
 
-    # No job ran again without a fault to explain it; none ran again after its completion was recorded
-    # unless a fault explains that too (the same test, reported apart).
-    unexplained, reruns = unexplained_reruns(effects, faults)
+    # No job ran again without a fault to explain it (see `classify_reruns`), and no more orders were sent
+    # again by the restarted backend than it said.
+    by_jobs = {job["id"]: job for job in jobs}
+    by_worker, by_restart, unexplained = classify_reruns(effects, faults, by_jobs)
     assert unexplained == [], unexplained[:10]
+    resent = re.search(r"resuming: (\d+) job orders to send", processes.output(backend))
+    assert by_restart <= (int(resent.group(1)) if resent else 0)
+    reruns = by_worker + by_restart
     completed_at = {job["id"]: epoch(next(e[1] for e in job["history"] if e[0] == "completed")) for job in jobs}
     after_completion = sum(1 for dup in effects.glob("*.dup") for again in run_starts(dup)
                            if again > completed_at[int(dup.stem)])
@@ -155,6 +171,7 @@ def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> N
     print(f"\nchaos run: {JOBS} jobs in {elapsed:.1f} s; faults: "
           + ", ".join(name for _, _, name in faults)
           + f"; kills: 2; orders redelivered by RabbitMQ: {redelivered}; jobs sent more than once: {retried} "
-          f"({len(fail_once)} meant to fail once); jobs run twice: {reruns} "
-          f"({after_completion} after their completion was recorded, each after a fault); "
+          f"({len(fail_once)} meant to fail once); jobs run twice: {reruns} ({by_worker} after a worker-side "
+          f"fault, {by_restart} resent by the restarted backend; {after_completion} of them after their "
+          f"completion was recorded); "
           f"dead letters: {len(dead)}")
