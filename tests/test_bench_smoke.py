@@ -1,0 +1,55 @@
+"""Smoke test of the benchmarks in bench/: each runs with a tiny N, exits 0 and prints its figures last.
+
+No timing is asserted (the figures depend on the machine); this only keeps the benchmarks runnable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+TIMEOUT = 120
+
+
+def run_bench(script: str, *args: str) -> list[str]:
+    """Run ``bench/<script>`` with ``args``; return its stdout lines (fail with its output on a bad exit)."""
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout.strip().splitlines()
+
+
+def test_throughput_memory() -> None:
+    lines = run_bench("throughput.py", "--broker", "memory://", "--jobs", "200", "--runs", "1")
+    assert lines[-2].startswith("throughput: memory://, 200 jobs")
+    assert lines[-1].startswith("stepflow: ") and lines[-1].endswith(" jobs/s")
+
+
+@pytest.mark.rabbitmq
+def test_throughput_rabbitmq_with_baseline(rabbitmq_url: str) -> None:
+    # The bench makes vhosts of its own from the URL it is given; the fixture only checks RabbitMQ is there.
+    base = rabbitmq_url.rsplit("/", 1)[0] + "/"
+    lines = run_bench("throughput.py", "--broker", base, "--jobs", "100", "--workers", "1", "--runs", "1")
+    assert lines[-4].startswith("throughput: amqp://") and "1 worker processes" in lines[-4]
+    assert lines[-3].startswith("stepflow: ") and lines[-3].endswith(" jobs/s")
+    assert lines[-2].startswith("raw pika: ") and lines[-2].endswith(" jobs/s")
+    assert lines[-1].startswith("ratio: ")
+    float(lines[-1].split()[1])  # a number
+
+
+def test_scale() -> None:
+    lines = run_bench("scale.py", "--jobs", "300", "--restarts", "1")
+    expected = ["scale: 300 jobs", "total: ", "first tenth: ", "peak RSS: ", "state: ", "restart: ready in "]
+    assert [line[:len(prefix)] for line, prefix in zip(lines[-6:], expected, strict=True)] == expected
+    assert "300 jobs loaded" in lines[-1]
+
+
+def test_tui() -> None:
+    lines = run_bench("tui.py", "--jobs", "1500", "--pages", "5")
+    expected = ["tui: a workflow of 1,500 jobs", "first show: ", "expand the big step: ", "paging: 5 pages",
+                "1,000 job updates: applied", "garbage collector: "]
+    assert [line[:len(prefix)] for line, prefix in zip(lines[-6:], expected, strict=True)] == expected
