@@ -37,6 +37,9 @@ class WorkbenchApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "stepflow"
+    #: Screens get ``-narrow`` below 100 columns: the tree gets more room than the detail (at 80 columns the
+    #: tree lines were cut after their status).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     def __init__(self, backend: WorkbenchBackend, *, read_only: bool = False,
                  clock: Callable[[], datetime] | None = None, cursor_blink: bool = True) -> None:

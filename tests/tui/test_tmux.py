@@ -217,6 +217,26 @@ def pick_definition(tmux: Tmux, identifier: str) -> None:
     tmux.wait_text(f"Start {identifier}", f"the start form of {identifier}")
 
 
+def tab_to_field(tmux: Tmux, label: str) -> None:
+    """Tab, then wait until the field under ``label`` looks focused (its line is drawn differently).
+
+    Typing right after Tab raced: Textual hands each key to the widget focused when it reads the key, and the
+    Tab that moves focus is handled later, by that widget; so the path meant for the next field went on the
+    end of the previous one."""
+
+    def field_line(colored: str) -> str:
+        lines = colored.splitlines()
+        plain = [_OTHER_ESCAPE.sub("", _SGR.sub("", line)) for line in lines]
+        index = next((i for i, line in enumerate(plain) if label in line), None)
+        return lines[index + 1] if index is not None and index + 1 < len(lines) else ""
+
+    before = field_line(tmux.screen(escapes=True))
+    assert before, f"no field labelled {label!r} on the screen:\n{tmux.screen()}"
+    tmux.key("Tab")
+    tmux.wait_for(lambda colored: field_line(colored) not in ("", before), f"the {label!r} field focused",
+                  escapes=True)
+
+
 def workflow_line(screen: str, identifier: str) -> str:
     """The tree line of the (only) workflow ``identifier``, or ''."""
     return next((line for line in screen.splitlines() if re.search(rf"[▶▼] #\d+ {identifier} ", line)), "")
@@ -236,7 +256,7 @@ def test_checksum_folder_from_the_form_then_the_manifest_verifies(tmux: Tmux, tm
     pick_definition(tmux, "checksum_folder")  # from the stepflow-files plugin: the cwd has no workflows.json
     tmux.type(str(source))
     tmux.wait_text(str(source)[-50:], "the source folder typed into the form")  # a long value scrolls
-    tmux.key("Tab")
+    tab_to_field(tmux, "Manifest file")
     tmux.type(str(manifest))
     tmux.wait_text(str(manifest)[-50:], "the manifest path typed into the form")
     tmux.key("Enter")

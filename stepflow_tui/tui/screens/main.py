@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Tree
+from textual.widgets import Tree
 
 from stepflow_tui.backend.views import Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
@@ -29,6 +29,7 @@ from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
 from stepflow_tui.tui.widgets.detail import DetailPane, job_detail, step_detail, workflow_detail
+from stepflow_tui.tui.widgets.footer import WorkbenchFooter
 from stepflow_tui.tui.widgets.header import StatusHeader
 from stepflow_tui.tui.widgets.log import LogPanel, PanelLogHandler
 from stepflow_tui.tui.widgets.queues import QueuesPanel
@@ -67,7 +68,7 @@ class MainScreen(Screen[None]):
             yield DetailPane(id="detail")
         yield QueuesPanel(id="queues")
         yield LogPanel(id="log", max_lines=2000, wrap=True)
-        yield Footer()
+        yield WorkbenchFooter()
 
     @property
     def tree(self) -> WorkflowTree:
@@ -355,7 +356,7 @@ class MainScreen(Screen[None]):
         if view is None:
             return
         if view.status in FINISHED_WORKFLOW:
-            self.notify(f"workflow #{view.id} is already {view.status}", severity="warning")
+            self.notify(f"workflow #{view.id} has ended ({view.status}): nothing to abort", severity="warning")
             return
         workflow_id = view.id
 
@@ -377,7 +378,7 @@ class MainScreen(Screen[None]):
         if view is None:
             return
         if view.status in FINISHED_WORKFLOW:
-            self.notify(f"workflow #{view.id} is {view.status}: nothing to pause", severity="warning")
+            self.notify(f"workflow #{view.id} has ended ({view.status}): nothing to pause", severity="warning")
             return
         workflow_id = view.id
         if view.paused or workflow_status(view) == "paused":
@@ -418,7 +419,7 @@ class MainScreen(Screen[None]):
         job_id = ref.job_id
         status = self.tree.job_status(job_id)
         if status in FINAL_JOB:
-            self.notify(f"job #{job_id} is already {status}", severity="warning")
+            self.notify(f"job #{job_id} has ended ({status}): nothing to cancel", severity="warning")
             return
         self.run_command(f"cancel job #{job_id}", lambda: self.backend.cancel_job(job_id),
                          lambda _: self.notify(f"job #{job_id} cancelled"))

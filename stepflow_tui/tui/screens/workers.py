@@ -15,6 +15,8 @@ from stepflow_tui.backend.views import WorkerView
 from stepflow_tui.tui.formatting import age
 from stepflow_tui.tui.source import WorkbenchBackend
 
+JOB_TYPES_WIDTH = 30  # cut with "…"; the full list is in each worker's status (``stepflow plugins``)
+
 
 class WorkersScreen(Screen[None]):
     """A table of workers, refreshed when the backend says workers changed (`reload`)."""
@@ -34,8 +36,10 @@ class WorkersScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        # job types get a fixed width: a worker of every installed type lists six or more of them, and at 120
+        # columns they pushed "last seen" and "state" (LOST) off the screen
         for column in ("instance", "job types", "activity", "current jobs", "host / pid", "last seen", "state"):
-            table.add_column(column, key=column)
+            table.add_column(column, key=column, width=JOB_TYPES_WIDTH if column == "job types" else None)
         self.reload()
 
     @work(thread=True, exclusive=True, group="workers", exit_on_error=False, description="list workers")
@@ -55,8 +59,9 @@ class WorkersScreen(Screen[None]):
         for worker in sorted(workers, key=lambda w: (w.lost, w.instance_id)):
             activity_style = {"Busy": "yellow", "Idle": "green"}.get(worker.activity, "dim")
             table.add_row(
-                Text(worker.instance_id, style="bold" if not worker.lost else "dim"),
-                ", ".join(worker.job_types),
+                # the first 12 hex digits tell instances apart; the whole id took a quarter of the screen
+                Text(worker.instance_id[:12], style="bold" if not worker.lost else "dim"),
+                Text(", ".join(worker.job_types), no_wrap=True, overflow="ellipsis"),
                 Text(worker.activity, style=activity_style),
                 ", ".join(f"#{job}" for job in worker.current_jobs) or "—",
                 f"{worker.hostname} / {worker.pid}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -76,10 +76,20 @@ def _counts(counts: dict[str, int]) -> Table:
     return _fields(rows)
 
 
+def short_time(value: str) -> str:
+    """``2026-11-27T05:29:55.856568Z`` -> ``2026-11-27 05:29:55Z``: the microseconds made every time wrap in a
+    narrow detail pane. A value that is not a time is shown as it is."""
+    parsed = parse_time(value)
+    if parsed is None:
+        return value
+    suffix = "Z" if parsed.utcoffset() == UTC.utcoffset(None) else parsed.strftime("%z")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S") + suffix
+
+
 def _when(value: str | None, now: datetime) -> Text | None:
     if not value:
         return None
-    return Text.assemble(value, (f"  ({age(value, now)} ago)", "dim"))
+    return Text.assemble(short_time(value), (f"  ({age(value, now)} ago)", "dim"))
 
 
 def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
@@ -89,15 +99,21 @@ def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
     start, end = parse_time(view.created_at), parse_time(view.finished_at) or now
     if start:
         duration = short_duration((end - start).total_seconds())
+    # Only the statuses some step has get a column (completed always): with all seven the counts took the
+    # whole pane and Rich squeezed them to nothing beside a long step label. The label is the column that
+    # shrinks (cut with "…"), never the counts.
+    keys = [key for key in STEP_COUNT_KEYS
+            if key == "completed" or any(step.counts.get(key, 0) for step in view.steps)]
     steps = Table(box=None, padding=(0, 1), show_edge=False)
-    steps.add_column("step", no_wrap=True)
+    steps.add_column("step")
     steps.add_column("", no_wrap=True)
-    for key in STEP_COUNT_KEYS:
-        steps.add_column(STATUS_ICONS[key], justify="right", style=STATUS_STYLES[key])
-    steps.add_column("total", justify="right")
+    for key in keys:
+        steps.add_column(STATUS_ICONS[key], justify="right", style=STATUS_STYLES[key], no_wrap=True)
+    steps.add_column("total", justify="right", no_wrap=True)
     for step in view.steps:
-        steps.add_row(f"{step.id} {step.label or step.name}", status_text(step.status, with_name=False),
-                      *(str(step.counts.get(key, 0)) for key in (*STEP_COUNT_KEYS, "total")))
+        steps.add_row(Text(f"{step.id} {step.label or step.name}", no_wrap=True, overflow="ellipsis"),
+                      status_text(step.status, with_name=False),
+                      *(str(step.counts.get(key, 0)) for key in (*keys, "total")))
     return Group(
         header,
         Text(view.label, style="italic"),
@@ -185,7 +201,7 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
     for entry in record.get("history") or []:
         status, when = (list(entry) + ["", ""])[:2]
         note = entry[2] if len(entry) > 2 else ""
-        history.add_row(status_text(status), when, note)
+        history.add_row(status_text(status), short_time(when) if isinstance(when, str) else when, note)
     parts += [_section("History"), history]
     return Group(*parts)
 
@@ -194,7 +210,9 @@ class DetailPane(VerticalScroll):
     """Scrollable detail of the selection; the screen hands it a renderable."""
 
     def compose(self):
-        yield Static(Text("Select a workflow, step or job.", style="dim"), id="detail-body")
+        # the first thing a new user sees on an empty state: say how to begin
+        yield Static(Text("Select a workflow, step or job.\n\nNo workflows yet? Press s to start one, "
+                          "? for every key.", style="dim"), id="detail-body")
 
     def show(self, renderable: RenderableType) -> None:
         self.query_one("#detail-body", Static).update(renderable)

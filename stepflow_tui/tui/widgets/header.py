@@ -11,7 +11,7 @@ CONNECTION_STYLES = {"connected": "bold green", "connecting": "yellow", "reconne
 
 
 class StatusHeader(Static):
-    """``stepflow  amqp://user:***@host/vh  ● connected  workers 2 live, 1 lost  READ-ONLY``."""
+    """``stepflow  ● connected  workers 2 live, 1 lost  READ-ONLY  amqp://user:***@host/vh``."""
 
     broker = reactive("")
     connection = reactive("connecting")
@@ -23,12 +23,13 @@ class StatusHeader(Static):
         line = Text()
         line.append(" stepflow ", style="bold reverse")
         line.append("  ")
-        line.append(self.broker, style="bold")
-        line.append("  ")
+        # the state first, the broker URL last: at 80 columns a long URL cut off "lost" and "READ-ONLY"
         line.append(f"● {self.connection}", style=CONNECTION_STYLES.get(self.connection, ""))
         line.append(f"  workers {self.live_workers} live")
         if self.lost_workers:
             line.append(f", {self.lost_workers} lost", style="bold red")
         if self.read_only:
             line.append("  READ-ONLY", style="bold magenta reverse")
+        line.append("  ")
+        line.append(self.broker, style="bold")
         return line
