@@ -144,7 +144,11 @@ class Tmux:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """Stop this test's tmux server (and the workbench in it) and remove its socket file."""
         self.tmux("kill-server", check=False)
+        # tmux 3.3 leaves the socket file of a killed server behind: one file a test run otherwise
+        socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (socket_dir / self.socket).unlink(missing_ok=True)
 
 
 @pytest.fixture
