@@ -507,7 +507,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
         finally:
             conn.close()
     except BrokerError as exc:
-        print(f"stepflow queues: {mask_url(args.broker)}: {exc}", file=sys.stderr)
+        print(f"stepflow queues: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"broker {mask_url(args.broker)}")
     print(f"{'queue':<28} {'ready':>8} {'unacked':>8} {'consumers':>9}")

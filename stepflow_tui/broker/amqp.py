@@ -16,6 +16,7 @@ One `pika.BlockingConnection` per `AmqpConnection`, owned by one thread, with th
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -368,5 +369,32 @@ def _describe(exc: BaseException) -> str:
     messages never include credentials)."""
     if isinstance(exc, pe.ChannelClosedByBroker | pe.ConnectionClosedByBroker):
         return f"{exc.reply_code} {exc.reply_text}"
+    cause = _root_cause(exc)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (is RabbitMQ running there, and is the port right?)"
+    if isinstance(cause, TimeoutError | socket.timeout):
+        return "connection timed out (host unreachable or a firewall in the way?)"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host name ({cause.strerror or cause})"
+    if isinstance(cause, OSError) and cause is not exc:
+        return cause.strerror or str(cause)
     text = str(exc) or type(exc).__name__
     return text.strip("()',\"") or type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """pika wraps socket errors in connector errors inside AMQPConnectionError's args: dig the OSError out."""
+    seen = 0
+    current: object = exc
+    while seen < 5:
+        seen += 1
+        inner = getattr(current, "exception", None)
+        if isinstance(inner, BaseException):
+            current = inner
+            continue
+        args = getattr(current, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        if nested is None:
+            break
+        current = nested
+    return current if isinstance(current, BaseException) else exc
