@@ -247,9 +247,9 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def make_backend(args: argparse.Namespace, definitions: dict, registry, *, local_workers: bool | None = None,
-                 concurrency: int = 4):
+                 concurrency: int = 4, locked_hint: str = ""):
     from stepflow_tui.backend.backend import Backend, BackendConfig
-    from stepflow_tui.store import StoreError
+    from stepflow_tui.store import StoreError, StoreLocked
 
     config = BackendConfig(broker_url=args.broker, db_path=args.db, definitions=definitions, registry=registry,
                            local_workers=local_workers, local_concurrency=max(1, concurrency),
@@ -257,6 +257,8 @@ def make_backend(args: argparse.Namespace, definitions: dict, registry, *, local
     backend = Backend(config)
     try:
         backend.start()
+    except StoreLocked as exc:
+        raise UsageError(f"{exc}{locked_hint}") from None
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     return backend
@@ -558,7 +560,8 @@ def _one_command(args: argparse.Namespace, action, *, local_workers: bool | None
         raise UsageError(f"read-only mode: {args.command} refused")
     registry = load_registry()
     definitions = load_all_definitions(args.workflows, registry)
-    backend = make_backend(args, definitions, registry, local_workers=local_workers, concurrency=concurrency)
+    backend = make_backend(args, definitions, registry, local_workers=local_workers, concurrency=concurrency,
+                           locked_hint=f" (to {args.command} while it runs, use the workbench's keys: ? lists them)")
     try:
         backend.wait_until_running(10.0)
         try:
