@@ -54,7 +54,7 @@ from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import DROP_JOBS, TIMEOUT_HEADER, Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow, WorkflowStatus
-from stepflow_tui.store import Store
+from stepflow_tui.store import Store, StoreError
 
 log = logging.getLogger("stepflow_tui.backend")
 
@@ -118,6 +118,9 @@ class Backend:
         # Orders not to run (aborted workflows): job id -> None, oldest first; re-sent to each new worker.
         self._drops: dict[int, None] = {}
         self._drops_to_send: list[tuple[list[int], str | None]] = []  # (job ids, instance id or None: all)
+        # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
+        self._flush_error: str | None = None
+        self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -163,8 +166,11 @@ class Backend:
             self._thread = None
         if self.state is not None:
             with self.store.lock:
-                if self.state.dirty:
-                    self.store.flush(self.state)
+                if self.state.dirty or self._flush_error:
+                    try:
+                        self.store.flush(self.state)
+                    except StoreError as exc:  # still release the state file's lock
+                        log.error("the last changes were not saved: %s", exc)
         self.store.close()
         self.connection_state = "stopped"
 
@@ -219,12 +225,20 @@ class Backend:
                 self._loop(conn)
             except ConnectionLost as exc:
                 self._batch.clear()  # unacked: the broker redelivers them
+                self._held_ack = None
                 self._set_connection("reconnecting", f"connection lost ({exc}); reconnecting")
                 self._idle(delay)
                 delay = min(delay * 2, 10.0)
             except BrokerError as exc:
                 self._batch.clear()
+                self._held_ack = None
                 self._set_connection("error", str(exc))
+                self._idle(5.0)
+            except Exception as exc:  # a bug must not end the thread while the app goes on showing 'connected'
+                log.exception("the broker loop failed")
+                self._batch.clear()  # unacked: the broker redelivers them on the next connection
+                self._held_ack = None
+                self._set_connection("error", f"internal error ({type(exc).__name__}: {exc}); reconnecting")
                 self._idle(5.0)
             finally:
                 self._conn = None
@@ -259,7 +273,8 @@ class Backend:
             self._apply_batch(conn)
             self._check_jobs()
             self._send_drops(conn)
-            self._flush()
+            if self._flush():
+                self._ack_held(conn)  # after a failed flush: what it held is on disk now
             self._dispatch(conn)
             self._poll_queues(conn)
             self._emit()
@@ -282,8 +297,12 @@ class Backend:
                 except protocol.ProtocolError as exc:
                     garbage.append((delivery, str(exc)))
                     continue
+                except Exception as exc:  # a message the engine cannot apply must not stop every other one
+                    log.exception("cannot apply a message from %s", delivery.queue)
+                    garbage.append((delivery, f"cannot apply it: {type(exc).__name__}: {exc}"))
+                    continue
                 self.stats["applied" if changed else "ignored"] += 1
-        self._flush()  # before the acks: an acked message's effect is on disk
+        flushed = self._flush()  # before the acks: an acked message's effect is on disk
         for delivery, reason in garbage:
             self.stats["garbage"] += 1
             log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
@@ -294,7 +313,15 @@ class Backend:
         rejected = {delivery.delivery_tag for delivery, _ in garbage}
         kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
         if kept:
-            conn.ack(max(kept), multiple=True)
+            self._held_ack = max(kept + ([self._held_ack] if self._held_ack is not None else []))
+        if flushed:
+            self._ack_held(conn)
+
+    def _ack_held(self, conn: Connection) -> None:
+        """Ack every delivery applied so far (its effect is on disk): one multiple ack."""
+        if self._held_ack is not None:
+            conn.ack(self._held_ack, multiple=True)
+            self._held_ack = None
 
     def _apply(self, delivery: Delivery) -> bool:
         queue_name = delivery.queue
@@ -333,15 +360,30 @@ class Backend:
         self._changed_workflows |= state.dirty_workflows | state.deleted_workflows
         self._changed_jobs |= state.dirty_jobs
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write what changed; False when the state file cannot be written (the operator is told once per
+        error; the store keeps what it could not write and the next call tries again)."""
         # Only the broker thread mutates the state, so nothing can dirty it between these two steps; the
         # store takes its lock to serialise and writes the files outside it (readers are not held up by fsync).
         with self.store.lock:
             self._collect_changes()
             dirty = self.state.dirty
-        if dirty:
+        if not (dirty or self._flush_error):
+            return True
+        try:
             self.store.flush(self.state)
-            self.stats["flushes"] += 1
+        except StoreError as exc:
+            message = f"{exc}; nothing is acknowledged until it can be written"
+            if message != self._flush_error:
+                self.last_error = message
+                self._notice(message)
+            self._flush_error = message
+            return False
+        if self._flush_error:
+            self._flush_error = None
+            self._notice(f"state file {self.store.path} written again")
+        self.stats["flushes"] += 1
+        return True
 
     def _dispatch(self, conn: Connection) -> None:
         engine = self.engine

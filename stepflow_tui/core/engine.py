@@ -213,6 +213,8 @@ class Engine:
         if limit <= 0:
             return out
         jobs = self.state.jobs
+        # A job id may sit in a ready queue twice (cancelled before it was sent, then retried): one order only.
+        taken: set[int] = set()
         progressed = True
         while len(out) < limit and progressed:
             progressed = False
@@ -227,8 +229,9 @@ class Engine:
                 share = max(1, (limit - len(out)) // max(1, len(self._ready)))
                 while queue and share and len(out) < limit:
                     job = jobs.get(queue.popleft())
-                    if job is None or job.status != JobStatus.QUEUED or job.dispatched:
+                    if job is None or job.status != JobStatus.QUEUED or job.dispatched or job.id in taken:
                         continue
+                    taken.add(job.id)
                     out.append(job)
                     share -= 1
                     progressed = True

@@ -524,6 +524,12 @@ class Worker:
                 parameters=result.outputs,
                 instance_id=self.instance_id,
             )
+            try:
+                # Encoded here, not on the connection thread: an output JSON cannot carry fails this job, never
+                # the worker (whose crash would leave the order unacked and poison the next worker too).
+                message.encode()
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"the job's result cannot be sent as JSON: {exc}") from exc
         except JobCancelled:
             message = JobFailed(execution.job_id, message="stopped", stopped=True,
                                 execution_duration=time.monotonic() - started, instance_id=self.instance_id)
