@@ -612,3 +612,118 @@ def test_failed_write_is_reported_and_retried_by_the_next_flush(db: Path) -> Non
     store.close()
     loaded = reopen(db)
     assert list(loaded.jobs) == [1] and loaded.jobs[1].status is JobStatus.COMPLETED
+
+
+def index_data(db: Path) -> dict:
+    return json.loads(db.read_text())
+
+
+def test_definition_has_a_file_of_its_own_written_once_and_removed_with_the_workflow(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    add_job(state, workflow, 0)
+    store.flush(state)
+    definition_file = db.with_name("state.json.d") / f"definition-{workflow.id}.json"
+    with TinyDB(definition_file, access_mode="r") as plain:
+        assert plain.table("definition").get(doc_id=workflow.id) == workflow.definition
+    assert "definition" not in index_data(db)["workflows"][str(workflow.id)]
+    inode = definition_file.stat().st_ino
+
+    workflow.status = WorkflowStatus.PAUSED  # the index is rewritten, the definition is not
+    state.mark_workflow(workflow)
+    store.flush(state)
+    assert index_data(db)["workflows"]["1"]["status"] == "paused"
+    assert definition_file.stat().st_ino == inode
+    store.close()
+    assert reopen(db).workflows[1].definition == workflow.definition
+
+    store = Store(db)
+    state = store.open()
+    del state.workflows[1]
+    state.jobs.clear()
+    state.deleted_workflows.add(1)
+    store.flush(state)
+    store.close()
+    assert not definition_file.exists() and index_data(db)["workflows"] == {}
+
+
+def test_job_status_change_leaves_the_index_alone_and_updated_at_is_rebuilt(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    job = add_job(state, workflow, 0)
+    store.flush(state)
+    index_inode = db.stat().st_ino
+    later = "2026-01-01T00:09:00.000000Z"
+    # As the engine does on every job status change: the job, and the workflow's updated_at.
+    job.status = JobStatus.PROCESSING
+    job.history.append(["processing", later])
+    workflow.updated_at = later
+    state.mark_job(job)
+    state.mark_workflow(workflow)
+    store.flush(state)
+    assert db.stat().st_ino == index_inode
+    assert index_data(db)["workflows"]["1"]["updated_at"] == T1
+    store.close()
+    assert reopen(db).workflows[1].updated_at == later
+
+
+def test_job_documents_leave_out_defaults_and_load_back(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    queued = add_job(state, workflow, 0)
+    failed = add_job(state, workflow, 0, JobStatus.ERROR)
+    store.flush(state)
+    store.close()
+    shard = json.loads((db.with_name("state.json.d") / "jobs-0.json").read_text())["jobs"]
+    assert "error" not in shard["1"] and "progress" not in shard["1"] and shard["1"]["status"] == "queued"
+    assert shard["2"]["error"] == "disk full"
+    loaded = reopen(db)
+    assert loaded.jobs[1].to_dict() == queued.to_dict() and loaded.jobs[2].to_dict() == failed.to_dict()
+    assert loaded.jobs[1].outputs == [] and loaded.jobs[1].outputs is not loaded.jobs[2].outputs  # fresh lists
+
+
+def test_format_1_state_is_read_and_upgraded_by_the_next_flush(db: Path) -> None:
+    # Format 1, as the previous version wrote it: definitions in the index, every job key present.
+    workflow = Workflow(id=1, identifier="w", label="W", version="1", definition={"steps": [{"id": 0}]},
+                        parameters={}, status=WorkflowStatus.PROCESSING,
+                        steps=[StepState(id=0, name="noop", label="N", status=StepStatus.PROCESSING)],
+                        updated_at=T0)
+    document = workflow.to_dict()
+    for step in document["steps"]:
+        del step["job_ids"], step["counts"]
+    job = Job(id=1, workflow_id=1, step_id=0, job_type="noop", parameters=[], history=[["queued", T1]])
+    db.parent.mkdir(parents=True)
+    db.write_text(json.dumps({"meta": {"1": {"format": 1, "next_workflow_id": 2, "next_job_id": 2,
+                                                "shards": [0]}},
+                              "workflows": {"1": document}}))
+    db.with_name("state.json.d").mkdir()
+    (db.with_name("state.json.d") / "jobs-0.json").write_text(json.dumps({"jobs": {"1": job.to_dict()}}))
+
+    store = Store(db)
+    state = store.open()
+    assert state.workflows[1].definition == {"steps": [{"id": 0}]} and state.jobs[1].to_dict() == job.to_dict()
+    assert state.workflows[1].step(0).job_ids == [1] and state.workflows[1].updated_at == T1
+    store.flush(state)  # nothing marked, but the index is rewritten as format 2
+    store.close()
+    data = index_data(db)
+    assert data["meta"]["1"]["format"] == FORMAT_VERSION == 2 and "definition" not in data["workflows"]["1"]
+    assert (db.with_name("state.json.d") / "definition-1.json").is_file()
+    assert reopen(db).workflows[1].definition == {"steps": [{"id": 0}]}
+
+
+def test_missing_definition_is_refused_and_orphan_definitions_are_removed(db: Path) -> None:
+    write_sample(db)
+    folder = db.with_name("state.json.d")
+    # A definition written by a flush whose index never landed: removed, its id not reused.
+    (folder / "definition-7.json").write_text(json.dumps({"definition": {"7": {"steps": []}}}))
+    store = Store(db)
+    state = store.open()
+    store.close()
+    assert state.next_workflow_id == 8 and not (folder / "definition-7.json").exists()
+
+    (folder / "definition-1.json").unlink()
+    with pytest.raises(StoreCorrupt, match="definition-1.json.*definition of workflow 1"):
+        Store(db).open()

@@ -4,6 +4,9 @@ Every state file is a plain TinyDB JSON document (``{"table": {"doc_id": {...}}}
 ``TinyDB(path)``. Writes never modify a file in place: the new content goes to a temp file in the same folder,
 is flushed and fsynced, replaces the old file with ``os.replace`` and the folder is fsynced, so a crash at any
 moment leaves either the old or the new file, never a mix.
+
+JSON goes through orjson (``loads`` / ``dumps``): parsing 100,000 jobs is ~1.5x faster than the standard
+library, serialising them ~6x. The files are still plain JSON (compact separators, UTF-8).
 """
 
 from __future__ import annotations
@@ -17,12 +20,35 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from tinydb.storages import Storage
 
 from .errors import StoreCorrupt, StoreError
 
 #: Suffix of the temp files of an atomic write; leftovers of a crash are removed when a Store opens.
 TEMP_SUFFIX = ".tmp"
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON bytes. Raises ``ValueError`` for invalid JSON (``RecursionError`` if nested too deep)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # The standard library also accepts what older stepflow versions could write and orjson refuses
+        # (NaN, Infinity, integers beyond 64 bits); truly invalid JSON raises its ValueError from here.
+        return json.loads(raw)
+
+
+def dumps(value: Any) -> str:
+    """Serialise to compact JSON text."""
+    try:
+        # As text, not orjson's bytes: the store keeps serialised documents, and each bytes object orjson
+        # returns keeps a ~4 KiB allocation (100,000 cached jobs took 390 MiB more; decoding copies them to
+        # their size, and is faster than the page faults it saves).
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:
+        # orjson.JSONEncodeError (a TypeError): integers beyond 64 bits, non-string keys. Rare enough.
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -86,14 +112,14 @@ def keep_corrupt_copy(path: Path) -> str | None:
 def tinydb_text(tables: dict[str, Iterable[tuple[int, str]]]) -> str:
     """TinyDB's JSON layout from documents that are already serialised (``(doc_id, json)`` pairs).
 
-    Identical to ``json.dumps`` of the TinyDB dict, so the store can keep serialised documents between
+    The same JSON as ``dumps`` of the TinyDB dict, so the store can keep serialised documents between
     flushes instead of serialising every document of a file again.
     """
     parts = []
     for name, documents in tables.items():
-        body = ", ".join(f'"{doc_id}": {text}' for doc_id, text in documents)
-        parts.append(f"{json.dumps(name)}: {{{body}}}")
-    return "{" + ", ".join(parts) + "}"
+        body = ",".join(f'"{doc_id}":{text}' for doc_id, text in documents)
+        parts.append(f"{dumps(name)}:{{{body}}}")
+    return "{" + ",".join(parts) + "}"
 
 
 class AtomicJSONStorage(Storage):
@@ -126,7 +152,7 @@ class AtomicJSONStorage(Storage):
             # An atomic writer never leaves an empty file: something else truncated it.
             raise StoreCorrupt(str(self.path), "the file is empty", self._copy())
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except (ValueError, RecursionError) as error:
             raise StoreCorrupt(str(self.path), f"invalid JSON: {error}", self._copy()) from None
         if not isinstance(data, dict) or not all(isinstance(table, dict) for table in data.values()):
@@ -138,12 +164,14 @@ class AtomicJSONStorage(Storage):
         return keep_corrupt_copy(self.path) if self.keep_copies else None
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.write_text(json.dumps(data))
+        self._write_bytes(dumps(data).encode("utf-8"))
         self._data = data
 
     def write_text(self, text: str) -> None:
         """Write an already serialised TinyDB document atomically."""
-        data = text.encode("utf-8")
         self._data = None
+        self._write_bytes(text.encode("utf-8"))
+
+    def _write_bytes(self, data: bytes) -> None:
         atomic_write(self.path, data, sync_dir=self.sync_dir)
         self.bytes_written += len(data)

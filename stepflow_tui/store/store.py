@@ -2,20 +2,21 @@
 
 Layout (see docs/state.md):
 
-    <path>                    index, a TinyDB file: table "meta" (format, next ids, shard list) and table
-                              "workflows" (one document per workflow, without its steps' job_ids and counts)
-    <path>.d/jobs-<n>.json    job shards, TinyDB files with table "jobs": the jobs with id // 1000 == n
-    <path>.lock               the lock file (flock), with the owner's pid
+    <path>                        index, a TinyDB file: table "meta" (format, next ids, shard list) and table
+                                  "workflows" (one document per workflow, without its definition and its
+                                  steps' job_ids and counts)
+    <path>.d/jobs-<n>.json        job shards, TinyDB files with table "jobs": the jobs with id // 1000 == n
+    <path>.d/definition-<w>.json  a workflow's definition (TinyDB table "definition", doc id w), written once
+    <path>.lock                   the lock file (flock), with the owner's pid
 
 A flush rewrites only the shards that hold dirty (or deleted) jobs, then the index if a workflow or the next
-ids changed. Steps' ``job_ids`` and ``counts`` are rebuilt from the jobs on load, so a job status change never
-rewrites the index.
+ids changed. Steps' ``job_ids`` and ``counts`` and the workflow's ``updated_at`` (the time of its latest job
+status change) are rebuilt from the jobs on load, so a job status change never rewrites the index.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import re
@@ -23,19 +24,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
-from tinydb import TinyDB
-
-from stepflow_tui.core.model import Job, State, Workflow, empty_counts
+from stepflow_tui.core.model import Job, JobStatus, State, Workflow, empty_counts
 
 from .errors import StoreCorrupt, StoreError
 from .lockfile import LockFile
 from .storage import (
     AtomicJSONStorage,
     atomic_write,
+    dumps,
     fsync_dir,
     keep_corrupt_copy,
     remove_temp_files,
@@ -44,14 +44,24 @@ from .storage import (
 
 log = logging.getLogger(__name__)
 
-#: Version of the file layout written in the index's meta document; a newer one is refused.
-FORMAT_VERSION = 1
+#: Version of the file layout written in the index's meta document; a newer one is refused. 2: definitions
+#: in files of their own (format 1 kept them in the index; still read, rewritten as 2 by the next flush).
+FORMAT_VERSION = 2
 #: Jobs per shard file: a flush rewrites at most this many jobs per dirty shard.
 SHARD_SIZE = 1000
 #: Shards whose serialised documents stay in memory between flushes (the active ones, by recency of use).
 CACHED_SHARDS = 8
 
 _SHARD_NAME = re.compile(r"^jobs-(\d+)\.json$")
+_DEFINITION_NAME = re.compile(r"^definition-(\d+)\.json$")
+_STATUSES = {status.value: status for status in JobStatus}
+#: Job fields left out of a job's document when they hold their default (a queued job's document is half
+#: the size; missing keys take the dataclass defaults on load). ``status`` is always written, for readers.
+_JOB_DEFAULTS = {
+    f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    for f in fields(Job)
+    if (f.default is not MISSING or f.default_factory is not MISSING) and f.name != "status"
+}
 
 
 def default_path() -> Path:
@@ -105,37 +115,43 @@ class _Plan:
     """What one flush writes, serialised under the state lock, written after releasing it."""
 
     shards: dict[int, str | None] = field(default_factory=dict)  # None: the shard is now empty, remove it
+    definitions: dict[int, str | None] = field(default_factory=dict)  # None: workflow deleted, remove it
     index: str | None = None
     meta: dict[str, Any] | None = None
 
 
-def _workflow_document(workflow: Workflow) -> dict[str, Any]:
-    # job_ids and counts are derived from the jobs on load: leaving them out keeps job changes off the index.
+def _job_text(job: Job) -> str:
+    """A job's document: ``Job.to_dict()`` without the fields that hold their default."""
+    document = job.to_dict()
+    for key, default in _JOB_DEFAULTS.items():
+        value = document[key]
+        # ``type`` too: 0 == False == 0.0, but a default is only dropped if it reads back the same.
+        if value == default and type(value) is type(default):
+            del document[key]
+    return dumps(document)
+
+
+def _job_from_document(document: dict[str, Any]) -> Job:
+    # Job.from_dict copies the dict and looks the status up through the enum: this is the hot loop of a
+    # load, and the parsed document is ours to reuse.
+    document["status"] = _STATUSES[document["status"]]
+    return Job(**document)
+
+
+def _workflow_body(workflow: Workflow) -> tuple[str, str]:
+    """A workflow's index document without its definition, job lists, counts and ``updated_at`` (which
+    changes with every job status change and is rebuilt from the jobs on load), and its ``updated_at``."""
     document = workflow.to_dict()
+    del document["definition"]
+    updated_at = document.pop("updated_at")
     for step in document["steps"]:
         step.pop("job_ids", None)
         step.pop("counts", None)
-    return document
+    return dumps(document), updated_at
 
 
-def _dump(document: dict[str, Any]) -> str:
-    return json.dumps(document)
-
-
-def _workflow_text(workflow: Workflow, definitions: dict[int, tuple[dict[str, Any], str]]) -> str:
-    """``_dump(_workflow_document(workflow))``, with the definition's JSON taken from ``definitions`` (workflow
-    id -> (definition dict, its JSON)). A definition never changes once the workflow exists, but it can be
-    big (a step listing 100,000 source paths): serialising it on every flush was most of a flush's time."""
-    document = _workflow_document(workflow)
-    keys = list(document)
-    at = keys.index("definition")
-    cached = definitions.get(workflow.id)
-    if cached is None or cached[0] is not workflow.definition:
-        cached = definitions[workflow.id] = (workflow.definition, _dump(workflow.definition))
-    head = _dump({key: document[key] for key in keys[:at]})
-    tail = _dump({key: document[key] for key in keys[at + 1:]})
-    # The same bytes json.dumps gives for the whole document (default separators, same key order).
-    return f'{head[:-1]}, "definition": {cached[1]}, {tail[1:]}'
+def _workflow_text(body: str, updated_at: str) -> str:
+    return f'{body[:-1]},"updated_at":{dumps(updated_at)}}}'
 
 
 class Store:
@@ -161,10 +177,12 @@ class Store:
         self._shard_members: dict[int, set[int]] = {}  # shard -> job ids persisted in it
         self._shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()  # shard -> job id -> JSON
         self._job_workflow: dict[int, int] = {}  # job id -> workflow id, to drop a deleted workflow's jobs
-        self._workflow_json: dict[int, str] = {}  # workflow id -> JSON of its index document
-        self._definition_json: dict[int, tuple[dict[str, Any], str]] = {}  # workflow id -> (definition, JSON)
+        # workflow id -> (its index document without updated_at, updated_at), as the next index holds them
+        self._workflow_docs: dict[int, tuple[str, str]] = {}
+        self._definitions: dict[int, Any] = {}  # workflow id -> the definition object its file holds
         self._written_meta: dict[str, Any] | None = None
         self._pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
+        self._pending_definitions: set[int] = set()  # definition files to write (or remove) still
         self._pending_index = False
 
     def __repr__(self) -> str:
@@ -214,15 +232,24 @@ class Store:
     def _shard_path(self, shard: int) -> Path:
         return self.shard_dir / f"jobs-{shard}.json"
 
-    def _shard_files(self) -> dict[int, Path]:
+    def _definition_path(self, workflow_id: int) -> Path:
+        return self.shard_dir / f"definition-{workflow_id}.json"
+
+    def _data_files(self) -> tuple[dict[int, Path], dict[int, Path]]:
+        """The shard files and the definition files in the data folder, by number."""
+        shards: dict[int, Path] = {}
+        definitions: dict[int, Path] = {}
         if not self.shard_dir.is_dir():
-            return {}
-        found = {}
+            return shards, definitions
         for entry in self.shard_dir.iterdir():
             match = _SHARD_NAME.match(entry.name)
             if match:
-                found[int(match.group(1))] = entry
-        return found
+                shards[int(match.group(1))] = entry
+                continue
+            match = _DEFINITION_NAME.match(entry.name)
+            if match:
+                definitions[int(match.group(1))] = entry
+        return shards, definitions
 
     def _load(self, owner: bool = True) -> State:
         """Load everything. ``owner=False`` (``read_state``): write nothing, and tolerate the changes a
@@ -232,9 +259,8 @@ class Store:
             # We own the lock: temp files are leftovers of a writer that died mid-write.
             remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
             remove_temp_files(self.shard_dir)
-        shard_files = self._shard_files()
-        index = TinyDB(self.path, storage=AtomicJSONStorage, keep_copies=owner)
-        data = index.storage.read()
+        shard_files, definition_files = self._data_files()
+        data = AtomicJSONStorage(self.path, keep_copies=owner).read()
         if data is None:
             if shard_files and owner:
                 # Starting empty would drop these jobs and reuse their ids: refuse instead.
@@ -242,13 +268,10 @@ class Store:
             return State()
         meta = self._read_meta(data)
         state = State()
-        for document in index.table("workflows", cache_size=0).all():
-            try:
-                workflow = Workflow.from_dict(dict(document))
-            except (KeyError, TypeError, ValueError) as error:
-                raise self._corrupt(self.path, f"workflow document {document.doc_id}: {error!r}") from None
-            state.workflows[workflow.id] = workflow
-        index.close()
+        for doc_id, document in data.get("workflows", {}).items():
+            workflow = self._read_workflow(doc_id, document, definition_files)
+            if workflow is not None:
+                state.workflows[workflow.id] = workflow
 
         listed = {int(shard) for shard in meta.get("shards", [])}
         missing = sorted(listed - set(shard_files))
@@ -261,9 +284,10 @@ class Store:
         for step in steps.values():
             step.job_ids = []
             step.counts = empty_counts()
+        latest: dict[int, str] = {}  # workflow id -> time of its latest job status change
         max_job_id = 0
         index_next_job_id = int(meta.get("next_job_id", 1 << 62))
-        max_workflow_id = max(state.workflows, default=0)
+        max_workflow_id = max([*state.workflows, *definition_files], default=0)
         orphans = 0
         for shard in sorted(shard_files):
             jobs = self._read_shard(shard, shard_files[shard])
@@ -281,12 +305,24 @@ class Store:
                     continue
                 state.jobs[job.id] = job
                 step.job_ids.append(job.id)
-                step.counts[job.status.value] = step.counts.get(job.status.value, 0) + 1
+                step.counts[job.status.value] += 1
                 step.counts["total"] += 1
                 members.add(job.id)
                 self._job_workflow[job.id] = job.workflow_id
+                try:
+                    changed = job.history[-1][1]
+                    if changed > latest.get(job.workflow_id, ""):
+                        latest[job.workflow_id] = changed
+                except (IndexError, TypeError, KeyError):
+                    pass  # no history (or not the engine's): updated_at stays as the index has it
             if members:
                 self._shard_members[shard] = members
+        for wf_id, changed in latest.items():
+            # The index is not rewritten when only updated_at changed (every job status change sets it
+            # to that change's time): the jobs, flushed with it, hold the newer value.
+            workflow = state.workflows[wf_id]
+            if changed > workflow.updated_at:
+                workflow.updated_at = changed
         if orphans:
             # Expected while reading a live owner's files; after a crash, worth a line in the log.
             log.log(
@@ -295,11 +331,43 @@ class Store:
                 self.path,
                 orphans,
             )
+        if owner:
+            # Definitions of workflows the index does not list: written by a flush whose index never
+            # landed, or left by a delete interrupted after its index. Their ids are not reused (above).
+            for wf_id, path in definition_files.items():
+                if wf_id not in state.workflows:
+                    path.unlink(missing_ok=True)
         # Ids are never reused, even those of jobs written by a flush whose index never landed.
         state.next_job_id = max(int(meta.get("next_job_id", 1)), max_job_id + 1)
         state.next_workflow_id = max(int(meta.get("next_workflow_id", 1)), max_workflow_id + 1)
         self._written_meta = meta
         return state
+
+    def _read_workflow(self, doc_id: str, document: Any, definition_files: dict[int, Path]) -> Workflow | None:
+        """A workflow of the index, with its definition (inline in format 1, in its own file in format 2).
+        None if its definition file is missing while reading a live owner's files (it was just deleted)."""
+        try:
+            values = dict(document)
+            workflow_id = int(values["id"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._corrupt(self.path, f"workflow document {doc_id}: {error!r}") from None
+        if "definition" not in values:
+            path = definition_files.get(workflow_id, self._definition_path(workflow_id))
+            definitions = AtomicJSONStorage(path, keep_copies=self._owner).read()
+            if definitions is None:
+                if not self._owner:
+                    return None
+                raise StoreCorrupt(str(path), f"the definition of workflow {workflow_id} listed in the index "
+                                              "is missing")
+            try:
+                values["definition"] = definitions["definition"][str(workflow_id)]
+            except (KeyError, TypeError):
+                raise self._corrupt(path, f"no definition of workflow {workflow_id}") from None
+            self._definitions[workflow_id] = values["definition"]
+        try:
+            return Workflow.from_dict(values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._corrupt(self.path, f"workflow document {doc_id}: {error!r}") from None
 
     def _corrupt(self, path: Path, detail: str) -> StoreCorrupt:
         return StoreCorrupt(str(path), detail, keep_corrupt_copy(path) if self._owner else None)
@@ -329,7 +397,7 @@ class Store:
         jobs = []
         for doc_id, document in data.get("jobs", {}).items():
             try:
-                job = Job.from_dict(document)
+                job = _job_from_document(document)
             except (KeyError, TypeError, ValueError) as error:
                 raise self._corrupt(path, f"job document {doc_id}: {error!r}") from None
             if str(job.id) != doc_id or job.id // SHARD_SIZE != shard:
@@ -343,8 +411,8 @@ class Store:
     def flush(self, state: State) -> None:
         """Persist what ``state`` marks dirty or deleted, atomically per file, then clear the marks.
 
-        Shards are written before the index. Raises ``StoreError`` if a file cannot be written; what was not
-        written is kept in memory and written by the next flush.
+        Shards and definitions are written before the index. Raises ``StoreError`` if a file cannot be
+        written; what was not written is kept in memory and written by the next flush.
         """
         started = time.perf_counter()
         with self.lock:
@@ -357,7 +425,7 @@ class Store:
                 self._flush_lock.release()
                 raise
         try:
-            if plan.shards or plan.index is not None:
+            if plan.shards or plan.definitions or plan.index is not None:
                 self._write(plan, started)
         finally:
             self._flush_lock.release()
@@ -376,7 +444,7 @@ class Store:
                 members.discard(job_id)
                 self._job_workflow.pop(job_id, None)
                 continue
-            cache[job_id] = _dump(job.to_dict())
+            cache[job_id] = _job_text(job)
         self._shard_cache[shard] = cache
         return cache
 
@@ -390,8 +458,9 @@ class Store:
         if deleted_workflows:
             index_dirty = True
             for wf_id in deleted_workflows:
-                self._workflow_json.pop(wf_id, None)
-                self._definition_json.pop(wf_id, None)
+                self._workflow_docs.pop(wf_id, None)
+                if self._definitions.pop(wf_id, None) is not None or wf_id in self._pending_definitions:
+                    self._pending_definitions.add(wf_id)  # its file goes after the index
             # Rare (an operator's delete): a scan of what is persisted is fine.
             deleted_jobs |= {j for j, wf in self._job_workflow.items() if wf in deleted_workflows}
             deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
@@ -413,14 +482,20 @@ class Store:
                 continue  # would be an orphan on load anyway
             shard = job_id // SHARD_SIZE
             cache = self._cached_shard(shard, state)
-            cache[job_id] = _dump(job.to_dict())
+            cache[job_id] = _job_text(job)
             self._shard_members[shard].add(job_id)
             self._job_workflow[job_id] = job.workflow_id
             self._pending_shards.add(shard)
         for wf_id in state.dirty_workflows:
-            if wf_id not in deleted_workflows:
-                self._workflow_json[wf_id] = _workflow_text(state.workflows[wf_id], self._definition_json)
+            if wf_id in deleted_workflows:
+                continue
+            body, updated_at = _workflow_body(state.workflows[wf_id])
+            known = self._workflow_docs.get(wf_id)
+            # A job status change marks its workflow, but often changes nothing in the index but updated_at,
+            # which the load rebuilds from the jobs: then the index (and its two fsyncs) is not rewritten.
+            if known is None or known[0] != body:
                 index_dirty = True
+            self._workflow_docs[wf_id] = (body, updated_at)
 
         for shard in sorted(self._pending_shards):
             if self._shard_members.get(shard):
@@ -440,14 +515,29 @@ class Store:
         if index_dirty or meta != self._written_meta:
             documents = []
             for wf_id in sorted(state.workflows):
-                text = self._workflow_json.get(wf_id)
-                if text is None:  # loaded and not changed since: serialised once, then cached
-                    text = self._workflow_json[wf_id] = _workflow_text(state.workflows[wf_id],
-                                                                        self._definition_json)
-                documents.append((wf_id, text))
-            plan.index = tinydb_text({"meta": [(1, _dump(meta))], "workflows": documents})
+                workflow = state.workflows[wf_id]
+                known = self._workflow_docs.get(wf_id)
+                if known is None:  # loaded and not changed since: serialised once, then kept
+                    known = self._workflow_docs[wf_id] = _workflow_body(workflow)
+                documents.append((wf_id, _workflow_text(*known)))
+                if self._definitions.get(wf_id) is not workflow.definition:
+                    # New since the last index (or loaded from a format 1 index): its file comes first.
+                    self._pending_definitions.add(wf_id)
+            plan.index = tinydb_text({"meta": [(1, dumps(meta))], "workflows": documents})
             plan.meta = meta
             self._pending_index = True
+        else:
+            for wf_id in state.dirty_workflows:
+                workflow = state.workflows.get(wf_id)
+                if workflow is not None and self._definitions.get(wf_id) is not workflow.definition:
+                    self._pending_definitions.add(wf_id)  # replaced in place: never by the engine
+        for wf_id in sorted(self._pending_definitions):
+            workflow = state.workflows.get(wf_id)
+            if workflow is None:
+                plan.definitions[wf_id] = None
+            else:
+                plan.definitions[wf_id] = tinydb_text({"definition": [(wf_id, dumps(workflow.definition))]})
+                self._definitions[wf_id] = workflow.definition
 
         state.dirty_jobs.clear()
         state.dirty_workflows.clear()
@@ -460,19 +550,21 @@ class Store:
         written = 0
         target = self.path
         try:
-            shard_texts = {shard: text for shard, text in plan.shards.items() if text is not None}
-            if shard_texts:
+            texts = [(self._shard_path(shard), text) for shard, text in plan.shards.items() if text is not None]
+            texts += [(self._definition_path(wf_id), text) for wf_id, text in plan.definitions.items()
+                      if text is not None]
+            if texts:
                 target = self.shard_dir
                 self.shard_dir.mkdir(parents=True, exist_ok=True)
-                for shard, text in shard_texts.items():
-                    target = self._shard_path(shard)
+                for target, text in texts:
                     data = text.encode("utf-8")
                     atomic_write(target, data, sync_dir=False)
                     files += 1
                     written += len(data)
                 target = self.shard_dir
-                fsync_dir(self.shard_dir)  # shards durable before the index that lists them
-                self._pending_shards -= set(shard_texts)
+                fsync_dir(self.shard_dir)  # shards and definitions durable before the index listing them
+                self._pending_shards -= {shard for shard, text in plan.shards.items() if text is not None}
+                self._pending_definitions -= {wf for wf, text in plan.definitions.items() if text is not None}
             if plan.index is not None:
                 target = self.path
                 data = plan.index.encode("utf-8")
@@ -481,12 +573,18 @@ class Store:
                 written += len(data)
                 self._written_meta = plan.meta
                 self._pending_index = False
-            # Emptied shards go last: until the index stops listing them they must exist.
+            # Emptied shards and deleted workflows' definitions go last: until the index stops listing
+            # them they must exist.
             for shard, text in plan.shards.items():
                 if text is None:
                     target = self._shard_path(shard)
                     target.unlink(missing_ok=True)
                     self._pending_shards.discard(shard)
+            for wf_id, text in plan.definitions.items():
+                if text is None and not self._pending_index:
+                    target = self._definition_path(wf_id)
+                    target.unlink(missing_ok=True)
+                    self._pending_definitions.discard(wf_id)
         except OSError as error:
             raise StoreError(f"cannot write state file {target}: {error.strerror or error}") from error
         finally:
