@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,12 +65,19 @@ def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
 
     ``sync_dir=False`` lets a caller that writes several files of one folder fsync the folder once.
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    # The temp file is named after the writing process and thread, not by tempfile.mkstemp: its random
+    # names cost as much as the write itself on a small flush. Two writers of one file are two threads
+    # or two processes, so their names differ; a leftover of a dead writer with a reused pid is truncated.
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         try:

@@ -131,6 +131,11 @@ def _job_text(job: Job) -> str:
     return dumps(document)
 
 
+def _shard_entry(job: Job) -> str:
+    """A job's entry in its shard's table: ``"<id>":<document>``."""
+    return f'"{job.id}":{_job_text(job)}'
+
+
 def _job_from_document(document: dict[str, Any]) -> Job:
     # Job.from_dict copies the dict and looks the status up through the enum: this is the hot loop of a
     # load, and the parsed document is ours to reuse.
@@ -175,7 +180,8 @@ class Store:
         self._owner = True  # False while read_state loads: no copies, no cleanup
         # What is on disk (or about to be), owned by flush under _flush_lock:
         self._shard_members: dict[int, set[int]] = {}  # shard -> job ids persisted in it
-        self._shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()  # shard -> job id -> JSON
+        # shard -> job id -> the job's entry in the shard's JSON (see _shard_entry)
+        self._shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()
         self._job_workflow: dict[int, int] = {}  # job id -> workflow id, to drop a deleted workflow's jobs
         # workflow id -> (its index document without updated_at, updated_at), as the next index holds them
         self._workflow_docs: dict[int, tuple[str, str]] = {}
@@ -184,6 +190,7 @@ class Store:
         self._pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
         self._pending_definitions: set[int] = set()  # definition files to write (or remove) still
         self._pending_index = False
+        self._shard_dir_made = False  # the data folder exists (checked once: a mkdir per flush shows)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -444,7 +451,7 @@ class Store:
                 members.discard(job_id)
                 self._job_workflow.pop(job_id, None)
                 continue
-            cache[job_id] = _job_text(job)
+            cache[job_id] = _shard_entry(job)
         self._shard_cache[shard] = cache
         return cache
 
@@ -482,7 +489,7 @@ class Store:
                 continue  # would be an orphan on load anyway
             shard = job_id // SHARD_SIZE
             cache = self._cached_shard(shard, state)
-            cache[job_id] = _job_text(job)
+            cache[job_id] = _shard_entry(job)
             self._shard_members[shard].add(job_id)
             self._job_workflow[job_id] = job.workflow_id
             self._pending_shards.add(shard)
@@ -500,7 +507,9 @@ class Store:
         for shard in sorted(self._pending_shards):
             if self._shard_members.get(shard):
                 cache = self._cached_shard(shard, state)
-                plan.shards[shard] = tinydb_text({"jobs": sorted(cache.items())})
+                # tinydb_text's layout, from entries that carry their doc id already (a flush of a few
+                # jobs joins the 1,000 entries of their shard: this is most of its serialising).
+                plan.shards[shard] = '{"jobs":{' + ",".join([cache[job_id] for job_id in sorted(cache)]) + "}}"
             else:
                 self._shard_members.pop(shard, None)
                 self._shard_cache.pop(shard, None)
@@ -555,7 +564,9 @@ class Store:
                       if text is not None]
             if texts:
                 target = self.shard_dir
-                self.shard_dir.mkdir(parents=True, exist_ok=True)
+                if not self._shard_dir_made:
+                    self.shard_dir.mkdir(parents=True, exist_ok=True)
+                    self._shard_dir_made = True
                 for target, text in texts:
                     data = text.encode("utf-8")
                     atomic_write(target, data, sync_dir=False)
@@ -586,6 +597,7 @@ class Store:
                     target.unlink(missing_ok=True)
                     self._pending_definitions.discard(wf_id)
         except OSError as error:
+            self._shard_dir_made = False  # perhaps removed under us: made again by the next flush
             raise StoreError(f"cannot write state file {target}: {error.strerror or error}") from error
         finally:
             self.stats.flushes += 1
