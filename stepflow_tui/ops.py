@@ -270,12 +270,12 @@ def prunable(state: Any, older_than: float, now: datetime) -> list[int]:
 
 
 def state_size(path: str | Path) -> int:
-    """Bytes of a state: the index and its job shards (not the lock file or corrupt copies)."""
+    """Bytes of a state: the index, its job shards and definitions (not the lock file or corrupt copies)."""
     path = Path(path)
     total = path.stat().st_size if path.exists() else 0
     shards = path.with_name(path.name + ".d")
     if shards.is_dir():
-        total += sum(p.stat().st_size for p in shards.glob("jobs-*.json"))
+        total += sum(p.stat().st_size for p in shards.glob("*.json"))  # jobs-<n>.json, definition-<w>.json
     return total
 
 

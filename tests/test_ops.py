@@ -278,8 +278,9 @@ def test_prune_removes_old_finished_workflows_and_their_jobs(db: Path) -> None:
     state = read_state(db)
     assert set(state.workflows) == {3, 4}
     assert {job.workflow_id for job in state.jobs.values()} == {3, 4} and len(state.jobs) == 6
-    # shard 0 held only jobs of #1: gone; shard 1 keeps the jobs of #3 and #4
-    assert sorted(p.name for p in (db.parent / "state.json.d").iterdir()) == ["jobs-1.json"]
+    # shard 0 held only jobs of #1: gone; shard 1 keeps the jobs of #3 and #4; definitions of #1, #2 gone
+    assert sorted(p.name for p in (db.parent / "state.json.d").iterdir()) == [
+        "definition-3.json", "definition-4.json", "jobs-1.json"]
     assert state.next_workflow_id == 5  # ids are never reused
     assert ops.prune(db, ops.parse_age("30d"), now=lambda: NOW).workflow_ids == ()
 
