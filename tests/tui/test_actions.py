@@ -3,21 +3,26 @@ hides what does not match, updates change only what they name and keep the selec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from datetime import timedelta
 
 import pytest
+from rich.console import Console
 
 from stepflow_tui.backend.views import Update
+from stepflow_tui.tui.app import WorkbenchApp
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
 from stepflow_tui.tui.screens.help import HelpScreen
 from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
+from stepflow_tui.tui.widgets.detail import DetailPane
 from stepflow_tui.tui.widgets.header import StatusHeader
 from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
-from .fakes import FakeBackend
+from .fakes import NOW, FakeBackend
 from .helpers import make_app, open_step, select, settle, tree_of
 
 SIZE = (120, 36)
@@ -362,3 +367,29 @@ async def test_command_palette_lists_the_actions():
         for title in ("Start (s)", "Retry (r)", "Abort (a)", "Pause (p)", "Delete (d)", "Cancel (x)",
                       "Filter (/)", "Workers (w)", "Log (l)", "Help (?)"):
             assert title in titles
+
+
+def detail_text(app) -> str:
+    """The detail pane's text as a terminal shows it (Rich renders the pane's renderable at its width)."""
+    pane = app.main_screen.query_one(DetailPane)
+    console = Console(width=pane.size.width or 60, force_terminal=False)
+    with console.capture() as capture:
+        console.print(pane.query_one("#detail-body").content)
+    return capture.get()
+
+
+async def test_detail_ages_follow_the_clock_while_the_item_is_live():
+    """The tree's ages move every 10 s; the detail's "(0s ago)" of a running workflow moved only when the
+    workflow changed. Now it is redrawn on a timer while the selection is live."""
+    now = [NOW]
+    app = WorkbenchApp(FakeBackend(), clock=lambda: now[0], cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        assert "(0s ago)" in detail_text(app)  # updated_at is NOW in the fake
+        now[0] = NOW + timedelta(seconds=7)
+        for _ in range(100):  # the detail timer fires every 2 s: wait for it, at most 10 s
+            if "(7s ago)" in detail_text(app):
+                break
+            await asyncio.sleep(0.1)
+        assert "(7s ago)" in detail_text(app)

@@ -37,6 +37,8 @@ from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter, WorkflowTree
 
 logger = logging.getLogger("stepflow_tui.tui")
 
+#: Seconds between redraws of the detail pane's relative times while it shows a live item.
+DETAIL_TICK = 2.0
 #: How long a command may take before the operator is told it timed out (the backend keeps working on it).
 COMMAND_TIMEOUT = 30.0
 
@@ -59,6 +61,7 @@ class MainScreen(Screen[None]):
         self._refreshing = False  # one refresh at a time, so an older read never overwrites a newer one
         self._select_when_shown: int | None = None
         self._log_handler: PanelLogHandler | None = None
+        self._detail_record: dict[str, Any] | None = None  # the job record the detail pane shows, if any
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -90,7 +93,9 @@ class MainScreen(Screen[None]):
         self._log_handler = PanelLogHandler(self.query_one(LogPanel))
         logging.getLogger("stepflow_tui").addHandler(self._log_handler)
         self.tree.focus()
-        self.set_interval(10, self.tree.refresh_ages)
+        self.set_interval(10, self._refresh_ages)
+        # the detail's "(3s ago)" of a live item follows the clock as the tree's lines do
+        self.set_interval(DETAIL_TICK, self._tick_detail)
         self._initial_load()
 
     def on_unmount(self) -> None:
@@ -198,6 +203,7 @@ class MainScreen(Screen[None]):
         pane = self.query_one(DetailPane)
         if ref is None or ref.kind == "more":
             return
+        self._detail_record = None
         view = self.tree.views.get(ref.workflow_id)
         if ref.kind == "job" and ref.job_id is not None:
             self._load_job_detail(ref.job_id)
@@ -215,7 +221,7 @@ class MainScreen(Screen[None]):
         if ref.kind == "job":
             record = next((r for r in records if r["id"] == ref.job_id), None)
             if record is not None:
-                self.query_one(DetailPane).show(job_detail(record, self.clock()))
+                self._show_job(record)
         elif ref.workflow_id in views:
             self._show_detail(ref)
 
@@ -232,7 +238,45 @@ class MainScreen(Screen[None]):
     def _show_job_record(self, record: dict[str, Any]) -> None:
         ref = self.tree.selected_ref
         if ref is not None and ref.kind == "job" and ref.job_id == record["id"]:  # still the one selected
-            self.query_one(DetailPane).show(job_detail(record, self.clock()))
+            self._show_job(record)
+
+    def _show_job(self, record: dict[str, Any]) -> None:
+        self._detail_record = record
+        self.query_one(DetailPane).show(job_detail(record, self.clock()))
+
+    def _detail_is_live(self) -> bool:
+        """Whether the detail pane shows something still changing (its ages then move every second)."""
+        ref = self.tree.selected_ref
+        if ref is None or ref.kind == "more":
+            return False
+        if ref.kind == "job":
+            record = self._detail_record
+            return (record is not None and record.get("id") == ref.job_id
+                    and record.get("status") not in FINAL_JOB)
+        view = self.tree.views.get(ref.workflow_id)
+        return view is not None and view.status not in FINISHED_WORKFLOW
+
+    def _redraw_detail(self) -> None:
+        """Draw the detail of the selection again with the clock's time, from what is already read."""
+        ref = self.tree.selected_ref
+        if ref is None:
+            return
+        if ref.kind == "job":
+            if self._detail_record is not None and self._detail_record.get("id") == ref.job_id:
+                self._show_job(self._detail_record)
+        else:
+            self._show_detail(ref)
+
+    def _tick_detail(self) -> None:
+        if self._ready and self._detail_is_live():
+            self._redraw_detail()
+
+    def _refresh_ages(self) -> None:
+        """Every 10 s: the tree's ages, and the detail's when it shows something finished (a live one is
+        redrawn every `DETAIL_TICK`)."""
+        self.tree.refresh_ages()
+        if self._ready and not self._detail_is_live():
+            self._redraw_detail()
 
     def _definition(self, identifier: str) -> WorkflowDefinition | None:
         return next((d for d in self.definitions if d.identifier == identifier), None)

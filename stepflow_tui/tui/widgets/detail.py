@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -40,7 +41,9 @@ def short_value(value: Any) -> str:
 
 
 def _fields(rows: list[tuple[str, Any]]) -> Table:
-    grid = Table.grid(padding=(0, 2))
+    # one column of padding, not two: at 80 columns a time and its age ("06:15:11Z (23s ago)") then fit on
+    # the line beside "finished" instead of wrapping onto two
+    grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for name, value in rows:
@@ -86,10 +89,23 @@ def short_time(value: str) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M:%S") + suffix
 
 
+def compact_time(value: str, now: datetime) -> str:
+    """``05:29:55Z`` for a time of today (UTC), else ``2026-11-26 05:29:55Z``: the date made every time
+    wrap onto two lines in the detail pane at 80 columns, and today is the usual case."""
+    parsed = parse_time(value)
+    if parsed is None:
+        return value
+    if parsed.astimezone(UTC).date() == now.astimezone(UTC).date():
+        return parsed.astimezone(UTC).strftime("%H:%M:%SZ")
+    return short_time(value)
+
+
 def _when(value: str | None, now: datetime) -> Text | None:
     if not value:
         return None
-    return Text.assemble(short_time(value), (f"  ({age(value, now)} ago)", "dim"))
+    # never wrapped: cut at the end (the age) rather than put half a time on the next line
+    return Text.assemble(compact_time(value, now), (f" ({age(value, now)} ago)", "dim"), no_wrap=True,
+                         overflow="ellipsis")
 
 
 def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
@@ -162,12 +178,52 @@ def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefiniti
     )
 
 
+def traceback_excerpt(traceback: str) -> list[str]:
+    """The last `TRACEBACK_LINES` lines of a traceback, without the ``^^^^`` marker lines: they only line
+    up when nothing wraps, and in a narrow pane they wrapped into lines of carets between the code."""
+    lines = [line for line in str(traceback).rstrip().splitlines()
+             if line.strip() and set(line.strip()) - set("^~")]
+    excerpt = lines[-TRACEBACK_LINES:]
+    if len(lines) > len(excerpt):
+        excerpt.insert(0, f"… {len(lines) - len(excerpt)} lines above")
+    return excerpt
+
+
+def _history(record: dict[str, Any], now: datetime) -> Table:
+    """One line per status change: the status, when, how long after the first entry, and the note."""
+    history = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
+    history.add_column(no_wrap=True)
+    history.add_column(style="dim", no_wrap=True)
+    history.add_column(style="dim", no_wrap=True, justify="right")
+    history.add_column()
+    first = None
+    for entry in record.get("history") or []:
+        status, when = (list(entry) + ["", ""])[:2]
+        note = str(entry[2]) if len(entry) > 2 else ""
+        moment = parse_time(when) if isinstance(when, str) else None
+        first = first or moment
+        # the offset from the first entry tells how long it queued and ran without reading two clocks
+        offset = f"+{short_duration((moment - first).total_seconds())}" if moment and first else ""
+        history.add_row(status_text(status), compact_time(when, now) if isinstance(when, str) else str(when),
+                        offset, note)
+    return history
+
+
 def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
-    """Parameters, outputs, destination paths, error and traceback, history, worker, duration of a job."""
+    """A job: its error and traceback first (what an operator opens a failed job for), then status, worker,
+    times, history, parameters, outputs and destination paths."""
     parts: list[RenderableType] = [
         Text.assemble((f"Job #{record['id']}  ", "bold"), (record.get("job_type", ""), "bold cyan"),
                       (f"  step {record.get('step_id')} of workflow #{record.get('workflow_id')}", "dim")),
     ]
+    if record.get("error"):
+        body: list[RenderableType] = [Text(str(record["error"]), style="bold red")]
+        if record.get("traceback"):
+            body.append(Text("\n".join(traceback_excerpt(record["traceback"])), style="red"))
+        parts.append(Panel(Group(*body), title="Error", title_align="left", border_style="red",
+                           padding=(0, 1), expand=True))
+    elif record.get("traceback"):
+        parts += [_section("Traceback"), Text("\n".join(traceback_excerpt(record["traceback"])), style="red")]
     duration = record.get("execution_duration")
     parts.append(_fields([
         ("status", status_text(record.get("status", "?"))),
@@ -179,14 +235,7 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
         ("started", _when(record.get("started_at"), now)),
         ("finished", _when(record.get("finished_at"), now)),
     ]))
-    if record.get("error"):
-        parts += [_section("Error"), Text(str(record["error"]), style="bold red")]
-    if record.get("traceback"):
-        lines = str(record["traceback"]).rstrip().splitlines()
-        excerpt = lines[-TRACEBACK_LINES:]
-        if len(lines) > len(excerpt):
-            excerpt.insert(0, f"… {len(lines) - len(excerpt)} lines above")
-        parts += [_section("Traceback"), Text("\n".join(excerpt), style="red")]
+    parts += [_section("History"), _history(record, now)]
     parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
     parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
     paths = record.get("destination_paths") or []
@@ -194,15 +243,6 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
     if len(paths) > MAX_ITEMS:
         listed += f"\n… {len(paths) - MAX_ITEMS:,} more"
     parts += [_section("Destination paths"), Text(listed) if paths else Text("none", style="dim")]
-    history = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
-    history.add_column()
-    history.add_column(style="dim")
-    history.add_column()
-    for entry in record.get("history") or []:
-        status, when = (list(entry) + ["", ""])[:2]
-        note = entry[2] if len(entry) > 2 else ""
-        history.add_row(status_text(status), short_time(when) if isinstance(when, str) else when, note)
-    parts += [_section("History"), history]
     return Group(*parts)
 
 
