@@ -237,6 +237,22 @@ async def test_filter_dialog_hides_workflows_that_do_not_match():
         assert [node.data.workflow_id for node in tree.root.children] == [12, 13, 14, 15]
 
 
+async def test_filter_typing_after_tab_goes_to_the_text_field():
+    """Tab moves the focus from the text field to Apply; what is typed next was lost without a word."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.press("tab")
+        assert app.screen.focused is app.screen.query_one("#apply")
+        await pilot.press(*"failing")
+        assert app.screen.query_one("#text").value == "failing"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [node.data.workflow_id for node in tree_of(pilot).root.children] == [13]
+
+
 async def test_status_filter_lists_only_matching_jobs():
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -37,6 +38,16 @@ class FilterScreen(ModalScreen[TreeFilter | None]):
         text = self.query_one("#text", Input)
         text.cursor_blink = getattr(self.app, "cursor_blink", True)
         text.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing while a button has the focus (after a tab) goes to the text field: it was dropped silently."""
+        if isinstance(self.focused, Button) and event.is_printable and event.character not in (None, " "):
+            text = self.query_one("#text", Input)
+            text.select_on_focus = False  # selected on focus, the next key would replace this one
+            text.focus()
+            text.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     def _chosen(self) -> TreeFilter:
         status = self.query_one("#status", Select).value
