@@ -68,6 +68,9 @@ class WorkbenchApp(App[int]):
                 continue
             action = getattr(self.main_screen, f"action_{key.action}")
             yield SystemCommand(f"{key.label} ({display_key(key.key)})", key.help, action)
+        # R lives on the queues panel (on the job_dead_letter row); the palette reaches it from anywhere
+        yield SystemCommand("Redrive dead letters (R)", "Send job_dead_letter's messages back to the queues they "
+                            "died in, after a confirmation with the counts", self.main_screen.action_redrive)
 
 
 @contextmanager

@@ -34,6 +34,8 @@ NAVIGATION_KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓ / mouse", "move in the tree"),
     ("enter / space", "expand or collapse; on \"… load more\" list the next page of jobs"),
     ("tab", "move between the tree, the detail pane and the queues"),
+    ("R / enter", "in the queues panel, on job_dead_letter: redrive the dead letters to the queues they died "
+                  "in (after a confirmation with the counts); also in the command palette"),
     ("ctrl+p", "command palette: every action by name"),
     ("escape", "close a dialog or screen"),
 )

@@ -13,8 +13,9 @@ from rich.console import Console
 
 from stepflow_tui.backend.views import Update
 from stepflow_tui.tui.app import WorkbenchApp
+from stepflow_tui.tui.formatting import STATUS_ICONS
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
-from stepflow_tui.tui.screens.help import HelpScreen
+from stepflow_tui.tui.screens.help import HelpScreen, help_renderable
 from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.widgets.detail import DetailPane
@@ -381,8 +382,26 @@ async def test_command_palette_lists_the_actions():
         await settle(pilot)
         titles = [command.title for command in app.get_system_commands(app.screen)]
         for title in ("Start (s)", "Retry (r)", "Abort (a)", "Pause (p)", "Delete (d)", "Cancel (x)",
-                      "Filter (/)", "Workers (w)", "Log (l)", "Help (?)"):
+                      "Filter (/)", "Workers (w)", "Log (l)", "Help (?)", "Redrive dead letters (R)"):
             assert title in titles
+        # the redrive command works from the tree (R itself needs the queues panel's dead-letter row)
+        redrive = next(c for c in app.get_system_commands(app.screen) if c.title == "Redrive dead letters (R)")
+        redrive.callback()
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Redrive 1 dead letter to their queues?"
+
+
+def test_help_lists_redrive_and_every_status():
+    console = Console(width=120, force_terminal=False)
+    with console.capture() as capture:
+        console.print(help_renderable(read_only=False))
+    text = capture.get()
+    assert "R / enter" in text and "redrive" in text
+    for key in ("s", "r", "a", "p", "d", "x", "/", "w", "l", "?", "q"):
+        assert any(line.strip().startswith(key + " ") for line in text.splitlines()), key
+    for status, icon in STATUS_ICONS.items():
+        assert f"{icon} {status}" in text
 
 
 def detail_text(app) -> str:

@@ -470,6 +470,10 @@ class MainScreen(Screen[None]):
 
     @on(QueuesPanel.RedriveRequested)
     def _on_redrive_requested(self, _event: QueuesPanel.RedriveRequested) -> None:
+        self.action_redrive()
+
+    def action_redrive(self) -> None:
+        """Redrive the dead letters (from the queues panel's R, or the command palette)."""
         if not self.refused("redrive dead letters"):
             self._count_dead_letters()
 
