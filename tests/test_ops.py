@@ -23,7 +23,7 @@ from stepflow_tui import ops
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, connect
 from stepflow_tui.core.model import Job, JobStatus, State, StepState, StepStatus, Workflow, WorkflowStatus
-from stepflow_tui.store import Store, StoreLocked, read_state
+from stepflow_tui.store import SHARD_SIZE, Store, StoreLocked, read_state
 
 T = TypeVar("T")
 
@@ -278,9 +278,11 @@ def test_prune_removes_old_finished_workflows_and_their_jobs(db: Path) -> None:
     state = read_state(db)
     assert set(state.workflows) == {3, 4}
     assert {job.workflow_id for job in state.jobs.values()} == {3, 4} and len(state.jobs) == 6
-    # shard 0 held only jobs of #1: gone; shard 1 keeps the jobs of #3 and #4; definitions of #1, #2 gone
+    # shards that held only jobs of #1 and #2 are gone, the one of #3 and #4 stays; definitions of #1, #2 gone
+    shards = sorted({f"jobs-{job_id // SHARD_SIZE}.json" for job_id in state.jobs})
+    assert len(shards) == 1 and shards != ["jobs-0.json"]
     assert sorted(p.name for p in (db.parent / "state.json.d").iterdir()) == [
-        "definition-3.json", "definition-4.json", "jobs-1.json"]
+        "definition-3.json", "definition-4.json", *shards]
     assert state.next_workflow_id == 5  # ids are never reused
     assert ops.prune(db, ops.parse_age("30d"), now=lambda: NOW).workflow_ids == ()
 

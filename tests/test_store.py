@@ -695,21 +695,29 @@ def test_format_1_state_is_read_and_upgraded_by_the_next_flush(db: Path) -> None
     for step in document["steps"]:
         del step["job_ids"], step["counts"]
     job = Job(id=1, workflow_id=1, step_id=0, job_type="noop", parameters=[], history=[["queued", T1]])
+    far = Job(id=1500, workflow_id=1, step_id=0, job_type="noop", parameters=[], history=[["queued", T0]])
     db.parent.mkdir(parents=True)
-    db.write_text(json.dumps({"meta": {"1": {"format": 1, "next_workflow_id": 2, "next_job_id": 2,
-                                                "shards": [0]}},
+    db.write_text(json.dumps({"meta": {"1": {"format": 1, "next_workflow_id": 2, "next_job_id": 1501,
+                                                "shards": [0, 1]}},
                               "workflows": {"1": document}}))
     db.with_name("state.json.d").mkdir()
     (db.with_name("state.json.d") / "jobs-0.json").write_text(json.dumps({"jobs": {"1": job.to_dict()}}))
+    # Format 1 shards held 1,000 jobs each: job 1500 is in shard 1.
+    (db.with_name("state.json.d") / "jobs-1.json").write_text(json.dumps({"jobs": {"1500": far.to_dict()}}))
 
     store = Store(db)
     state = store.open()
     assert state.workflows[1].definition == {"steps": [{"id": 0}]} and state.jobs[1].to_dict() == job.to_dict()
-    assert state.workflows[1].step(0).job_ids == [1] and state.workflows[1].updated_at == T1
+    assert state.workflows[1].step(0).job_ids == [1, 1500] and state.workflows[1].updated_at == T1
     store.flush(state)  # nothing marked, but the index is rewritten as format 2
+    state.jobs[1500].progress = 50  # still written to shard 1 of 1,000 jobs
+    state.mark_job(state.jobs[1500])
+    store.flush(state)
     store.close()
     data = index_data(db)
     assert data["meta"]["1"]["format"] == FORMAT_VERSION == 2 and "definition" not in data["workflows"]["1"]
+    assert data["meta"]["1"]["shard_size"] == 1000 and data["meta"]["1"]["shards"] == [0, 1]
+    assert reopen(db).jobs[1500].progress == 50
     assert (db.with_name("state.json.d") / "definition-1.json").is_file()
     assert reopen(db).workflows[1].definition == {"steps": [{"id": 0}]}
 

@@ -5,7 +5,7 @@ Layout (see docs/state.md):
     <path>                        index, a TinyDB file: table "meta" (format, next ids, shard list) and table
                                   "workflows" (one document per workflow, without its definition and its
                                   steps' job_ids and counts)
-    <path>.d/jobs-<n>.json        job shards, TinyDB files with table "jobs": the jobs with id // 1000 == n
+    <path>.d/jobs-<n>.json        job shards, TinyDB files with table "jobs": the jobs with id // shard_size == n
     <path>.d/definition-<w>.json  a workflow's definition (TinyDB table "definition", doc id w), written once
     <path>.lock                   the lock file (flock), with the owner's pid
 
@@ -47,10 +47,11 @@ log = logging.getLogger(__name__)
 #: Version of the file layout written in the index's meta document; a newer one is refused. 2: definitions
 #: in files of their own (format 1 kept them in the index; still read, rewritten as 2 by the next flush).
 FORMAT_VERSION = 2
-#: Jobs per shard file: a flush rewrites at most this many jobs per dirty shard.
-SHARD_SIZE = 1000
-#: Shards whose serialised documents stay in memory between flushes (the active ones, by recency of use).
-CACHED_SHARDS = 8
+#: Jobs per shard file in a new state (the index's ``meta.shard_size``; format 1 files used 1,000): a flush
+#: rewrites at most this many jobs per dirty shard. 1,000 made a flush of a few dozen jobs write ~700 KB.
+SHARD_SIZE = 250
+#: Jobs whose serialised shard documents stay in memory between flushes (whole shards, by recency of use).
+CACHED_JOBS = 8000
 
 _SHARD_NAME = re.compile(r"^jobs-(\d+)\.json$")
 _DEFINITION_NAME = re.compile(r"^definition-(\d+)\.json$")
@@ -191,6 +192,7 @@ class Store:
         self._pending_definitions: set[int] = set()  # definition files to write (or remove) still
         self._pending_index = False
         self._shard_dir_made = False  # the data folder exists (checked once: a mkdir per flush shows)
+        self.shard_size = SHARD_SIZE  # jobs per shard: that of the files once loaded
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -274,6 +276,9 @@ class Store:
                 raise StoreCorrupt(str(self.path), f"the file is missing but {self.shard_dir} holds jobs")
             return State()
         meta = self._read_meta(data)
+        self.shard_size = meta.get("shard_size", 1000)  # format 1 had no shard_size: 1,000 then
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise self._corrupt(self.path, f"invalid shard_size {self.shard_size!r} in the meta document")
         state = State()
         for doc_id, document in data.get("workflows", {}).items():
             workflow = self._read_workflow(doc_id, document, definition_files)
@@ -386,7 +391,7 @@ class Store:
                 raise StoreError(
                     f"{self.path} is not a stepflow state file (no meta table); use another --db"
                 )
-            return {"format": FORMAT_VERSION}
+            return {"format": FORMAT_VERSION, "shard_size": SHARD_SIZE}
         meta = meta_table.get("1")
         if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
             raise self._corrupt(self.path, "the meta document has no format version")
@@ -407,7 +412,7 @@ class Store:
                 job = _job_from_document(document)
             except (KeyError, TypeError, ValueError) as error:
                 raise self._corrupt(path, f"job document {doc_id}: {error!r}") from None
-            if str(job.id) != doc_id or job.id // SHARD_SIZE != shard:
+            if str(job.id) != doc_id or job.id // self.shard_size != shard:
                 raise self._corrupt(path, f"job document {doc_id} holds job {job.id}")
             jobs.append(job)
         jobs.sort(key=lambda job: job.id)
@@ -472,7 +477,7 @@ class Store:
             deleted_jobs |= {j for j, wf in self._job_workflow.items() if wf in deleted_workflows}
             deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
         for job_id in deleted_jobs:
-            shard = job_id // SHARD_SIZE
+            shard = job_id // self.shard_size
             self._job_workflow.pop(job_id, None)
             members = self._shard_members.get(shard)
             if members is not None and job_id in members:
@@ -487,7 +492,7 @@ class Store:
             job = state.jobs[job_id]
             if job.workflow_id not in state.workflows:
                 continue  # would be an orphan on load anyway
-            shard = job_id // SHARD_SIZE
+            shard = job_id // self.shard_size
             cache = self._cached_shard(shard, state)
             cache[job_id] = _shard_entry(job)
             self._shard_members[shard].add(job_id)
@@ -519,6 +524,7 @@ class Store:
             "format": FORMAT_VERSION,
             "next_workflow_id": state.next_workflow_id,
             "next_job_id": state.next_job_id,
+            "shard_size": self.shard_size,
             "shards": sorted(shard for shard, members in self._shard_members.items() if members),
         }
         if index_dirty or meta != self._written_meta:
@@ -610,7 +616,7 @@ class Store:
         # Keep the serialised documents of the most recently used shards only: bounded memory, and the
         # active shards (new jobs get the highest ids) rarely need serialising again.
         for shard in list(self._shard_cache):
-            if len(self._shard_cache) <= CACHED_SHARDS:
+            if len(self._shard_cache) <= max(8, CACHED_JOBS // self.shard_size):
                 break
             if shard not in self._pending_shards:
                 del self._shard_cache[shard]
