@@ -119,14 +119,19 @@ class StartForm(ModalScreen[dict[str, str] | None]):
     def validate(self) -> dict[str, str] | None:
         """Show each field's error under it; return the values as strings, or None when any is invalid."""
         values = self.values()
-        errors = 0
+        first_invalid: str | None = None
         for parameter in self.definition.start_parameters:
             message = field_error(parameter, values[parameter.id])
             error = self.query_one(f"#error-{parameter.id}", Static)
             error.update(message or "")
             error.set_class(bool(message), "shown")
-            errors += bool(message)
-        if errors:
+            if message and first_invalid is None:
+                first_invalid = parameter.id
+        if first_invalid is not None:
+            # in a form taller than the terminal (80x24) the first error may be out of sight: go to it
+            self.query_one(f"#field-{first_invalid}").focus()
+            self.call_after_refresh(self.query_one(f"#error-{first_invalid}", Static).scroll_visible,
+                                    animate=False)
             return None
         return {key: str(value).strip() for key, value in values.items()
                 if value is not None and value is not Select.NULL and str(value).strip()}
