@@ -349,6 +349,14 @@ def follow(backend, workflow_id: int, out=None) -> int:
                 out.write("\n")
             print_summary(backend, view, out)
             return EXIT_OK if view.status == "completed" else EXIT_FAILED
+        if view.status == "paused" and not backend.running_count(workflow_id):
+            # Nothing can move it now, and while this process holds the state file nobody can resume it.
+            if tty:
+                out.write("\n")
+            print(f"workflow #{workflow_id} is paused and none of its jobs is running: resume it in the "
+                  f"workbench (stepflow, then p), or follow it again later with: stepflow wait {workflow_id}",
+                  file=out, flush=True)
+            return EXIT_FAILED
         changed.wait(1.0)
         changed.clear()
 

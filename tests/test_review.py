@@ -115,3 +115,35 @@ def test_a_job_output_json_cannot_carry_fails_the_job_and_the_worker_goes_on(sta
     second = harness.start("t")
     assert harness.wait_finished(second) == "completed"
     assert job["status"] == JobStatus.ERROR.value
+
+
+# ------------------------------------------------------------------------------------------- cli follow
+def test_following_a_paused_workflow_with_nothing_running_ends_and_says_how_to_go_on(
+        start_backend, memory_url: str) -> None:
+    import io
+    import threading
+
+    from stepflow_tui.cli import EXIT_FAILED, follow
+
+    foreign = ForeignWorker(memory_url, "ext")
+    try:
+        second = dict(step(2, "ext"), parent_ids=[1])
+        harness = start_backend([definition("t", step(1, "ext"), second)])
+        backend = harness.backend
+        workflow_id = harness.start("t")
+        (order,) = foreign.wait_orders(1)
+        backend.pause(workflow_id).result(timeout=5)
+        # the order already sent still runs; the next step's order is held back by the pause
+        foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(protocol.decode_order(order.body).job_id,
+                                                                         destination_paths=["/out/a"]).encode())
+        out = io.StringIO()
+        result: list[int] = []
+        follower = threading.Thread(target=lambda: result.append(follow(backend, workflow_id, out)), daemon=True)
+        follower.start()
+        follower.join(15)  # without an end, `stepflow wait` on it held the state file forever
+        assert result == [EXIT_FAILED], out.getvalue()
+        assert f"workflow #{workflow_id} is paused" in out.getvalue()
+        assert "resume" in out.getvalue()
+        assert harness.status(workflow_id) == "paused"
+    finally:
+        foreign.close()

@@ -736,6 +736,18 @@ class Backend:
             job = self.state.jobs.get(job_id)
             return None if job is None else _deep_copy(job.to_dict())
 
+    def running_count(self, workflow_id: int) -> int:
+        """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
+        or reported processing."""
+        with self.store.lock:
+            workflow = self.state.workflows.get(workflow_id)
+            if workflow is None:
+                return 0
+            jobs = self.state.jobs
+            return sum(1 for step in workflow.steps for i in step.job_ids
+                       if (job := jobs.get(i)) is not None and job.status not in JOB_FINAL
+                       and (job.dispatched or job.status == JobStatus.PROCESSING))
+
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         with self.store.lock:
             try:
