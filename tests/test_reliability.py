@@ -348,3 +348,37 @@ def test_worker_answers_dropped_orders_without_running_them(memory_url: str, tmp
         queue, message = by_id[job_id]
         assert queue == topology.JOB_ERROR and message.stopped and message.message == DROPPED_REASON
     assert by_id[3][0] == topology.JOB_COMPLETED
+
+
+def test_a_cancelled_dispatched_job_retried_runs_again(memory_url: str, tmp_path: Path) -> None:
+    """Cancel black-lists the job's queued order with every worker; a retry of that job (same id) must lift the
+    black-list, or its new order would be dropped too and the job would wait forever."""
+    release = threading.Event()
+    ran: list[int] = []
+
+    def gated(ctx: JobContext) -> None:
+        ran.append(ctx.job_id)
+        if len(ran) == 1:
+            release.wait(10)
+
+    backend = Backend(BackendConfig(
+        broker_url=memory_url, db_path=tmp_path / "state.json",
+        definitions=merge_definitions([parse_definitions([definition("pair", step(1, "gated", 2))], "test")]),
+        registry=Registry(workers={"gated": gated}), local_workers=True, local_concurrency=1))
+    backend.start()
+    try:
+        harness = Harness(backend)
+        assert backend.wait_until_running(10), backend.last_error
+        workflow_id = harness.start("pair")
+        first, second = (j["id"] for j in harness.jobs(workflow_id))
+        wait_for(lambda: ran == [first], 10, "the first job to run")
+        wait_for(lambda: backend.job(second)["dispatched"], 10, "the second order to be sent")
+        backend.cancel_job(second).result(timeout=10)
+        assert backend.job(second)["status"] == "stopped"
+        backend.retry_job(second).result(timeout=10)
+        release.set()
+        assert harness.wait_finished(workflow_id) == "completed"
+        assert second in ran
+    finally:
+        release.set()
+        backend.stop()

@@ -97,21 +97,19 @@ def test_a_failing_state_file_acks_nothing_says_so_and_the_loop_goes_on(start_ba
 
 # ------------------------------------------------------------------------------------------- worker
 def test_a_job_output_json_cannot_carry_fails_the_job_and_the_worker_goes_on(start_backend) -> None:
-    import datetime
-
     calls = []
 
     def odd(ctx: JobContext):
         calls.append(ctx.job_id)
         if len(calls) == 1:
-            return {"outputs": {"when": datetime.datetime(2026, 1, 1)}}
+            return {"outputs": {"tags": {"a", "b"}}}  # a set: JSON has no such thing
         return None
 
     harness = start_backend([definition("t", step(1, "odd"))], workers={"odd": odd})
     first = harness.start("t")
     assert harness.wait_finished(first) == "error"
     (job,) = harness.jobs(first)
-    assert "JSON" in job["error"] and "datetime" in job["error"]
+    assert "JSON" in job["error"] and "set" in job["error"]
     second = harness.start("t")
     assert harness.wait_finished(second) == "completed"
     assert job["status"] == JobStatus.ERROR.value

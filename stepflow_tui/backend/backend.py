@@ -52,7 +52,7 @@ from stepflow_tui.broker.base import (
 )
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
-from stepflow_tui.core.engine import DROP_JOBS, TIMEOUT_HEADER, Engine, EngineError
+from stepflow_tui.core.engine import DROP_JOBS, TIMEOUT_HEADER, UNDROP_JOBS, Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow, WorkflowStatus
 from stepflow_tui.store import Store, StoreError
 
@@ -117,7 +117,8 @@ class Backend:
         self._lost_handled: set[str] = set()
         # Orders not to run (aborted workflows): job id -> None, oldest first; re-sent to each new worker.
         self._drops: dict[int, None] = {}
-        self._drops_to_send: list[tuple[list[int], str | None]] = []  # (job ids, instance id or None: all)
+        # (job ids, instance id or None: all, message type)
+        self._drops_to_send: list[tuple[list[int], str | None, str]] = []
         # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
         self._flush_error: str | None = None
         self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
@@ -345,7 +346,7 @@ class Backend:
             status = protocol.decode_worker_status(delivery.body)
             if status.instance_id not in self._workers and self._drops and status.kind != "terminated":
                 # A worker we did not know may hold orders of aborted workflows: tell it which to drop.
-                self._drops_to_send.append((list(self._drops), status.instance_id))
+                self._drops_to_send.append((list(self._drops), status.instance_id, DROP_JOBS))
             self._workers[status.instance_id] = (status, time.monotonic(), _now())
             self._lost_since.pop(status.instance_id, None)
             self._lost_handled.discard(status.instance_id)
@@ -495,12 +496,12 @@ class Backend:
         for job_id in ids:
             self._drops[job_id] = None
         self._trim_drops()
-        self._drops_to_send.append((ids, None))
+        self._drops_to_send.append((ids, None, DROP_JOBS))
 
     def _send_drops(self, conn: Connection) -> None:
         while self._drops_to_send:
-            job_ids, instance_id = self._drops_to_send[0]
-            body = json.dumps({"type": DROP_JOBS, "job_ids": job_ids}).encode()
+            job_ids, instance_id, kind = self._drops_to_send[0]
+            body = json.dumps({"type": kind, "job_ids": job_ids}).encode()
             headers = {"instance_id": instance_id} if instance_id else {"broadcast": True}
             try:
                 conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", body, headers=headers,
@@ -607,10 +608,30 @@ class Backend:
         return self._submit(command)
 
     def retry_job(self, job_id: int) -> Future:
-        return self._submit(lambda: (self.engine.retry_job(job_id), None)[1])
+        def command() -> None:
+            self._undrop([self.engine.retry_job(job_id).id])
+
+        return self._submit(command)
 
     def retry_failed(self, workflow_id: int, step_id: int | None = None) -> Future:
-        return self._submit(lambda: self.engine.retry_failed(workflow_id, step_id))
+        def command() -> int:
+            jobs = self.engine.failed_jobs(workflow_id, step_id)
+            count = self.engine.retry_failed(workflow_id, step_id)
+            self._undrop([job.id for job in jobs])
+            return count
+
+        return self._submit(command)
+
+    def _undrop(self, job_ids: list[int]) -> None:
+        """A cancelled job whose order was black-listed is retried: workers must run its new order (the same
+        job id). Sent before the new order goes out; an old order that runs too is harmless (at-least-once)."""
+        ids = [job_id for job_id in job_ids if job_id in self._drops]
+        if not ids:
+            return
+        for job_id in ids:
+            del self._drops[job_id]
+        self._drops_to_send.append((ids, None, UNDROP_JOBS))
+        self._send_drops_now()
 
     def abort(self, workflow_id: int) -> Future:
         def command() -> None:

@@ -510,6 +510,8 @@ class Engine:
             workflow.history.append([status.value, now])
             workflow.updated_at = now
             workflow.finished_at = now if workflow.finished else None
+            if workflow.finished:
+                workflow.paused = False  # nothing left to hold back
             self.state.mark_workflow(workflow)
 
     # ------------------------------------------------------------------ operator commands
@@ -662,6 +664,8 @@ class Engine:
 TIMEOUT_HEADER = "x-stepflow-timeout"
 #: ``direct_messaging`` message type telling workers not to run orders of these job ids (aborted workflows).
 DROP_JOBS = "drop_jobs"
+#: Direct message: these jobs were retried after a drop; run their orders again.
+UNDROP_JOBS = "undrop_jobs"
 #: The answer of a worker to an order it dropped (reported as stopped).
 DROPPED_REASON = "dropped: workflow aborted"
 

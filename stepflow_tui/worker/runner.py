@@ -52,7 +52,7 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
-from stepflow_tui.core.engine import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER, timeout_reason
+from stepflow_tui.core.engine import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER, UNDROP_JOBS, timeout_reason
 from stepflow_tui.core.protocol import (
     JobCompleted,
     JobFailed,
@@ -443,6 +443,11 @@ class Worker:
             self._next_status = 0.0
         elif kind == DROP_JOBS and isinstance(message, dict) and isinstance(message.get("job_ids"), list):
             self._drop(message["job_ids"])
+        elif kind == UNDROP_JOBS and isinstance(message, dict) and isinstance(message.get("job_ids"), list):
+            for job_id in message["job_ids"]:
+                if isinstance(job_id, int) and not isinstance(job_id, bool):
+                    self._dropped.pop(job_id, None)
+            log.info("told to run %d retried job(s) again", len(message["job_ids"]))
         else:
             log.warning("ignored a direct message this worker does not understand: %.200r", delivery.body)
         conn.ack(delivery.delivery_tag)
