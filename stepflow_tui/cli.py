@@ -289,17 +289,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"workflow #{workflow_id} {definition.identifier} started (state: {args.db})", flush=True)
         if args.wait or memory:
             return follow(backend, workflow_id)
-        _wait_sent(backend, workflow_id)
-        print(f"orders sent; follow it with: stepflow wait {workflow_id} --broker {backend.broker_display_url}")
+        waiting = _wait_sent(backend, workflow_id)
+        follow_hint = f"stepflow wait {workflow_id} --broker {backend.broker_display_url}"
+        if waiting:
+            print(f"{waiting} order(s) not sent yet (broker {backend.connection_state}, or beyond the window of "
+                  f"orders in flight); a backend sends them and advances the workflow: {follow_hint}")
+        else:
+            print(f"orders sent; the next steps go out while a backend runs: {follow_hint}")
         return EXIT_OK
     finally:
         backend.stop()
 
 
-def _wait_sent(backend, workflow_id: int, timeout: float = 30.0) -> None:
+def _wait_sent(backend, workflow_id: int, timeout: float = 30.0) -> int:
+    """Wait (up to ``timeout``) until the orders that can go out now went out; return how many still wait."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and backend.engine.pending_count():
+        if backend.engine.in_flight >= backend.config.window:
+            break  # the window is full: the rest go out as jobs finish, while a backend runs
         time.sleep(0.05)
+    return backend.engine.pending_count()
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
