@@ -333,7 +333,7 @@ class Store:
             # The index is not rewritten when only updated_at changed (every job status change sets it
             # to that change's time): the jobs, flushed with it, hold the newer value.
             workflow = state.workflows[wf_id]
-            if changed > workflow.updated_at:
+            if not isinstance(workflow.updated_at, str) or changed > workflow.updated_at:
                 workflow.updated_at = changed
         if orphans:
             # Expected while reading a live owner's files; after a crash, worth a line in the log.
