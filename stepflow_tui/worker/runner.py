@@ -75,6 +75,10 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 #: How many published results are remembered to answer redelivered orders without running them again.
 RECENT_RESULTS = 1024
+# A finished job's result waits at most this long for the jobs still running or queued here, so that one confirmed
+# (tx) publish carries many results: a commit is a broker round trip with an fsync, and committing each result as
+# it comes left the job threads idle, waiting for acks to bring the next orders (round 3 of docs/performance.md).
+FLUSH_DELAY = 0.005
 #: Lines of traceback sent with a failed job (the end of it: where it failed).
 TRACEBACK_LINES = 20
 #: Unacked deliveries allowed on the per-worker direct-messaging queue.
@@ -206,6 +210,7 @@ class Worker:
         self._next_status = 0.0
         self._publish_retry_at = 0.0
         self._publish_delay = BACKOFF_START
+        self._flush_due: float | None = None  # monotonic time the waiting results must be published by
 
     # -- public API -------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -315,7 +320,10 @@ class Worker:
     def _serve(self) -> None:
         conn = self._require_conn()
         while True:
-            conn.process_events(0.0 if self._events else POLL_INTERVAL)
+            timeout = 0.0 if self._events else POLL_INTERVAL
+            if self._flush_due is not None:
+                timeout = min(timeout, max(0.0, self._flush_due - time.monotonic()))
+            conn.process_events(timeout)
             self._drain_events()
             self._check_timeouts()
             if self._stop_requested.is_set():
@@ -573,8 +581,21 @@ class Worker:
 
     def _flush(self) -> None:
         """Publish every waiting progression and result in one confirmed batch, then ack their orders."""
-        if not (self._pending or self._progress) or time.monotonic() < self._publish_retry_at:
+        if not (self._pending or self._progress):
+            self._flush_due = None  # e.g. given back with a lost connection: no deadline left to wake up for
             return
+        now = time.monotonic()
+        if now < self._publish_retry_at:
+            return
+        # Publish now when nothing else held here can still finish (every execution has its result), when
+        # stopping, or when the first waiting result has waited FLUSH_DELAY; else gather more into this batch.
+        if len(self._pending) < len(self._executions) and self._deadline is None \
+                and not self._stop_requested.is_set():
+            if self._flush_due is None:
+                self._flush_due = now + FLUSH_DELAY
+            if now < self._flush_due:
+                return
+        self._flush_due = None
         conn = self._require_conn()
         pending = list(self._pending.values())
         progress = dict(self._progress)
