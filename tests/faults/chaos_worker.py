@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,17 @@ def make_implementations(effects: Path) -> dict[str, Any]:
                 raise RuntimeError(f"chaos: job {ctx.job_id} fails on its first run")
         ctx.wait(SLOW if kind == "slow" else FAST)
         record = f"{os.getpid()} {started:.6f}\n".encode()
+        # Written whole, then linked into place: a worker SIGKILLed in between leaves no empty .done file
+        # (an empty one would hide when the first run started).
+        scratch = effects / f".{ctx.job_id}.{os.getpid()}.{threading.get_ident()}.tmp"
+        scratch.write_bytes(record)
         try:
-            fd = os.open(effects / f"{ctx.job_id}.done", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(scratch, effects / f"{ctx.job_id}.done")
         except FileExistsError:
             with open(effects / f"{ctx.job_id}.dup", "ab") as dup:
                 dup.write(record)
-        else:
-            os.write(fd, record)
-            os.close(fd)
+        finally:
+            scratch.unlink()
         return [source]
 
     def record(ctx: JobContext) -> None:
