@@ -27,7 +27,6 @@ import pika
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import BlockingChannel
 
-from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import (
     BrokerError,
     Connection,
@@ -216,22 +215,6 @@ class AmqpConnection(Connection):
                     )
 
     # --- Connection -----------------------------------------------------------------------------------------
-
-    def declare_backend_topology(self) -> None:
-        """Declare every exchange and the backend's queues (see `topology`)."""
-        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
-
-    def declare_job_queue(self, job_type: str) -> str:
-        """Declare ``job_<type>`` and what it needs (see `topology.worker_topology`); return its name."""
-        exchanges, queues = topology.worker_topology(job_type)
-        self._declare(exchanges, queues)
-        return topology.job_queue(job_type)
-
-    def declare_direct_queue(self, instance_id: str, job_types: Sequence[str]) -> str:
-        """Declare the worker's auto-delete ``direct_messaging_<instance_id>`` queue; return its name."""
-        spec = topology.direct_queue_spec(instance_id, job_types)
-        self._declare([topology.EXCHANGES_BY_NAME[topology.DIRECT_MESSAGING]], [spec])
-        return spec.name
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish the batch in one transaction (``mandatory=True``); returns once RabbitMQ committed it."""

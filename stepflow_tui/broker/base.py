@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from stepflow_tui.broker import topology
+
 
 class BrokerError(Exception):
     """A broker operation failed in a way retrying will not fix (bad URL, access refused, ...)."""
@@ -71,19 +73,27 @@ class Connection(ABC):
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
 
-    @abstractmethod
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""
+        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
 
-    @abstractmethod
     def declare_job_queue(self, job_type: str) -> str:
         """Declare and bind ``job_<type>`` (durable, with the dead-letter exchange); return the queue name.
         Also declares the exchanges it binds to, so a worker may start before any backend."""
+        exchanges, queues = topology.worker_topology(job_type)
+        self._declare(exchanges, queues)
+        return topology.job_queue(job_type)
 
-    @abstractmethod
     def declare_direct_queue(self, instance_id: str, job_types: Sequence[str]) -> str:
         """Declare the auto-delete ``direct_messaging_<instance_id>`` queue bound to ``direct_messaging``
         (headers: ``instance_id`` = this id, or ``broadcast`` = true, or ``job_type`` in job_types)."""
+        spec = topology.direct_queue_spec(instance_id, job_types)
+        self._declare([topology.EXCHANGES_BY_NAME[topology.DIRECT_MESSAGING]], [spec])
+        return spec.name
+
+    @abstractmethod
+    def _declare(self, exchanges: Sequence[topology.ExchangeSpec], queues: Sequence[topology.QueueSpec]) -> None:
+        """Declare these `topology.ExchangeSpec`s, then these `topology.QueueSpec`s with their bindings."""
 
     @abstractmethod
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
