@@ -36,6 +36,8 @@ from stepflow_tui.core.protocol import JobCompleted, JobFailed, JobProgression
 
 ACTIVE_JOB = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING})
 RETRYABLE = frozenset({JobStatus.ERROR, JobStatus.STOPPED})
+#: A progression changes nothing for a job in these (a retrying job waits for its new order).
+NO_PROGRESS = JOB_FINAL | {JobStatus.RETRYING}
 
 
 class EngineError(ValueError):
@@ -284,9 +286,11 @@ class Engine:
                     self._requeue(workflow, job, "retry")
 
     # ------------------------------------------------------------------ messages
-    def _job_for_message(self, job_id: int) -> tuple[Job, Workflow] | None:
+    def _open_job(self, job_id: int, *, closed: frozenset[JobStatus] = JOB_FINAL) -> tuple[Job, Workflow] | None:
+        """The job a message is about and its workflow, or None when it is unknown or already in one of the
+        ``closed`` statuses: such a message changes nothing (idempotent handlers)."""
         job = self.state.jobs.get(job_id)
-        if job is None:
+        if job is None or job.status in closed:
             return None
         workflow = self.state.workflows.get(job.workflow_id)
         if workflow is None:
@@ -294,12 +298,10 @@ class Engine:
         return job, workflow
 
     def on_progression(self, message: JobProgression) -> bool:
-        found = self._job_for_message(message.job_id)
+        found = self._open_job(message.job_id, closed=NO_PROGRESS)
         if found is None:
             return False
         job, workflow = found
-        if job.status in JOB_FINAL or job.status == JobStatus.RETRYING:
-            return False
         if message.instance_id:
             job.worker = message.instance_id
         job.progress = max(0, min(100, int(message.progression)))
@@ -310,12 +312,10 @@ class Engine:
         return True
 
     def on_completed(self, message: JobCompleted) -> bool:
-        found = self._job_for_message(message.job_id)
+        found = self._open_job(message.job_id)
         if found is None:
             return False
         job, workflow = found
-        if job.status in JOB_FINAL:
-            return False
         now = self.clock()
         job.progress = 100
         job.execution_duration = message.execution_duration
@@ -334,12 +334,10 @@ class Engine:
         return True
 
     def on_failed(self, message: JobFailed) -> bool:
-        found = self._job_for_message(message.job_id)
+        found = self._open_job(message.job_id)
         if found is None:
             return False
         job, workflow = found
-        if job.status in JOB_FINAL:
-            return False
         if message.instance_id:
             job.worker = message.instance_id
         job.execution_duration = message.execution_duration
@@ -353,12 +351,10 @@ class Engine:
 
     def on_queue_not_found(self, job_id: int) -> bool:
         """An order reached no job queue: no worker has ever declared that job type's queue."""
-        found = self._job_for_message(job_id)
+        found = self._open_job(job_id)
         if found is None:
             return False
         job, workflow = found
-        if job.status in JOB_FINAL:
-            return False
         reason = (f"no queue for job type {job.job_type!r}: no worker serves job_{job.job_type} "
                   f"(start one with: stepflow worker --job-type {job.job_type})")
         self._fail(workflow, job, reason, None, allow_retry=False)
@@ -366,8 +362,8 @@ class Engine:
 
     def fail_job(self, job_id: int, reason: str, *, allow_retry: bool = True) -> bool:
         """Fail a job from the backend's side (lost worker, timeout); retried if its step allows."""
-        found = self._job_for_message(job_id)
-        if found is None or found[0].status in JOB_FINAL:
+        found = self._open_job(job_id)
+        if found is None:
             return False
         self._fail(found[1], found[0], reason, None, allow_retry=allow_retry)
         return True
