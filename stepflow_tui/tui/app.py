@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.message import Message
 from textual.screen import Screen
 
+from stepflow_tui.tui.collector import IdleCollector
 from stepflow_tui.tui.keys import WORKBENCH_KEYS, display_key
 from stepflow_tui.tui.screens.main import MainScreen
 from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
@@ -52,10 +54,22 @@ class WorkbenchApp(App[int]):
         # the backend calls the relay from its own thread; the relay only posts a message (thread-safe)
         self.relay = UpdateRelay(lambda: self.post_message(BackendUpdated()))
         self.main_screen = MainScreen(backend, self.relay, self.clock, self.read_only)
+        #: Full garbage collections wait for a pause in the operator's input (see collector.py).
+        self.collector = IdleCollector()
 
     def on_mount(self) -> None:
         self.push_screen(self.main_screen)
         self.backend.subscribe(self.relay)
+        self.collector.start()
+        self.set_interval(0.5, self.collector.tick)
+
+    def on_unmount(self) -> None:
+        self.collector.stop()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)):
+            self.collector.input_seen()
+        await super().on_event(event)
 
     def on_backend_updated(self, _: BackendUpdated) -> None:
         self.main_screen.pump_updates()

@@ -45,3 +45,10 @@ async def select(pilot: Pilot, ref: NodeRef) -> None:
     """Put the cursor on a listed node and wait for its detail."""
     assert tree_of(pilot).reveal(ref), f"{ref} is not in the tree"
     await settle(pilot)
+
+
+async def load_page(pilot: Pilot, workflow_id: int, step_id: int, kind: str = "more") -> None:
+    """Ask for a step's next page of jobs ("more") or the one before its listed window ("earlier")."""
+    await select(pilot, NodeRef(kind, workflow_id, step_id))
+    await pilot.press("enter")
+    await settle(pilot)

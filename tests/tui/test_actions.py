@@ -24,7 +24,7 @@ from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
 from .fakes import NOW, FakeBackend
-from .helpers import make_app, open_step, select, settle, tree_of
+from .helpers import load_page, make_app, open_step, select, settle, tree_of
 
 SIZE = (120, 36)
 
@@ -266,21 +266,51 @@ async def test_status_filter_lists_only_matching_jobs():
         assert [child.data.job_id for child in step.children] == [3026]
 
 
+async def big_step(pilot):
+    """The tree and the node of the fake's step of 100,000 jobs, expanded (its first page listed)."""
+    await settle(pilot)
+    await open_step(pilot, 15, 1)
+    tree = tree_of(pilot)
+    return tree, tree.node_for(NodeRef("step", 15, 1))
+
+
 async def test_large_step_lists_a_page_then_more_on_demand():
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await open_step(pilot, 15, 1)
-        tree = tree_of(pilot)
-        step = tree.node_for(NodeRef("step", 15, 1))
+        tree, step = await big_step(pilot)
         assert len(step.children) == 201  # 200 jobs + "load more"
         assert "(99,800 left)" in str(step.children[-1].label)
-        await select(pilot, NodeRef("more", 15, 1))
-        await pilot.press("enter")
-        await settle(pilot)
+        await load_page(pilot, 15, 1)
         assert tree.loaded_count(15, 1) == 400
         assert tree.selected_ref == NodeRef("job", 15, 1, 100_200)
         assert "(99,600 left)" in str(step.children[-1].label)
+
+
+async def test_paging_far_keeps_a_window_of_listed_jobs_and_pages_back():
+    """Past MAX_LISTED lines, each next page drops the first one; "load earlier" brings it back and drops the
+    last one; the cursor lands on the new job next to where the operator was."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        tree, step = await big_step(pilot)
+        assert tree.MAX_LISTED == 1000 and tree.PAGE_SIZE == 200
+        for _ in range(5):  # pages 2..6: the sixth page makes 1,200 listed, over the window
+            await load_page(pilot, 15, 1)
+        assert tree.listed_window(15, 1) == (200, 1200)
+        jobs = [child.data.job_id for child in step.children if child.data.kind == "job"]
+        assert jobs == list(range(100_200, 101_200))
+        assert tree.node_for(NodeRef("job", 15, 1, 100_199)) is None  # dropped with its page
+        assert tree.selected_ref == NodeRef("job", 15, 1, 101_000)
+        assert str(step.children[0].label) == "… load 200 earlier (200 before)"
+        assert "(98,800 left)" in str(step.children[-1].label)
+
+        await load_page(pilot, 15, 1, "earlier")
+        assert tree.listed_window(15, 1) == (0, 1000)
+        assert [child.data.job_id for child in step.children[:-1]] == list(range(100_000, 101_000))
+        assert tree.node_for(NodeRef("earlier", 15, 1)) is None
+        assert tree.selected_ref == NodeRef("job", 15, 1, 100_199)  # just above where the cursor was
+        assert "load 200 more (99,000 left)" in str(step.children[-1].label)
+        # updates still reach every listed line, and only those
+        assert tree.job_status(100_999) is not None and tree.job_status(101_100) is None
 
 
 async def test_updates_change_listed_jobs_and_keep_the_selection():
@@ -292,9 +322,7 @@ async def test_updates_change_listed_jobs_and_keep_the_selection():
         await open_step(pilot, 15, 1)
         tree = tree_of(pilot)
         for _ in range(4):
-            await select(pilot, NodeRef("more", 15, 1))
-            await pilot.press("enter")
-            await settle(pilot)
+            await load_page(pilot, 15, 1)
         assert tree.loaded_count(15, 1) == 1000
         await select(pilot, NodeRef("job", 15, 1, 100_500))
         job_ids = range(100_000, 101_000)

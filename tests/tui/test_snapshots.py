@@ -8,7 +8,7 @@ from stepflow_tui.backend.views import Update
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
 from .fakes import FakeBackend
-from .helpers import make_app, open_step, select, settle, tree_of
+from .helpers import load_page, make_app, open_step, select, settle, tree_of
 
 SIZE = (120, 36)
 
@@ -44,6 +44,19 @@ def test_large_step_expanded(snap_compare):
         await select(pilot, NodeRef("more", 15, 1))
         await pilot.press("enter")  # the next page: the cursor lands on its first job
         await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_large_step_paged_far(snap_compare):
+    """Six pages into a step of 100,000 jobs: the first page dropped, a "load earlier" line above the rest."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 15, 1)
+        for _ in range(5):
+            await load_page(pilot, 15, 1)
+        await select(pilot, NodeRef("earlier", 15, 1))
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 

@@ -33,7 +33,7 @@ from stepflow_tui.tui.widgets.footer import WorkbenchFooter
 from stepflow_tui.tui.widgets.header import StatusHeader
 from stepflow_tui.tui.widgets.log import LogPanel, PanelLogHandler
 from stepflow_tui.tui.widgets.queues import QueuesPanel
-from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter, WorkflowTree
+from stepflow_tui.tui.widgets.tree import PAGER_LINES, NodeRef, TreeFilter, WorkflowTree
 
 logger = logging.getLogger("stepflow_tui.tui")
 
@@ -201,7 +201,7 @@ class MainScreen(Screen[None]):
 
     def _show_detail(self, ref: NodeRef | None) -> None:
         pane = self.query_one(DetailPane)
-        if ref is None or ref.kind == "more":
+        if ref is None or ref.kind in PAGER_LINES:
             return
         self._detail_record = None
         view = self.tree.views.get(ref.workflow_id)
@@ -247,7 +247,7 @@ class MainScreen(Screen[None]):
     def _detail_is_live(self) -> bool:
         """Whether the detail pane shows something still changing (its ages then move every second)."""
         ref = self.tree.selected_ref
-        if ref is None or ref.kind == "more":
+        if ref is None or ref.kind in PAGER_LINES:
             return False
         if ref.kind == "job":
             record = self._detail_record
@@ -316,7 +316,7 @@ class MainScreen(Screen[None]):
         return ref
 
     def _workflow_of_selection(self, action: str) -> WorkflowView | None:
-        ref = self._selected("workflow", "step", "job", "more")
+        ref = self._selected("workflow", "step", "job", *PAGER_LINES)
         if ref is None:
             return None
         view = self.tree.views.get(ref.workflow_id)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.widgets import Tree
@@ -29,12 +30,17 @@ JOB_STATUSES = ("queued", "processing", "retrying", "completed", "error", "skipp
 FILTER_STATUSES = ("pending", "queued", "processing", "paused", "retrying", "completed", "error", "skipped",
                    "stopped", "aborted")
 
+#: Kinds of the lines that load a page of a step's jobs.
+PAGER_LINES = ("more", "earlier")
+
 StepKey = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
 class NodeRef:
-    """What a tree node stands for. ``kind`` is workflow, step, job or more (the "load more" line)."""
+    """What a tree node stands for. ``kind`` is workflow, step, job, more (the "load more" line at the end of
+    a step's listed jobs) or earlier (the "load earlier" line above them). ``offset`` of a more or earlier line is
+    where the page it loads starts."""
 
     kind: str
     workflow_id: int
@@ -85,9 +91,15 @@ class WorkflowTree(Tree[NodeRef]):
     """Workflows, their steps and (on expand, a page at a time) their jobs.
 
     Updates change only the nodes concerned (`apply_workflow`, `apply_jobs`); selection and expansion stay.
+
+    A step lists a window of at most ``MAX_LISTED`` of its jobs, a page of ``PAGE_SIZE`` at a time: loading the
+    next page past that drops the first page of the window (a "load earlier" line takes it back), so the tree
+    holds a bounded number of lines however far an operator pages through 100,000 jobs. Textual rebuilds its
+    line index over every line after each insertion or removal, so every listed line costs on every page.
     """
 
     PAGE_SIZE = 200
+    MAX_LISTED = 1000
 
     def __init__(self, backend: WorkbenchBackend, clock: Callable[[], datetime], **kwargs) -> None:
         super().__init__("workflows", **kwargs)
@@ -102,9 +114,20 @@ class WorkflowTree(Tree[NodeRef]):
         self._step_nodes: dict[StepKey, TreeNode[NodeRef]] = {}
         self._job_nodes: dict[int, TreeNode[NodeRef]] = {}
         self._more_nodes: dict[StepKey, TreeNode[NodeRef]] = {}
-        self._loaded: dict[StepKey, int] = {}  # jobs listed so far per step (absent: never expanded)
+        self._earlier_nodes: dict[StepKey, TreeNode[NodeRef]] = {}
+        #: The listed window of each expanded step: offsets (start, end) in its (filtered) job list.
+        self._window: dict[StepKey, tuple[int, int]] = {}
         self._loading: set[StepKey] = set()
-        self._job_status: dict[int, str] = {}
+        #: What each listed job line shows: (status, progress, error).
+        self._job_shown: dict[int, tuple[str, int, str | None]] = {}
+
+    def get_label_width(self, node: TreeNode[NodeRef]) -> int:
+        """The width of a node's line as `render_label` draws it, without drawing it (Textual's default
+        renders every label, with its styles, each time it rebuilds its line index: half of a rebuild)."""
+        width = node.label.cell_len if isinstance(node.label, Text) else cell_len(str(node.label))
+        if node.allow_expand:
+            width += cell_len(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE)
+        return width
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
@@ -118,7 +141,8 @@ class WorkflowTree(Tree[NodeRef]):
 
     def job_status(self, job_id: int) -> str | None:
         """The last known status of a listed job."""
-        return self._job_status.get(job_id)
+        shown = self._job_shown.get(job_id)
+        return shown[0] if shown is not None else None
 
     def plan_job_reads(self, job_ids: set[int] | frozenset[int],
                        many: int = 50) -> tuple[list[tuple[int, int, int, int]], set[int]]:
@@ -134,16 +158,21 @@ class WorkflowTree(Tree[NodeRef]):
         singles: set[int] = set()
         for key, ids in by_step.items():
             if len(ids) > many and self.tree_filter.job_status is None:
-                loaded = self._loaded.get(key, 0)
-                pages += [(key[0], key[1], offset, min(self.PAGE_SIZE * 5, loaded - offset))
-                          for offset in range(0, loaded, self.PAGE_SIZE * 5)]
+                start, end = self._window.get(key, (0, 0))
+                pages += [(key[0], key[1], offset, min(self.MAX_LISTED, end - offset))
+                          for offset in range(start, end, self.MAX_LISTED)]
             else:
                 singles.update(ids)
         return pages, singles
 
     def loaded_count(self, workflow_id: int, step_id: int) -> int:
         """How many job lines of a step are listed (0 when never expanded)."""
-        return self._loaded.get((workflow_id, step_id), 0)
+        start, end = self._window.get((workflow_id, step_id), (0, 0))
+        return end - start
+
+    def listed_window(self, workflow_id: int, step_id: int) -> tuple[int, int] | None:
+        """The offsets (start, end) of a step's listed jobs; None when it was never expanded."""
+        return self._window.get((workflow_id, step_id))
 
     def node_for(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
         if ref.kind == "workflow":
@@ -154,6 +183,8 @@ class WorkflowTree(Tree[NodeRef]):
             return self._job_nodes.get(ref.job_id)
         if ref.kind == "more" and ref.step_key:
             return self._more_nodes.get(ref.step_key)
+        if ref.kind == "earlier" and ref.step_key:
+            return self._earlier_nodes.get(ref.step_key)
         return None
 
     def reveal(self, ref: NodeRef) -> bool:
@@ -181,8 +212,8 @@ class WorkflowTree(Tree[NodeRef]):
         expanded_workflows = {wid for wid, node in self._workflow_nodes.items() if node.is_expanded}
         expanded_steps = {key for key, node in self._step_nodes.items() if node.is_expanded}
         self.clear()
-        for mapping in (self._workflow_nodes, self._step_nodes, self._job_nodes, self._more_nodes, self._loaded,
-                        self._job_status):
+        for mapping in (self._workflow_nodes, self._step_nodes, self._job_nodes, self._more_nodes,
+                        self._earlier_nodes, self._window, self._job_shown):
             mapping.clear()
         self._loading.clear()
         self.views = {view.id: view for view in views}
@@ -232,17 +263,37 @@ class WorkflowTree(Tree[NodeRef]):
                 continue
             step_node.set_label(step_line(step))
             step_node.allow_expand = step.job_count > 0
-            self._sync_more((workflow_id, step.id))
+            self._sync_pager_lines((workflow_id, step.id))
         self._restore(selected)
 
     def apply_jobs(self, records: Iterable[dict]) -> None:
-        """Relabel listed jobs from full records (``Backend.job``): status, progress, error."""
+        """Relabel listed jobs from full records (``Backend.job``): status, progress, error.
+
+        Only lines whose text changes are relabelled, and the tree repaints once for all of them: Textual's
+        ``set_label`` queues a repaint callback per node, which for 1,000 lines cost more than the labels.
+        """
+        changed = False
         for record in records:
-            node = self._job_nodes.get(record["id"])
+            job_id = record["id"]
+            node = self._job_nodes.get(job_id)
             if node is not None:
-                self._job_status[record["id"]] = record["status"]
-                node.set_label(job_line(record["id"], record["status"], record.get("progress", 0),
-                                        record.get("error")))
+                changed |= self._show_job(node, job_id, record["status"], record.get("progress", 0),
+                                          record.get("error"))
+        if changed:
+            self.refresh()
+
+    def _show_job(self, node: TreeNode[NodeRef], job_id: int, status: str, progress: int,
+                  error: str | None) -> bool:
+        """Give a listed job's line this content (the caller repaints); False when it already shows it."""
+        shown = (status, progress, error)
+        if self._job_shown.get(job_id) == shown:
+            return False
+        self._job_shown[job_id] = shown
+        # What TreeNode.set_label does, minus its per-node repaint callback (the line cache is keyed on
+        # ``_updates``, so the next repaint draws the new label).
+        node._label = self.process_label(job_line(job_id, status, progress, error))
+        node._updates += 1
+        return True
 
     def refresh_ages(self) -> None:
         """Relabel workflow lines so their age follows the clock."""
@@ -256,30 +307,35 @@ class WorkflowTree(Tree[NodeRef]):
     @on(Tree.NodeExpanded)
     def _on_expanded(self, event: Tree.NodeExpanded[NodeRef]) -> None:
         ref = event.node.data
-        if ref is not None and ref.kind == "step" and ref.step_key not in self._loaded:
+        if ref is not None and ref.kind == "step" and ref.step_key not in self._window:
             self.load_page(ref.workflow_id, ref.step_id or 0, 0)
 
     @on(Tree.NodeSelected)
     def _on_selected(self, event: Tree.NodeSelected[NodeRef]) -> None:
         ref = event.node.data
-        if ref is not None and ref.kind == "more":
+        if ref is not None and ref.kind in PAGER_LINES:
             self.load_page(ref.workflow_id, ref.step_id or 0, ref.offset)
 
     def load_page(self, workflow_id: int, step_id: int, offset: int) -> None:
-        """List the next page of a step's jobs (read on a thread: a step may hold 100,000 jobs)."""
+        """List the page of a step's jobs that starts at ``offset``: the next one (at the end of the listed
+        window), or the one before it (read on a thread: a step may hold 100,000 jobs)."""
         key = (workflow_id, step_id)
         if key in self._loading:
             return
+        window = self._window.get(key)
+        limit = self.PAGE_SIZE
+        if window is not None and offset < window[0]:
+            limit = window[0] - offset
         self._loading.add(key)
-        more = self._more_nodes.get(key)
-        if more is not None:
-            more.set_label(Text("… loading", style="dim italic"))
-        self._fetch_page(key, offset, self.tree_filter.job_status)
+        line = self._more_nodes.get(key) if window is None or offset >= window[0] else self._earlier_nodes.get(key)
+        if line is not None:
+            line.set_label(Text("… loading", style="dim italic"))
+        self._fetch_page(key, offset, limit, self.tree_filter.job_status)
 
     @work(thread=True, group="tree-pages", exit_on_error=False, description="list a page of jobs")
-    def _fetch_page(self, key: StepKey, offset: int, status: str | None) -> None:
+    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None) -> None:
         try:
-            jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=self.PAGE_SIZE, status=status)
+            jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=limit, status=status)
         except Exception as error:  # a backend error must not kill the tree: say it, allow a new try
             self.app.call_from_thread(self._page_failed, key, str(error))
             return
@@ -288,6 +344,7 @@ class WorkflowTree(Tree[NodeRef]):
 
     def _page_failed(self, key: StepKey, message: str) -> None:
         self._loading.discard(key)
+        self._sync_pager_lines(key)
         self.notify(f"cannot list jobs of step {key[1]} of workflow #{key[0]}: {message}", severity="error")
 
     def _add_page(self, key: StepKey, offset: int, jobs: list[JobView]) -> None:
@@ -296,22 +353,44 @@ class WorkflowTree(Tree[NodeRef]):
         if step_node is None:  # deleted or filtered out meanwhile
             return
         selected = self.selected_ref
-        more = self._more_nodes.pop(key, None)
-        if more is not None:
-            more.remove()
-        for job in jobs:
-            self._job_status[job.id] = job.status
-            if job.id not in self._job_nodes:
-                self._job_nodes[job.id] = step_node.add_leaf(
-                    job_view_line(job), NodeRef("job", key[0], key[1], job.id))
-        self._loaded[key] = offset + len(jobs)
-        self._sync_more(key)
-        if selected is not None and selected.kind == "more" and selected.step_key == key:
-            # the operator asked for more: leave the cursor on the first new job, not at the top
-            first = self._job_nodes.get(jobs[0].id) if jobs else None
-            self._move_to(first or step_node)
+        window = self._window.get(key)
+        before = window is not None and offset < window[0]
+        for lines in (self._more_nodes, self._earlier_nodes):
+            line = lines.pop(key, None)
+            if line is not None:
+                line.remove()
+        added = [job for job in jobs if job.id not in self._job_nodes]
+        for index, job in enumerate(added):
+            self._job_shown[job.id] = (job.status, job.progress, job.error)
+            self._job_nodes[job.id] = step_node.add_leaf(
+                job_view_line(job), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
+        if window is None:
+            window = (offset, offset + len(jobs))
+        elif before:
+            window = (offset, window[1])
+        else:
+            window = (window[0], max(window[1], offset + len(jobs)))
+        # keep at most MAX_LISTED lines: drop whole pages from the far end of the window
+        while window[1] - window[0] > self.MAX_LISTED:
+            drop = (window[1] - window[0] - self.MAX_LISTED) if before else self.PAGE_SIZE
+            drop = min(drop, window[1] - window[0] - self.PAGE_SIZE)
+            children = list(step_node.children)
+            for node in (children[-drop:] if before else children[:drop]):
+                self._forget_job(node)
+            window = (window[0], window[1] - drop) if before else (window[0] + drop, window[1])
+        self._window[key] = window
+        self._sync_pager_lines(key)
+        if selected is not None and selected.kind in PAGER_LINES and selected.step_key == key and added:
+            # the operator asked for a page: leave the cursor on the new job next to where they were
+            self._move_to(self._job_nodes.get(added[-1 if before else 0].id) or step_node)
         else:
             self._restore(selected)
+
+    def _forget_job(self, node: TreeNode[NodeRef]) -> None:
+        if node.data is not None and node.data.job_id is not None:
+            self._job_nodes.pop(node.data.job_id, None)
+            self._job_shown.pop(node.data.job_id, None)
+        node.remove()
 
     def _expected_jobs(self, key: StepKey) -> int:
         """How many job lines the step would list in full under the current filter."""
@@ -322,26 +401,36 @@ class WorkflowTree(Tree[NodeRef]):
         status = self.tree_filter.job_status
         return step.counts.get(status, 0) if status else step.job_count
 
-    def _sync_more(self, key: StepKey) -> None:
-        """Add, relabel or drop the "… load more" line of a listed step."""
-        if key not in self._loaded or key in self._loading:
+    def _sync_pager_lines(self, key: StepKey) -> None:
+        """Add, relabel or drop the "… load earlier" and "… load more" lines of a listed step."""
+        if key not in self._window or key in self._loading:
             return
         step_node = self._step_nodes.get(key)
         if step_node is None:
             return
-        loaded = self._loaded[key]
-        left = self._expected_jobs(key) - loaded
-        more = self._more_nodes.get(key)
-        if left <= 0:
-            if more is not None:
-                del self._more_nodes[key]
-                more.remove()
-            return
-        label = Text(f"… load {min(left, self.PAGE_SIZE)} more ({left:,} left)", style="italic cyan")
-        if more is None:
-            self._more_nodes[key] = step_node.add_leaf(label, NodeRef("more", key[0], key[1], offset=loaded))
+        start, end = self._window[key]
+        left = self._expected_jobs(key) - end
+        more_label = Text(f"… load {min(left, self.PAGE_SIZE)} more ({left:,} left)", style="italic cyan")
+        self._sync_line(self._more_nodes, key, step_node, left > 0, more_label, NodeRef("more", *key, offset=end))
+        earlier_label = Text(f"… load {min(start, self.PAGE_SIZE)} earlier ({start:,} before)",
+                             style="italic cyan")
+        self._sync_line(self._earlier_nodes, key, step_node, start > 0, earlier_label,
+                        NodeRef("earlier", *key, offset=max(0, start - self.PAGE_SIZE)))
+
+    @staticmethod
+    def _sync_line(lines: dict[StepKey, TreeNode[NodeRef]], key: StepKey, step_node: TreeNode[NodeRef],
+                   wanted: bool, label: Text, ref: NodeRef) -> None:
+        line = lines.get(key)
+        if not wanted:
+            if line is not None:
+                del lines[key]
+                line.remove()
+        elif line is None:
+            first = ref.kind == "earlier"
+            lines[key] = step_node.add_leaf(label, ref, before=0 if first else None)
         else:
-            more.set_label(label)
+            line.data = ref
+            line.set_label(label)
 
     # -- nodes --------------------------------------------------------------------------------------------
     def _add_workflow_node(self, view: WorkflowView) -> TreeNode[NodeRef]:
@@ -364,11 +453,12 @@ class WorkflowTree(Tree[NodeRef]):
         for key in [key for key in self._step_nodes if key[0] == workflow_id]:
             del self._step_nodes[key]
             self._more_nodes.pop(key, None)
-            self._loaded.pop(key, None)
+            self._earlier_nodes.pop(key, None)
+            self._window.pop(key, None)
             self._loading.discard(key)
         for job_id in [jid for jid, job in self._job_nodes.items() if job.data and job.data.workflow_id == workflow_id]:
             del self._job_nodes[job_id]
-            self._job_status.pop(job_id, None)
+            self._job_shown.pop(job_id, None)
         node.remove()
 
     def _restore(self, selected: NodeRef | None) -> None:
@@ -376,7 +466,7 @@ class WorkflowTree(Tree[NodeRef]):
         if selected is None:
             return
         node = self.node_for(selected)
-        if node is None and selected.kind in ("job", "more"):
+        if node is None and selected.kind in ("job", *PAGER_LINES):
             node = self._step_nodes.get(selected.step_key) if selected.step_key else None
         if node is None:
             node = self._workflow_nodes.get(selected.workflow_id)
