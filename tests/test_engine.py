@@ -93,7 +93,8 @@ def test_error_blocks_downstream_then_retry_recovers():
     complete(engine, again, [])
     assert wf.status == WorkflowStatus.COMPLETED
     statuses = [entry[0] for entry in first.history]
-    assert statuses == ["queued", "error", "queued", "completed"]
+    # no progression came: each result implies the processing entry before it
+    assert statuses == ["queued", "processing", "error", "queued", "processing", "completed"]
 
 
 def test_automatic_retries_up_to_max_retries():
@@ -209,3 +210,28 @@ def test_resume_after_restart_on_memory_resends_unfinished_only():
     assert durable.resume_unfinished(orders_survived=True) == 0
     assert durable.in_flight == 4
     assert wf.step(1).counts["completed"] == 1
+
+
+def test_a_result_without_a_progression_records_the_start_it_implies():
+    """Workers send no progression 0 for a job whose result is ready when they publish (docs/worker.md)."""
+    engine = Engine(State(), clock=lambda: "2026-11-27T10:00:05.000000Z")
+    engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    (job,) = engine.take_outbox(10)
+    assert engine.on_completed(JobCompleted(job.id, execution_duration=2.5, instance_id="w1"))
+    assert job.started_at == "2026-11-27T10:00:02.500000Z" and job.finished_at == "2026-11-27T10:00:05.000000Z"
+    assert [entry[:2] for entry in job.history] == [["queued", "2026-11-27T10:00:05.000000Z"],
+                                                    ["processing", "2026-11-27T10:00:02.500000Z"],
+                                                    ["completed", "2026-11-27T10:00:05.000000Z"]]
+    assert job.worker == "w1"
+
+
+def test_a_progression_then_a_result_keeps_the_reported_start():
+    ticks = itertools.count()
+    engine = Engine(State(), clock=lambda: f"2026-11-27T10:00:{next(ticks):02d}.000000Z")
+    engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    (job,) = engine.take_outbox(10)
+    assert engine.on_progression(JobProgression(job.id, 0, instance_id="w1"))
+    reported = job.started_at
+    assert engine.on_completed(JobCompleted(job.id, execution_duration=0.1))
+    assert job.started_at == reported and job.finished_at > reported
+    assert [entry[0] for entry in job.history] == ["queued", "processing", "completed"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stepflow_tui.core import templates
@@ -44,8 +44,20 @@ class EngineError(ValueError):
     """An operator command that cannot be carried out (message says why)."""
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def seconds_before(when: str, seconds: float) -> str:
+    """``when`` (an engine time) moved back by ``seconds``; ``when`` itself if it is not in the engine's format."""
+    try:
+        moment = datetime.strptime(when, TIME_FORMAT)
+    except ValueError:
+        return when
+    return (moment - timedelta(seconds=max(0.0, float(seconds)))).strftime(TIME_FORMAT)
 
 
 class Engine:
@@ -317,6 +329,7 @@ class Engine:
             return False
         job, workflow = found
         now = self.clock()
+        self._started_unseen(job, now, message.execution_duration)
         job.progress = 100
         job.execution_duration = message.execution_duration
         job.destination_paths = [str(p) for p in message.destination_paths]
@@ -333,11 +346,21 @@ class Engine:
         self._set_status(workflow, job, JobStatus.COMPLETED)
         return True
 
+    @staticmethod
+    def _started_unseen(job: Job, now: str, duration: float) -> None:
+        """A result for a job never reported processing: a worker sends no progression 0 when the result is
+        ready by the time it publishes (docs/worker.md). Record the start the result implies (its end minus
+        its execution duration), so the history still reads queued → processing → final."""
+        if job.status == JobStatus.QUEUED:
+            job.started_at = seconds_before(now, duration or 0.0)
+            job.history.append([JobStatus.PROCESSING.value, job.started_at])
+
     def on_failed(self, message: JobFailed) -> bool:
         found = self._open_job(message.job_id)
         if found is None:
             return False
         job, workflow = found
+        self._started_unseen(job, self.clock(), message.execution_duration)
         if message.instance_id:
             job.worker = message.instance_id
         job.execution_duration = message.execution_duration
