@@ -235,3 +235,18 @@ def test_a_progression_then_a_result_keeps_the_reported_start():
     assert engine.on_completed(JobCompleted(job.id, execution_duration=0.1))
     assert job.started_at == reported and job.finished_at > reported
     assert [entry[0] for entry in job.history] == ["queued", "processing", "completed"]
+
+
+def test_engine_times_match_strftime():
+    from datetime import UTC, datetime, timedelta
+
+    from stepflow_tui.core.engine import TIME_FORMAT, format_time, seconds_before, utc_now
+
+    before = datetime.now(UTC).replace(tzinfo=None)
+    text = utc_now()
+    after = datetime.now(UTC).replace(tzinfo=None)
+    assert before - timedelta(microseconds=1) <= datetime.strptime(text, TIME_FORMAT) <= after
+    for moment in (datetime(2026, 1, 2, 3, 4, 5, 6), datetime(1999, 12, 31, 23, 59, 59, 999_999)):
+        assert format_time(moment) == moment.strftime(TIME_FORMAT)
+    assert seconds_before("2026-01-01T00:00:00.250000Z", 0.5) == "2025-12-31T23:59:59.750000Z"
+    assert seconds_before("not a time", 3) == "not a time"
