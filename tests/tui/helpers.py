@@ -52,3 +52,12 @@ async def load_page(pilot: Pilot, workflow_id: int, step_id: int, kind: str = "m
     await select(pilot, NodeRef(kind, workflow_id, step_id))
     await pilot.press("enter")
     await settle(pilot)
+
+
+async def big_step(pilot: Pilot):
+    """The tree and the node of the fake's step of 100,000 jobs (workflow 15, step 1), expanded: its first page
+    listed."""
+    await settle(pilot)
+    await open_step(pilot, 15, 1)
+    tree = tree_of(pilot)
+    return tree, tree.node_for(NodeRef("step", 15, 1))

@@ -24,7 +24,7 @@ from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
 from .fakes import NOW, FakeBackend
-from .helpers import load_page, make_app, open_step, select, settle, tree_of
+from .helpers import big_step, load_page, make_app, open_step, select, settle, tree_of
 
 SIZE = (120, 36)
 
@@ -264,14 +264,6 @@ async def test_status_filter_lists_only_matching_jobs():
         await open_step(pilot, 14, 2)
         step = tree.node_for(NodeRef("step", 14, 2))
         assert [child.data.job_id for child in step.children] == [3026]
-
-
-async def big_step(pilot):
-    """The tree and the node of the fake's step of 100,000 jobs, expanded (its first page listed)."""
-    await settle(pilot)
-    await open_step(pilot, 15, 1)
-    tree = tree_of(pilot)
-    return tree, tree.node_for(NodeRef("step", 15, 1))
 
 
 async def test_large_step_lists_a_page_then_more_on_demand():

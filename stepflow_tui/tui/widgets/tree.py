@@ -9,7 +9,9 @@ from datetime import datetime
 from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
+from textual.geometry import Size
 from textual.widgets import Tree
+from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
@@ -128,6 +130,49 @@ class WorkflowTree(Tree[NodeRef]):
         if node.allow_expand:
             width += cell_len(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE)
         return width
+
+    def _clear_line_cache(self) -> None:
+        # Textual's LRUCache.clear() drops its ring of [prev, next, key, strip] links whole: a reference cycle
+        # holding every cached line with its caches, which only a full garbage collection frees. The tree
+        # clears it on every insertion or removal; paging left ~100,000 such objects per minute to the
+        # collector (a 150 ms full collection). Emptying the links first lets reference counting free them.
+        links = getattr(self._line_cache, "_cache", None)
+        if isinstance(links, dict):
+            for link in links.values():
+                if isinstance(link, list):
+                    link.clear()
+        super()._clear_line_cache()
+
+    def _build(self) -> None:
+        """Textual's index of the visible lines (same lines, same order, same side effects), built with a stack
+        instead of a recursive closure: a recursive closure is a reference cycle, so each of Textual's builds
+        left the previous index — every line, and every node it listed, dropped ones included — for the cyclic
+        collector (tens of thousands of objects per page while paging, freed only by a full collection)."""
+        roots = [self.root] if self.show_root else list(self.root._children)
+        lines: list[_TreeLine[NodeRef]] = []
+        # as in Textual, every top-level line counts as a last child
+        stack: list[tuple[list[TreeNode[NodeRef]], TreeNode[NodeRef], bool]] = [
+            ([], node, True) for node in reversed(roots)]
+        while stack:
+            path, node, last = stack.pop()
+            child_path = [*path, node]
+            node._line = len(lines)
+            lines.append(_TreeLine(child_path, last))
+            if node._expanded:
+                children = node._children
+                count = len(children)
+                stack.extend((child_path, children[index], index == count - 1)
+                             for index in range(count - 1, -1, -1))
+        self._tree_lines_cached = lines
+        guide_depth, show_root = self.guide_depth, self.show_root
+        width = max((self.get_label_width(line.node) + line._get_guide_width(guide_depth, show_root)
+                     for line in lines), default=self.size.width)
+        self.virtual_size = Size(width, len(lines))
+        if self.cursor_line != -1:
+            if self.cursor_node is not None:
+                self.cursor_line = self.cursor_node._line
+            if self.cursor_line >= len(lines):
+                self.cursor_line = -1
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
