@@ -343,6 +343,7 @@ async def test_a_new_workflow_appears_and_a_deleted_one_goes_without_moving_the_
         tree = tree_of(pilot)
         assert [node.data.workflow_id for node in tree.root.children] == [13, 14, 15, 16]
         assert tree.selected_ref == NodeRef("workflow", 14)
+        assert tree.node_for(NodeRef("workflow", 16)).is_expanded  # its steps show at once
 
 
 async def test_connection_state_and_messages_reach_the_header_and_notifications():

@@ -297,7 +297,9 @@ class WorkflowTree(Tree[NodeRef]):
                 self._restore(selected)
             return
         if node is None:
-            self._add_workflow_node(view)
+            # a workflow that appears while the workbench is open (started here or elsewhere) shows its steps:
+            # one that failed before it was first shown must not hide which step failed behind a ▶
+            self._add_workflow_node(view).expand()
             self._restore(selected)
             return
         node.set_label(workflow_line(view, self.clock()))
