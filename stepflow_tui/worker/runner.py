@@ -192,6 +192,8 @@ class Worker:
         self._pool = _JobPool(concurrency, self._execute, name)
         self._start_lock = threading.Lock()
         self._events: deque[tuple[str, _Execution, Any]] = deque()  # from job threads to the connection thread
+        self._events_lock = threading.Lock()
+        self._wake_sent = False  # a wake-up is on its way to the connection thread, which will drain everything
         self._stop_requested = threading.Event()
         self._grace = 30.0
         self._ready = threading.Event()
@@ -502,8 +504,14 @@ class Worker:
 
     # -- jobs (pool threads) ----------------------------------------------------------------------------------
     def _post(self, kind: str, execution: _Execution, value: Any = None) -> None:
-        """From a job thread: hand something to the connection thread and wake it."""
-        self._events.append((kind, execution, value))
+        """From a job thread: hand something to the connection thread and wake it, unless a wake-up is already
+        on its way (each one is a write to pika's interrupt pipe and a turn of the connection loop; the
+        connection thread drains every event when it wakes)."""
+        with self._events_lock:
+            self._events.append((kind, execution, value))
+            if self._wake_sent:
+                return
+            self._wake_sent = True
         self._wake()
 
     def _execute(self, execution: _Execution) -> None:
@@ -560,6 +568,8 @@ class Worker:
 
     # -- connection thread: events, outbox, status ------------------------------------------------------------
     def _drain_events(self) -> None:
+        with self._events_lock:
+            self._wake_sent = False  # what is posted from now on wakes the loop again
         while self._events:
             kind, execution, value = self._events.popleft()
             if self._executions.get(execution.job_id) is not execution or execution.abandoned:
