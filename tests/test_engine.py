@@ -94,7 +94,8 @@ def test_error_blocks_downstream_then_retry_recovers():
     assert wf.status == WorkflowStatus.COMPLETED
     statuses = [entry[0] for entry in first.history]
     # no progression came: each result implies the processing entry before it
-    assert statuses == ["queued", "processing", "error", "queued", "processing", "completed"]
+    # a result from a worker implies the processing entry before it (this error names none: no start implied)
+    assert statuses == ["queued", "error", "queued", "processing", "completed"]
 
 
 def test_automatic_retries_up_to_max_retries():
@@ -212,14 +213,22 @@ def test_resume_after_restart_on_memory_resends_unfinished_only():
     assert wf.step(1).counts["completed"] == 1
 
 
-def test_a_result_without_a_progression_records_the_start_it_implies():
-    """Workers send no progression 0 for a job whose result is ready when they publish (docs/worker.md)."""
-    engine = Engine(State(), clock=lambda: "2026-11-27T10:00:05.000000Z")
+def first_job_at(queued_at: str):
+    """An engine whose clock reads ``now["t"]``, the clock, and the first job of a chain queued at ``queued_at``."""
+    now = {"t": queued_at}
+    engine = Engine(State(), clock=lambda: now["t"])
     engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
     (job,) = engine.take_outbox(10)
+    return engine, now, job
+
+
+def test_a_result_without_a_progression_records_the_start_it_implies():
+    """Workers send no progression 0 for a job whose result is ready when they publish (docs/worker.md)."""
+    engine, now, job = first_job_at("2026-11-27T10:00:00.000000Z")
+    now["t"] = "2026-11-27T10:00:05.000000Z"
     assert engine.on_completed(JobCompleted(job.id, execution_duration=2.5, instance_id="w1"))
     assert job.started_at == "2026-11-27T10:00:02.500000Z" and job.finished_at == "2026-11-27T10:00:05.000000Z"
-    assert [entry[:2] for entry in job.history] == [["queued", "2026-11-27T10:00:05.000000Z"],
+    assert [entry[:2] for entry in job.history] == [["queued", "2026-11-27T10:00:00.000000Z"],
                                                     ["processing", "2026-11-27T10:00:02.500000Z"],
                                                     ["completed", "2026-11-27T10:00:05.000000Z"]]
     assert job.worker == "w1"
@@ -250,3 +259,23 @@ def test_engine_times_match_strftime():
         assert format_time(moment) == moment.strftime(TIME_FORMAT)
     assert seconds_before("2026-01-01T00:00:00.250000Z", 0.5) == "2025-12-31T23:59:59.750000Z"
     assert seconds_before("not a time", 3) == "not a time"
+
+
+def test_an_implied_start_is_never_before_the_job_was_queued_and_survives_absurd_durations():
+    engine, now, job = first_job_at("2026-11-27T10:00:04.000000Z")
+    now["t"] = "2026-11-27T10:00:05.000000Z"
+    # e.g. a late result of an earlier attempt: it ran longer than this attempt has been queued
+    assert engine.on_completed(JobCompleted(job.id, execution_duration=3.0, instance_id="w1"))
+    assert job.started_at == "2026-11-27T10:00:04.000000Z"
+    engine2, now, other = first_job_at(now["t"])
+    assert engine2.on_completed(JobCompleted(other.id, execution_duration=1e12, instance_id="w1"))  # no overflow
+    assert other.started_at == other.finished_at == now["t"]
+
+
+def test_cancelling_a_queued_job_records_no_start():
+    engine = make_engine()
+    engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    (job,) = engine.take_outbox(10)
+    assert engine.on_failed(JobFailed(job.id, "stopped", stopped=True))  # what Backend.cancel_job sends
+    assert job.status == JobStatus.STOPPED and job.started_at is None
+    assert [entry[0] for entry in job.history] == ["queued", "stopped"]

@@ -72,10 +72,9 @@ def seconds_before(when: str, seconds: float) -> str:
     if not when.endswith("Z"):
         return when
     try:
-        moment = datetime.fromisoformat(when[:-1])
-    except ValueError:
+        return format_time(datetime.fromisoformat(when[:-1]) - timedelta(seconds=max(0.0, float(seconds))))
+    except (ValueError, OverflowError):  # not our format, or a duration beyond the calendar
         return when
-    return format_time(moment - timedelta(seconds=max(0.0, float(seconds))))
 
 
 class Engine:
@@ -368,18 +367,24 @@ class Engine:
     def _started_unseen(job: Job, now: str, duration: float) -> None:
         """A result for a job never reported processing: a worker sends no progression 0 when the result is
         ready by the time it publishes (docs/worker.md). Record the start the result implies (its end minus
-        its execution duration), so the history still reads queued → processing → final."""
-        if job.status == JobStatus.QUEUED:
-            job.started_at = seconds_before(now, duration or 0.0)
-            job.history.append([JobStatus.PROCESSING.value, job.started_at])
+        its execution duration, never before the job was queued), so the history still reads
+        queued → processing → final."""
+        if job.status != JobStatus.QUEUED:
+            return
+        started = seconds_before(now, duration or 0.0)
+        queued = job.history[-1][1] if job.history and len(job.history[-1]) > 1 else None
+        if isinstance(queued, str) and started < queued:
+            started = queued  # e.g. a late result of an earlier attempt, after a retry queued the job again
+        job.started_at = started
+        job.history.append([JobStatus.PROCESSING.value, started])
 
     def on_failed(self, message: JobFailed) -> bool:
         found = self._open_job(message.job_id)
         if found is None:
             return False
         job, workflow = found
-        self._started_unseen(job, self.clock(), message.execution_duration)
-        if message.instance_id:
+        if message.instance_id:  # a worker had it (not the backend cancelling a job still queued)
+            self._started_unseen(job, self.clock(), message.execution_duration)
             job.worker = message.instance_id
         job.execution_duration = message.execution_duration
         if message.stopped:

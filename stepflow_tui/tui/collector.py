@@ -16,11 +16,23 @@ at once either way; only cyclic garbage waits.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable
 
 #: A threshold the collector never reaches: full collections are ours to start.
 NEVER = 1 << 30
+
+# The interpreter's thresholds are process-wide, and several workbenches may run in one process (tests): the
+# first collector to start saves them, the last to stop puts them back.
+_lock = threading.Lock()
+_active = 0
+_saved: tuple[int, ...] | None = None
+
+
+def saved_threshold() -> tuple[int, ...] | None:
+    """The interpreter's own thresholds while a collector holds them (None when none does)."""
+    return _saved
 
 
 class IdleCollector:
@@ -31,24 +43,36 @@ class IdleCollector:
         self.clock = clock
         self.collections = 0
         self.longest = 0.0  # seconds, the longest full collection this collector ran
-        self._saved: tuple[int, ...] | None = None
+        self._started = False
         self._last_input = self._last_full = clock()
 
     @property
     def active(self) -> bool:
-        return self._saved is not None
+        return self._started
 
     def start(self) -> None:
         """Take full collections over (young ones stay automatic)."""
-        if self._saved is None:
-            self._saved = gc.get_threshold()
-            gc.set_threshold(self._saved[0], self._saved[1], NEVER)
+        global _active, _saved
+        if self._started:
+            return
+        with _lock:
+            if _active == 0:
+                _saved = gc.get_threshold()
+                gc.set_threshold(_saved[0], _saved[1], NEVER)
+            _active += 1
+        self._started = True
 
     def stop(self) -> None:
-        """Give full collections back to the interpreter, as they were."""
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
+        """Give full collections back to the interpreter, as they were (once every collector has stopped)."""
+        global _active, _saved
+        if not self._started:
+            return
+        self._started = False
+        with _lock:
+            _active -= 1
+            if _active == 0 and _saved is not None:
+                gc.set_threshold(*_saved)
+                _saved = None
 
     def input_seen(self) -> None:
         """The operator pressed a key or used the mouse."""
@@ -56,13 +80,14 @@ class IdleCollector:
 
     def due(self) -> bool:
         """Whether a full collection should run now."""
-        if self._saved is None or not gc.isenabled():
+        saved = _saved
+        if not self._started or saved is None or not gc.isenabled():
             return False
         now = self.clock()
         if now - self._last_full >= self.at_most:
             return True
         # gc.get_count()[2]: younger collections since the last full one; the default runs one at threshold[2]
-        return now - self._last_input >= self.idle_after and gc.get_count()[2] >= self._saved[2]
+        return now - self._last_input >= self.idle_after and gc.get_count()[2] >= saved[2]
 
     def tick(self) -> bool:
         """Run a full collection if one is due (call it from a timer on the UI thread); True when it ran."""

@@ -303,6 +303,67 @@ async def test_paging_far_keeps_a_window_of_listed_jobs_and_pages_back():
         assert "load 200 more (99,000 left)" in str(step.children[-1].label)
         # updates still reach every listed line, and only those
         assert tree.job_status(100_999) is not None and tree.job_status(101_100) is None
+        # a page that drops the selected line leaves the cursor on the line that takes it back
+        await select(pilot, NodeRef("job", 15, 1, 100_050))
+        tree.load_page(15, 1, 1000)
+        await settle(pilot)
+        assert tree.listed_window(15, 1) == (200, 1200)
+        assert tree.selected_ref == NodeRef("earlier", 15, 1, offset=0)
+
+
+class GatedBackend(FakeBackend):
+    """Job pages wait for ``gate`` (when set): a read still running while the operator does something else."""
+
+    gate: threading.Event | None = None
+
+    def jobs(self, *args, **kwargs):
+        gate = self.gate
+        if gate is not None:
+            assert gate.wait(30), "the test never opened the gate"
+        return super().jobs(*args, **kwargs)
+
+
+async def test_a_page_read_before_the_filter_changed_is_not_listed_after_it():
+    backend = GatedBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        tree, _step = await big_step(pilot)
+        backend.gate = threading.Event()
+        assert tree.reveal(NodeRef("more", 15, 1))
+        await pilot.press("enter")  # the read of jobs 200..399 waits at the gate
+        await pilot.pause()
+        tree.set_filter(TreeFilter(status="queued"))  # rebuilds the tree: the step is read again, filtered
+        backend.gate.set()
+        backend.gate = None
+        await settle(pilot)
+        step = tree.node_for(NodeRef("step", 15, 1))
+        listed = [child.data.job_id for child in step.children if child.data.kind == "job"]
+        assert listed and {tree.job_status(job_id) for job_id in listed} == {"queued"}
+        assert tree.listed_window(15, 1) == (0, len(listed))
+
+
+async def test_under_a_status_filter_a_page_of_jobs_already_listed_changes_nothing_listed():
+    backend = FakeBackend()
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tree = tree_of(pilot)
+        tree.set_filter(TreeFilter(status="queued"))
+        tree, step = await big_step(pilot)
+        for _ in range(5):
+            await load_page(pilot, 15, 1)
+        start, end = tree.listed_window(15, 1)
+        assert start == 200
+        listed = [child.data.job_id for child in step.children if child.data.kind == "job"]
+        # the queued jobs before the window finish: the earlier page now holds jobs already listed
+        first_queued = [job.id for job in backend.jobs(15, 1, 0, 200, status="queued")]
+        for job_id in first_queued:
+            backend.set_job(job_id, "completed", 100, None)
+        await load_page(pilot, 15, 1, "earlier")
+        assert [child.data.job_id for child in step.children if child.data.kind == "job"] == listed
+        assert tree.listed_window(15, 1)[1] == end
+        assert tree.node_for(NodeRef("earlier", 15, 1)) is None or tree.listed_window(15, 1)[0] < start
+        assert tree.selected_ref is not None and tree.selected_ref.kind == "job"
 
 
 async def test_updates_change_listed_jobs_and_keep_the_selection():

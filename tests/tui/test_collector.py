@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from stepflow_tui.tui.collector import NEVER, IdleCollector
+from stepflow_tui.tui.collector import NEVER, IdleCollector, saved_threshold
 
 
 class Clock:
@@ -36,7 +36,7 @@ def young_collections(n: int) -> None:
 def test_start_leaves_young_collections_automatic_and_stop_restores(collector):
     collector_, _clock = collector
     threshold = gc.get_threshold()
-    assert threshold[2] == NEVER and threshold[:2] == collector_._saved[:2]
+    assert threshold[2] == NEVER and threshold[:2] == saved_threshold()[:2]
     assert collector_.active
 
 
@@ -45,7 +45,7 @@ def test_a_full_collection_waits_for_idle_input_and_enough_young_collections(col
     gc.collect()
     clock.now += 5
     assert not collector_.due()  # idle, but nothing survived enough young collections yet
-    young_collections(collector_._saved[2])
+    young_collections(saved_threshold()[2])
     collector_.input_seen()
     clock.now += 0.5
     assert not collector_.due()  # the operator is typing
@@ -72,3 +72,17 @@ def test_nothing_runs_once_stopped():
     collector = IdleCollector(clock=clock)
     clock.now += 3600
     assert not collector.due()  # never started: the interpreter's own policy holds
+
+
+def test_collectors_stopped_in_any_order_give_the_thresholds_back():
+    before = gc.get_threshold()
+    first, second = IdleCollector(), IdleCollector()
+    first.start()
+    second.start()
+    assert saved_threshold() == before
+    first.stop()
+    assert gc.get_threshold()[2] == NEVER  # the second still holds them, and still knows the real ones
+    assert saved_threshold() == before
+    second.stop()
+    second.stop()  # twice: no effect
+    assert gc.get_threshold() == before and saved_threshold() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,7 +120,10 @@ class WorkflowTree(Tree[NodeRef]):
         self._earlier_nodes: dict[StepKey, TreeNode[NodeRef]] = {}
         #: The listed window of each expanded step: offsets (start, end) in its (filtered) job list.
         self._window: dict[StepKey, tuple[int, int]] = {}
-        self._loading: set[StepKey] = set()
+        #: Steps with a page being read: the token of that read (a read whose token is no longer here — the
+        #: tree was rebuilt, the workflow removed — is ignored when it lands).
+        self._loading: dict[StepKey, int] = {}
+        self._tokens = itertools.count(1)
         #: What each listed job line shows: (status, progress, error).
         self._job_shown: dict[int, tuple[str, int, str | None]] = {}
 
@@ -371,42 +375,59 @@ class WorkflowTree(Tree[NodeRef]):
             return
         window = self._window.get(key)
         limit = self.PAGE_SIZE
-        if window is not None and offset < window[0]:
+        earlier = window is not None and offset < window[0]
+        if earlier:
             limit = window[0] - offset
-        self._loading.add(key)
-        line = self._more_nodes.get(key) if window is None or offset >= window[0] else self._earlier_nodes.get(key)
+        token = self._loading[key] = next(self._tokens)
+        line = (self._earlier_nodes if earlier else self._more_nodes).get(key)
         if line is not None:
             line.set_label(Text("… loading", style="dim italic"))
-        self._fetch_page(key, offset, limit, self.tree_filter.job_status)
+        self._fetch_page(key, offset, limit, self.tree_filter.job_status, token)
 
     @work(thread=True, group="tree-pages", exit_on_error=False, description="list a page of jobs")
-    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None) -> None:
+    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None, token: int) -> None:
         try:
             jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=limit, status=status)
         except Exception as error:  # a backend error must not kill the tree: say it, allow a new try
-            self.app.call_from_thread(self._page_failed, key, str(error))
+            self.app.call_from_thread(self._page_failed, key, str(error), token)
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._add_page, key, offset, jobs)
+            self.app.call_from_thread(self._add_page, key, offset, jobs, token)
 
-    def _page_failed(self, key: StepKey, message: str) -> None:
-        self._loading.discard(key)
+    def _page_read(self, key: StepKey, token: int) -> bool:
+        """Whether the read ``token`` of ``key`` is the one awaited (then it is no longer pending)."""
+        if self._loading.get(key) != token:
+            return False  # stale: the tree was rebuilt or the workflow removed meanwhile
+        del self._loading[key]
+        return True
+
+    def _page_failed(self, key: StepKey, message: str, token: int) -> None:
+        if not self._page_read(key, token):
+            return
         self._sync_pager_lines(key)
         self.notify(f"cannot list jobs of step {key[1]} of workflow #{key[0]}: {message}", severity="error")
 
-    def _add_page(self, key: StepKey, offset: int, jobs: list[JobView]) -> None:
-        self._loading.discard(key)
+    def _add_page(self, key: StepKey, offset: int, jobs: list[JobView], token: int) -> None:
+        if not self._page_read(key, token):
+            return
         step_node = self._step_nodes.get(key)
         if step_node is None:  # deleted or filtered out meanwhile
             return
         selected = self.selected_ref
         window = self._window.get(key)
         before = window is not None and offset < window[0]
+        added = [job for job in jobs if job.id not in self._job_nodes]
+        if window is not None and not added:
+            # Nothing new: under a status filter, jobs move between pages as their status changes, so this
+            # page held jobs already listed. Count it as read (the pager line moves on), list nothing more.
+            self._window[key] = (offset, window[1]) if before else (window[0], max(window[1], offset + len(jobs)))
+            self._sync_pager_lines(key)
+            self._restore(selected)
+            return
         for lines in (self._more_nodes, self._earlier_nodes):
             line = lines.pop(key, None)
             if line is not None:
                 line.remove()
-        added = [job for job in jobs if job.id not in self._job_nodes]
         for index, job in enumerate(added):
             self._job_shown[job.id] = (job.status, job.progress, job.error)
             self._job_nodes[job.id] = step_node.add_leaf(
@@ -417,11 +438,12 @@ class WorkflowTree(Tree[NodeRef]):
             window = (offset, window[1])
         else:
             window = (window[0], max(window[1], offset + len(jobs)))
-        # keep at most MAX_LISTED lines: drop whole pages from the far end of the window
-        while window[1] - window[0] > self.MAX_LISTED:
-            drop = (window[1] - window[0] - self.MAX_LISTED) if before else self.PAGE_SIZE
-            drop = min(drop, window[1] - window[0] - self.PAGE_SIZE)
-            children = list(step_node.children)
+        # keep at most MAX_LISTED lines: drop lines from the far end of the window (whole pages at its start)
+        children = list(step_node.children)
+        excess = len(children) - self.MAX_LISTED
+        if excess > 0:
+            drop = excess if before else min(len(children) - len(added),
+                                             -(-excess // self.PAGE_SIZE) * self.PAGE_SIZE)
             for node in (children[-drop:] if before else children[:drop]):
                 self._forget_job(node)
             window = (window[0], window[1] - drop) if before else (window[0] + drop, window[1])
@@ -430,6 +452,11 @@ class WorkflowTree(Tree[NodeRef]):
         if selected is not None and selected.kind in PAGER_LINES and selected.step_key == key and added:
             # the operator asked for a page: leave the cursor on the new job next to where they were
             self._move_to(self._job_nodes.get(added[-1 if before else 0].id) or step_node)
+        elif selected is not None and selected.kind == "job" and selected.step_key == key \
+                and selected.job_id not in self._job_nodes:
+            # the selected line was dropped with its page: the pager line that takes it back
+            pager = (self._more_nodes if before else self._earlier_nodes).get(key)
+            self._move_to(pager or step_node)
         else:
             self._restore(selected)
 
@@ -456,12 +483,14 @@ class WorkflowTree(Tree[NodeRef]):
         if step_node is None:
             return
         start, end = self._window[key]
-        left = self._expected_jobs(key) - end
+        expected = self._expected_jobs(key)
+        left = expected - end
         more_label = Text(f"… load {min(left, self.PAGE_SIZE)} more ({left:,} left)", style="italic cyan")
         self._sync_line(self._more_nodes, key, step_node, left > 0, more_label, NodeRef("more", *key, offset=end))
-        earlier_label = Text(f"… load {min(start, self.PAGE_SIZE)} earlier ({start:,} before)",
+        before = min(start, expected)  # under a status filter, fewer may match by now
+        earlier_label = Text(f"… load {min(before, self.PAGE_SIZE)} earlier ({before:,} before)",
                              style="italic cyan")
-        self._sync_line(self._earlier_nodes, key, step_node, start > 0, earlier_label,
+        self._sync_line(self._earlier_nodes, key, step_node, before > 0, earlier_label,
                         NodeRef("earlier", *key, offset=max(0, start - self.PAGE_SIZE)))
 
     @staticmethod
@@ -502,7 +531,7 @@ class WorkflowTree(Tree[NodeRef]):
             self._more_nodes.pop(key, None)
             self._earlier_nodes.pop(key, None)
             self._window.pop(key, None)
-            self._loading.discard(key)
+            self._loading.pop(key, None)
         for job_id in [jid for jid, job in self._job_nodes.items() if job.data and job.data.workflow_id == workflow_id]:
             del self._job_nodes[job_id]
             self._job_shown.pop(job_id, None)
@@ -513,8 +542,11 @@ class WorkflowTree(Tree[NodeRef]):
         if selected is None:
             return
         node = self.node_for(selected)
-        if node is None and selected.kind in ("job", *PAGER_LINES):
-            node = self._step_nodes.get(selected.step_key) if selected.step_key else None
+        if node is None and selected.kind in ("job", *PAGER_LINES) and selected.step_key:
+            node = step = self._step_nodes.get(selected.step_key)
+            if step is not None and selected.kind in PAGER_LINES and step.children:
+                # a pager line that went (nothing left to load): the line next to where it was
+                node = step.children[0] if selected.kind == "earlier" else step.children[-1]
         if node is None:
             node = self._workflow_nodes.get(selected.workflow_id)
         if node is not None and node is not self.cursor_node:
