@@ -53,3 +53,10 @@ def test_tui() -> None:
     expected = ["tui: a workflow of 1,500 jobs", "first show: ", "expand the big step: ", "paging: 5 pages",
                 "1,000 job updates: applied", "garbage collector: "]
     assert [line[:len(prefix)] for line, prefix in zip(lines[-6:], expected, strict=True)] == expected
+
+
+def test_tui_live() -> None:
+    lines = run_bench("tui.py", "--jobs", "3000", "--pages", "3", "--live")
+    expected = ["tui: a workflow of 3,000 jobs", "first show: ", "expand the big step: ", "paging: 3 pages",
+                "while paging, the workflow ran on: "]
+    assert [line[:len(prefix)] for line, prefix in zip(lines[-5:], expected, strict=True)] == expected
