@@ -10,7 +10,7 @@ Public API (thread-safe; this is what the CLI and the TUI use):
     backend.abort(wf) / pause(wf) / resume(wf) / delete(wf) / cancel_job(job) -> Future
     backend.redrive_dead_letters(queue=None, dry_run=False) -> Future[dict[str, int]]   # per original queue
     backend.workflows() -> list[WorkflowView]; workflow(id) -> WorkflowView | None
-    backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None) -> list[JobView]
+    backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None, after=None, before=None) -> list[JobView]
     backend.job(job_id) -> dict | None     # full record (Job.to_dict())
     backend.count_failed(workflow_id, step_id=None) -> int
     backend.queue_states() -> list[QueueState]; backend.workers() -> list[WorkerView]
@@ -25,12 +25,13 @@ publish the orders the engine queued (confirmed, bounded by a window of in-fligh
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -735,7 +736,11 @@ class Backend:
             return workflow_view(workflow) if workflow is not None else None
 
     def jobs(self, workflow_id: int, step_id: int, offset: int = 0, limit: int = 200,
-             status: str | None = None) -> list[JobView]:
+             status: str | None = None, after: int | None = None, before: int | None = None) -> list[JobView]:
+        """A page of a step's jobs, in the step's order: ``limit`` from ``offset`` (among those with ``status``
+        when given); or the first ``limit`` after job ``after``, or the last ``limit`` before job ``before``
+        (an anchor that moves with the jobs, for pages under a status filter). An anchor that is not a job of
+        the step gives no jobs."""
         with self.store.lock:
             workflow = self.state.workflows.get(workflow_id)
             if workflow is None:
@@ -744,13 +749,7 @@ class Backend:
                 job_ids = workflow.step(step_id).job_ids
             except KeyError:
                 return []
-            jobs = self.state.jobs
-            if status is None:
-                selected = (jobs[i] for i in job_ids[offset:offset + limit] if i in jobs)
-            else:
-                matching = (jobs[i] for i in job_ids if i in jobs and jobs[i].status.value == status)
-                selected = (j for n, j in enumerate(matching) if offset <= n < offset + limit)
-            return [job_view(j) for j in selected]
+            return [job_view(job) for job in _page(job_ids, self.state.jobs, offset, limit, status, after, before)]
 
     def job(self, job_id: int) -> dict | None:
         with self.store.lock:
@@ -793,6 +792,27 @@ class Backend:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _page(job_ids: list[int], jobs: dict[int, Any], offset: int, limit: int, status: str | None,
+          after: int | None, before: int | None) -> list[Any]:
+    """See `Backend.jobs`."""
+    def matching(ids: Iterable[int]) -> Iterator[Any]:
+        return (jobs[i] for i in ids if i in jobs and (status is None or jobs[i].status.value == status))
+
+    if after is not None or before is not None:
+        anchor = after if after is not None else before
+        try:
+            position = job_ids.index(anchor)
+        except ValueError:
+            return []
+        if after is not None:
+            return list(itertools.islice(matching(job_ids[position + 1:]), limit))
+        found = list(itertools.islice(matching(reversed(job_ids[:position])), limit))
+        return found[::-1]
+    if status is None:
+        return list(matching(job_ids[offset:offset + limit]))
+    return list(itertools.islice(matching(job_ids), offset, offset + limit))
 
 
 def _deep_copy(value: Any) -> Any:

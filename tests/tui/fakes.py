@@ -156,27 +156,24 @@ class FakeBackend:
             return self._view(workflow) if workflow else None
 
     def jobs(self, workflow_id: int, step_id: int, offset: int = 0, limit: int = 200,
-             status: str | None = None) -> list[JobView]:
+             status: str | None = None, after: int | None = None, before: int | None = None) -> list[JobView]:
         with self._lock:
             step = self._step(workflow_id, step_id)
             if step is None:
                 return []
-            if status is None:
+            if status is None and after is None and before is None:
                 indexes = range(offset, min(offset + limit, step.job_count))
                 return [self._job_view(workflow_id, step, index) for index in indexes]
-            result: list[JobView] = []
-            skipped = 0
-            for index in range(step.job_count):
-                view = self._job_view(workflow_id, step, index)
-                if view.status != status:
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                result.append(view)
-                if len(result) >= limit:
-                    break
-            return result
+            views = [self._job_view(workflow_id, step, index) for index in range(step.job_count)]
+            if after is not None or before is not None:
+                anchor = next((n for n, view in enumerate(views) if view.id == (after if after is not None
+                                                                                  else before)), None)
+                if anchor is None:
+                    return []
+                matching = [v for v in (views[anchor + 1:] if after is not None else views[:anchor])
+                            if status is None or v.status == status]
+                return matching[:limit] if after is not None else matching[-limit:]
+            return [view for view in views if view.status == status][offset:offset + limit]
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         with self._lock:

@@ -382,12 +382,28 @@ class WorkflowTree(Tree[NodeRef]):
         line = (self._earlier_nodes if earlier else self._more_nodes).get(key)
         if line is not None:
             line.set_label(Text("… loading", style="dim italic"))
-        self._fetch_page(key, offset, limit, self.tree_filter.job_status, token)
+        status = self.tree_filter.job_status
+        anchors: dict[str, int] = {}
+        if status is not None and window is not None:
+            # Under a status filter, offsets shift as jobs change status: page from the first / last listed
+            # job instead, so that no job is skipped or listed twice.
+            listed = self._listed_job_ids(key)
+            if listed:
+                anchors = {"before": listed[0]} if earlier else {"after": listed[-1]}
+        self._fetch_page(key, offset, limit, status, token, anchors)
+
+    def _listed_job_ids(self, key: StepKey) -> list[int]:
+        step_node = self._step_nodes.get(key)
+        if step_node is None:
+            return []
+        return [child.data.job_id for child in step_node.children
+                if child.data is not None and child.data.kind == "job" and child.data.job_id is not None]
 
     @work(thread=True, group="tree-pages", exit_on_error=False, description="list a page of jobs")
-    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None, token: int) -> None:
+    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None, token: int,
+                    anchors: dict[str, int]) -> None:
         try:
-            jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=limit, status=status)
+            jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=limit, status=status, **anchors)
         except Exception as error:  # a backend error must not kill the tree: say it, allow a new try
             self.app.call_from_thread(self._page_failed, key, str(error), token)
             return
@@ -418,9 +434,10 @@ class WorkflowTree(Tree[NodeRef]):
         before = window is not None and offset < window[0]
         added = [job for job in jobs if job.id not in self._job_nodes]
         if window is not None and not added:
-            # Nothing new: under a status filter, jobs move between pages as their status changes, so this
-            # page held jobs already listed. Count it as read (the pager line moves on), list nothing more.
-            self._window[key] = (offset, window[1]) if before else (window[0], max(window[1], offset + len(jobs)))
+            # Nothing new (under a status filter: no job with that status before / after those listed, or
+            # only jobs already listed): nothing more that way; the pager line goes.
+            self._window[key] = (0, window[1]) if before else (window[0], max(window[1],
+                                                                             self._expected_jobs(key)))
             self._sync_pager_lines(key)
             self._restore(selected)
             return
