@@ -51,7 +51,7 @@ class QueuesPanel(DataTable):
         current = self.cursor_queue
         scroll_y = self.scroll_y
         self.clear()
-        for name in sorted(by_name, key=_order):
+        for name in sorted(by_name, key=lambda queue: _order(by_name[queue])):
             state = by_name[name]
             if not state.exists:
                 self.add_row(Text(name, style="dim"), Text("absent", style="dim"), "", "", key=name)
@@ -89,10 +89,18 @@ class QueuesPanel(DataTable):
             self.post_message(self.RedriveRequested())
 
 
-def _order(name: str) -> tuple[int, str]:
-    """Where lost messages go first (what needs attention), then job queues, then the response queues."""
-    if name in ALWAYS_SHOWN or name.endswith("not_found"):
+def _order(state: QueueState) -> tuple[int, str]:
+    """Where lost messages went, when some did (what needs attention); then job_dead_letter (its row redrives);
+    then the job queues; then the empty not-found queues and the response queues. A small panel shows the job
+    queues, not three empty system queues."""
+    name = state.name
+    lost = name in ALWAYS_SHOWN or name.endswith("not_found")
+    if lost and state.exists and state.ready > 0:
+        return (-2, name)
+    if name == DEAD_LETTER_QUEUE:
         return (-1, name)
-    if name in ("job_completed", "job_error", "job_progression"):
+    if lost:
         return (1, name)
+    if name in ("job_completed", "job_error", "job_progression"):
+        return (2, name)
     return (0, name)
