@@ -1,4 +1,4 @@
-"""Live and lost workers: instance, job types, activity, current jobs, host / pid, last seen."""
+"""Live and lost workers: instance, state, activity, current jobs, last seen, job types, host / pid."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ class WorkersScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # job types get a fixed width: a worker of every installed type lists six or more of them, and at 120
-        # columns they pushed "last seen" and "state" (LOST) off the screen
-        for column in ("instance", "job types", "activity", "current jobs", "host / pid", "last seen", "state"):
+        # What tells a worker's health comes first (at 80 columns the table scrolls sideways, and "state", last,
+        # was off the screen); job types get a fixed width: a worker of every installed type lists six or more
+        for column in ("instance", "state", "activity", "current jobs", "last seen", "job types", "host / pid"):
             table.add_column(column, key=column, width=JOB_TYPES_WIDTH if column == "job types" else None)
         self.reload()
 
@@ -61,12 +61,12 @@ class WorkersScreen(Screen[None]):
             table.add_row(
                 # the first 12 hex digits tell instances apart; the whole id took a quarter of the screen
                 Text(worker.instance_id[:12], style="bold" if not worker.lost else "dim"),
-                Text(", ".join(worker.job_types), no_wrap=True, overflow="ellipsis"),
+                Text("LOST", style="bold white on red") if worker.lost else Text("live", style="green"),
                 Text(worker.activity, style=activity_style),
                 ", ".join(f"#{job}" for job in worker.current_jobs) or "—",
-                f"{worker.hostname} / {worker.pid}",
                 f"{age(worker.last_seen, now)} ago",
-                Text("LOST", style="bold white on red") if worker.lost else Text("live", style="green"),
+                Text(", ".join(worker.job_types), no_wrap=True, overflow="ellipsis"),
+                f"{worker.hostname} / {worker.pid}",
                 key=worker.instance_id,
             )
         live = sum(not worker.lost for worker in workers)
