@@ -11,33 +11,18 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from helpers import cli_command, cli_env, describe, run_cli, step, workflow, write_workflows
+from helpers import cli_command, cli_env, describe, run_cli, step, wait_for, workflow, write_workflows
 
 from stepflow_tui import ops
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, connect
 from stepflow_tui.core.model import Job, JobStatus, State, StepState, StepStatus, Workflow, WorkflowStatus
 from stepflow_tui.store import SHARD_SIZE, Store, StoreLocked, read_state
-
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll a condition (RabbitMQ dead-letters asynchronously); fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def ready(conn: Connection, queue: str) -> int:
@@ -59,12 +44,12 @@ def kill(conn: Connection, queue: str, exchange: str, bodies: list[bytes],
     """Publish ``bodies`` to ``queue`` through ``exchange`` and reject each (requeue=False): dead letters."""
     before = ready(conn, topology.JOB_DEAD_LETTER)
     conn.publish([OutgoingMessage(exchange, queue, body, headers=headers) for body in bodies])
-    wait_until(lambda: ready(conn, queue) >= len(bodies), 10, f"{len(bodies)} messages in {queue}")
+    wait_for(lambda: ready(conn, queue) >= len(bodies), 10, f"{len(bodies)} messages in {queue}")
     for _ in bodies:
         delivery = conn.get(queue)
         assert delivery is not None
         conn.reject(delivery.delivery_tag, requeue=False)
-    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) >= before + len(bodies), 10, "the dead letters")
+    wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) >= before + len(bodies), 10, "the dead letters")
 
 
 def fill(conn: Connection) -> None:
@@ -74,7 +59,7 @@ def fill(conn: Connection) -> None:
          headers={"trace": "t-1"})
     kill(conn, "job_completed", topology.JOB_RESPONSE, [b"garbage \x1b[31m\xff"])
     conn.publish([OutgoingMessage(topology.JOB_DEAD_LETTER, "by.hand", b"no death")])
-    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 4, 10, "the hand-made dead letter")
+    wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 4, 10, "the hand-made dead letter")
     kill(conn, "job_checksum", topology.JOB_SUBMIT, [b'{"job_id": 3}'])
 
 
@@ -101,7 +86,7 @@ def test_peek_reads_x_death_and_consumes_nothing(broker_url: str, conn: Connecti
         assert bodies_of(ops.peek_dead_letters(other)) == ORDER
     finally:
         other.close()
-    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 5, 10, "5 dead letters back in place")
+    wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 5, 10, "5 dead letters back in place")
     letters = ops.peek_dead_letters(conn)
     assert bodies_of(letters) == ORDER
     assert letters[3].original_queue is None and letters[3].routing_key == "by.hand"
@@ -124,7 +109,7 @@ def test_redrive_one_queue_sends_back_only_its_messages(broker_url: str, conn: C
     assert report.skipped == {"job_completed": 1} and len(report.unredrivable) == 1
     assert bodies_of(ops.peek_dead_letters(conn)) == [ORDER[2], ORDER[3]]  # the others stay, in order
 
-    wait_until(lambda: ready(conn, "job_checksum") == 3, 10, "3 orders back in job_checksum")
+    wait_for(lambda: ready(conn, "job_checksum") == 3, 10, "3 orders back in job_checksum")
     back: list[Delivery] = []
     for _ in range(3):
         delivery = conn.get("job_checksum")
@@ -142,16 +127,16 @@ def test_redrive_everything_leaves_what_has_no_origin(conn: Connection) -> None:
     assert report.counts() == {"job_checksum": 3, "job_completed": 1, ops.NO_ORIGIN: 1}
     assert [letter.excerpt for letter in report.unredrivable] == ["no death"]
     assert bodies_of(ops.peek_dead_letters(conn)) == ["no death"]
-    wait_until(lambda: ready(conn, "job_completed") == 1, 10, "the response back in job_completed")
-    wait_until(lambda: ready(conn, "job_checksum") == 3, 10, "the orders back in job_checksum")
+    wait_for(lambda: ready(conn, "job_completed") == 1, 10, "the response back in job_completed")
+    wait_for(lambda: ready(conn, "job_checksum") == 3, 10, "the orders back in job_checksum")
 
 
 def test_a_message_that_dies_again_is_not_redriven_twice(conn: Connection) -> None:
     kill(conn, "job_checksum", topology.JOB_SUBMIT, [b"a"])
     assert ops.redrive(conn).redriven == {"job_checksum": 1}
-    kill_again = conn.get("job_checksum") or wait_until(lambda: conn.get("job_checksum"), 10, "the redriven a")
+    kill_again = conn.get("job_checksum") or wait_for(lambda: conn.get("job_checksum"), 10, "the redriven a")
     conn.reject(kill_again.delivery_tag, requeue=False)
-    wait_until(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 1, 10, "a dead again")
+    wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 1, 10, "a dead again")
     (letter,) = ops.peek_dead_letters(conn)
     assert letter.original_queue == "job_checksum"
     assert letter.count == 1  # the old records were dropped on redrive: this is a fresh death
@@ -330,7 +315,7 @@ def test_backend_redrives_on_its_own_thread(memory_url: str, tmp_path: Path, rea
         assert ready(other, "job_checksum") == 2
         assert bodies_of(ops.peek_dead_letters(other)) == ["no death"]
         # the backend's own consuming goes on: its batches' acks never settled a message it held
-        wait_until(lambda: any(s.name == topology.JOB_DEAD_LETTER and s.ready == 1
+        wait_for(lambda: any(s.name == topology.JOB_DEAD_LETTER and s.ready == 1
                                for s in backend.queue_states()), 10, "the queue panel's figures")
     finally:
         other.close()

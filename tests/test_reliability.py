@@ -9,13 +9,13 @@ reports what the test wants, like a StepFlow worker that ignores our headers.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker import topology
@@ -28,18 +28,6 @@ from stepflow_tui.core.model import JobStatus, State
 from stepflow_tui.plugins import Registry
 from stepflow_tui.worker.context import JobContext
 from stepflow_tui.worker.runner import Worker
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until truthy (returned); fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def step(step_id: int, name: str, count: int = 1, **options: Any) -> dict[str, Any]:

@@ -12,20 +12,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions
 import pytest
+from helpers import wait_for  # noqa: F401 - the rabbitmq and faults tests import it from here
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
-
-T = TypeVar("T")
 
 #: Variables that would make a child process depend on the developer's environment.
 _STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS")
@@ -37,19 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.rabbitmq)
-
-
-def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something truthy (returned); fail naming ``what`` after
-    ``timeout`` seconds. The only way these tests wait: on a condition, never on a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def vhost_of(url: str) -> str:
