@@ -250,17 +250,7 @@ class AmqpConnection(Connection):
             self._consuming.basic_qos(prefetch_count=max(0, prefetch), global_qos=False)
 
             def deliver(_channel: Any, method: Any, properties: Any, body: bytes) -> None:
-                on_message(
-                    Delivery(
-                        queue=queue,
-                        body=body,
-                        delivery_tag=method.delivery_tag,
-                        routing_key=method.routing_key,
-                        exchange=method.exchange,
-                        redelivered=method.redelivered,
-                        headers=properties.headers or {},
-                    )
-                )
+                on_message(_delivery(queue, method, properties, body))
 
             return self._consuming.basic_consume(queue, deliver, auto_ack=False)
 
@@ -319,15 +309,7 @@ class AmqpConnection(Connection):
             method, properties, body = self._consuming.basic_get(queue, auto_ack=False)
             if method is None:
                 return None
-            return Delivery(
-                queue=queue,
-                body=body,
-                delivery_tag=method.delivery_tag,
-                routing_key=method.routing_key,
-                exchange=method.exchange,
-                redelivered=method.redelivered,
-                headers=properties.headers or {},
-            )
+            return _delivery(queue, method, properties, body)
 
     def purge(self, queue: str) -> int:
         """Drop the ready messages of ``queue``; return how many."""
@@ -381,3 +363,9 @@ def _root_cause(exc: BaseException) -> BaseException:
             break
         current = nested
     return current if isinstance(current, BaseException) else exc
+
+
+def _delivery(queue: str, method: Any, properties: Any, body: bytes) -> Delivery:
+    """A pika delivery (consumed or got) as ours."""
+    return Delivery(queue=queue, body=body, delivery_tag=method.delivery_tag, routing_key=method.routing_key,
+                    exchange=method.exchange, redelivered=method.redelivered, headers=properties.headers or {})

@@ -350,15 +350,7 @@ class MemoryConnection(Connection):
         self._unacked[tag] = (message, consumer.queue, consumer)
         consumer.unacked += 1
         consumer.queue.unacked += 1
-        delivery = Delivery(
-            queue=consumer.queue.spec.name,
-            body=message.body,
-            delivery_tag=tag,
-            routing_key=message.routing_key,
-            exchange=message.exchange,
-            redelivered=message.redelivered,
-            headers=dict(message.headers) if message.headers else {},
-        )
+        delivery = _delivery(consumer.queue.spec.name, message, tag)
         self._inbox.put((consumer, delivery))
 
     def _settle(self, tag: int) -> tuple[_Message, _Queue]:
@@ -534,15 +526,7 @@ class MemoryConnection(Connection):
             tag = next(self._tags)
             self._unacked[tag] = (message, q, None)
             q.unacked += 1
-            return Delivery(
-                queue=queue,
-                body=message.body,
-                delivery_tag=tag,
-                routing_key=message.routing_key,
-                exchange=message.exchange,
-                redelivered=message.redelivered,
-                headers=dict(message.headers) if message.headers else {},
-            )
+            return _delivery(queue, message, tag)
 
     def purge(self, queue: str) -> int:
         """Drop the ready messages of ``queue``; return how many."""
@@ -593,3 +577,10 @@ class MemoryConnection(Connection):
             self._lost = True
             self._shut()
         self._inbox.put((_WAKE, None))
+
+
+def _delivery(queue: str, message: _Message, tag: int) -> Delivery:
+    """What a consumer (or a get) receives of a stored message."""
+    return Delivery(queue=queue, body=message.body, delivery_tag=tag, routing_key=message.routing_key,
+                    exchange=message.exchange, redelivered=message.redelivered,
+                    headers=dict(message.headers) if message.headers else {})
