@@ -42,7 +42,6 @@ class IdleCollector:
         self.at_most = at_most
         self.clock = clock
         self.collections = 0
-        self.longest = 0.0  # seconds, the longest full collection this collector ran
         self._started = False
         self._last_input = self._last_full = clock()
 
@@ -93,9 +92,7 @@ class IdleCollector:
         """Run a full collection if one is due (call it from a timer on the UI thread); True when it ran."""
         if not self.due():
             return False
-        started = time.perf_counter()
         gc.collect()
-        self.longest = max(self.longest, time.perf_counter() - started)
         self.collections += 1
         self._last_full = self.clock()
         return True
