@@ -23,8 +23,9 @@ from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, conn
 from stepflow_tui.core import engine as engine_module
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
-from stepflow_tui.core.engine import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER, Engine
+from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import JobStatus, State
+from stepflow_tui.core.protocol import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER
 from stepflow_tui.plugins import Registry
 from stepflow_tui.worker.context import JobContext
 from stepflow_tui.worker.runner import Worker

@@ -26,7 +26,6 @@ publish the orders the engine queued (confirmed, bounded by a window of in-fligh
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import queue
 import threading
@@ -53,8 +52,9 @@ from stepflow_tui.broker.base import (
 )
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
-from stepflow_tui.core.engine import DROP_JOBS, TIMEOUT_HEADER, UNDROP_JOBS, Engine, EngineError
+from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow, WorkflowStatus
+from stepflow_tui.core.protocol import DROP_JOBS, STOP_PROCESS, TIMEOUT_HEADER, UNDROP_JOBS, DirectMessage
 from stepflow_tui.store import Store, StoreError
 
 log = logging.getLogger("stepflow_tui.backend")
@@ -502,7 +502,7 @@ class Backend:
     def _send_drops(self, conn: Connection) -> None:
         while self._drops_to_send:
             job_ids, instance_id, kind = self._drops_to_send[0]
-            body = json.dumps({"type": kind, "job_ids": job_ids}).encode()
+            body = DirectMessage(kind, job_ids=job_ids).encode()
             headers = {"instance_id": instance_id} if instance_id else {"broadcast": True}
             try:
                 conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", body, headers=headers,
@@ -709,7 +709,7 @@ class Backend:
         for job in jobs:
             if not job.worker:
                 continue
-            body = json.dumps({"type": "stop_process", "job_id": job.id}).encode()
+            body = DirectMessage(STOP_PROCESS, job_id=job.id).encode()
             messages.append(OutgoingMessage(topology.DIRECT_MESSAGING, "", body,
                                             headers={"instance_id": job.worker}, persistent=False))
         if messages:

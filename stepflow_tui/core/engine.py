@@ -702,14 +702,6 @@ class Engine:
         return count
 
 
-#: AMQP header of a job order: the step's timeout in seconds (the JSON body stays StepFlow's).
-TIMEOUT_HEADER = "x-stepflow-timeout"
-#: ``direct_messaging`` message type telling workers not to run orders of these job ids (aborted workflows).
-DROP_JOBS = "drop_jobs"
-#: Direct message: these jobs were retried after a drop; run their orders again.
-UNDROP_JOBS = "undrop_jobs"
-#: The answer of a worker to an order it dropped (reported as stopped).
-DROPPED_REASON = "dropped: workflow aborted"
 
 
 def guard_seconds(timeout: float) -> float:

@@ -17,6 +17,17 @@ COMPLETED_QUEUE = "job_completed"
 ERROR_QUEUE = "job_error"
 PROGRESSION_QUEUE = "job_progression"
 
+#: AMQP header of a job order: the step's timeout in seconds (the JSON body stays StepFlow's).
+TIMEOUT_HEADER = "x-stepflow-timeout"
+#: Direct message types (``direct_messaging``): cancel one running job, ask for a status now, never run these
+#: job ids (aborted workflows), run them again (retried after a drop).
+STOP_PROCESS = "stop_process"
+STATUS_REQUEST = "status"
+DROP_JOBS = "drop_jobs"
+UNDROP_JOBS = "undrop_jobs"
+#: The answer of a worker to an order it dropped (reported as stopped).
+DROPPED_REASON = "dropped: workflow aborted"
+
 
 class ProtocolError(ValueError):
     """A message body is not valid JSON or not of the expected shape."""
@@ -389,3 +400,40 @@ def decode_worker_status(body: bytes) -> WorkerStatus:
 def decode_not_found(body: bytes) -> int:
     """A message that reached ``job_queue_not_found`` is a JobOrder: return its job id."""
     return _job_id(_loads(body))
+
+
+@dataclass
+class DirectMessage:
+    """backend -> worker, on ``direct_messaging`` (headers ``instance_id`` or ``broadcast``): ``type`` is one
+    of STOP_PROCESS (with ``job_id``), STATUS_REQUEST, DROP_JOBS / UNDROP_JOBS (with ``job_ids``)."""
+
+    type: str
+    job_id: int | None = None
+    job_ids: list[int] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        data: dict[str, Any] = {"type": self.type}
+        if self.job_id is not None:
+            data["job_id"] = self.job_id
+        if self.type in (DROP_JOBS, UNDROP_JOBS):
+            data["job_ids"] = self.job_ids
+        return _dumps(data)
+
+
+def decode_direct(body: bytes) -> DirectMessage:
+    """Parse a direct message; ``stop_job`` is read as STOP_PROCESS. Job ids that are not integers are left
+    out of ``job_ids``; a STOP_PROCESS without an integer ``job_id`` is a ProtocolError."""
+    data = _loads(body)
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(f"direct message needs a string type, got {_kind(kind)}")
+    if kind == "stop_job":
+        kind = STOP_PROCESS
+    if kind == STOP_PROCESS:
+        return DirectMessage(kind, job_id=_job_id(data))
+    if kind in (DROP_JOBS, UNDROP_JOBS):
+        ids = data.get("job_ids")
+        if not isinstance(ids, list):
+            raise ProtocolError(f"{kind} needs a job_ids array, got {_kind(ids)}")
+        return DirectMessage(kind, job_ids=[i for i in ids if _is_int(i)])
+    return DirectMessage(kind)

@@ -21,7 +21,6 @@ This module never imports textual (a test checks it): a headless worker must not
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -52,14 +51,22 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
-from stepflow_tui.core.engine import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER, UNDROP_JOBS, timeout_reason
+from stepflow_tui.core.engine import timeout_reason
 from stepflow_tui.core.protocol import (
+    DROP_JOBS,
+    DROPPED_REASON,
+    STATUS_REQUEST,
+    STOP_PROCESS,
+    TIMEOUT_HEADER,
+    UNDROP_JOBS,
+    DirectMessage,
     JobCompleted,
     JobFailed,
     JobOrder,
     JobProgression,
     ProtocolError,
     WorkerStatus,
+    decode_direct,
     decode_order,
 )
 from stepflow_tui.worker.context import JobCancelled, JobContext, WorkerImplementation, normalize_result
@@ -440,27 +447,30 @@ class Worker:
         dropped."""
         conn = self._require_conn()
         try:
-            message = json.loads(delivery.body)
-            kind = message.get("type") if isinstance(message, dict) else None
-        except ValueError:
-            kind, message = None, None
-        if kind in ("stop_process", "stop_job") and isinstance(message, dict):
-            execution = self._executions.get(message.get("job_id"))  # type: ignore[arg-type]
+            message = decode_direct(delivery.body)
+        except ProtocolError as error:
+            log.warning("ignored a direct message this worker does not understand (%s): %.200r", error,
+                        delivery.body)
+        else:
+            self._on_direct_message(message, delivery.body)
+        conn.ack(delivery.delivery_tag)
+
+    def _on_direct_message(self, message: DirectMessage, body: bytes) -> None:
+        if message.type == STOP_PROCESS:
+            execution = self._executions.get(message.job_id)  # type: ignore[arg-type]
             if execution is not None:
                 log.info("job %d: cancellation requested", execution.job_id)
                 execution.cancelled.set()
-        elif kind == "status":
+        elif message.type == STATUS_REQUEST:
             self._next_status = 0.0
-        elif kind == DROP_JOBS and isinstance(message, dict) and isinstance(message.get("job_ids"), list):
-            self._drop(message["job_ids"])
-        elif kind == UNDROP_JOBS and isinstance(message, dict) and isinstance(message.get("job_ids"), list):
-            for job_id in message["job_ids"]:
-                if isinstance(job_id, int) and not isinstance(job_id, bool):
-                    self._dropped.pop(job_id, None)
-            log.info("told to run %d retried job(s) again", len(message["job_ids"]))
+        elif message.type == DROP_JOBS:
+            self._drop(message.job_ids)
+        elif message.type == UNDROP_JOBS:
+            for job_id in message.job_ids:
+                self._dropped.pop(job_id, None)
+            log.info("told to run %d retried job(s) again", len(message.job_ids))
         else:
-            log.warning("ignored a direct message this worker does not understand: %.200r", delivery.body)
-        conn.ack(delivery.delivery_tag)
+            log.warning("ignored a direct message this worker does not understand: %.200r", body)
 
     def _drop(self, job_ids: list[Any]) -> None:
         """Remember ``job_ids`` as never to run; orders already held and not started are answered now, and
