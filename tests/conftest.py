@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from stepflow_tui.broker.memory import MemoryBroker
+from stepflow_tui.broker.memory_broker import MemoryBroker
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
