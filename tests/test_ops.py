@@ -41,14 +41,14 @@ def conn(broker_url: str) -> Iterator[Connection]:
 
 def kill(conn: Connection, queue: str, exchange: str, bodies: list[bytes],
          headers: dict[str, object] | None = None) -> None:
-    """Publish ``bodies`` to ``queue`` through ``exchange`` and reject each (requeue=False): dead letters."""
+    """Publish ``bodies`` to ``queue`` through ``exchange`` and dead-letter each for good."""
     before = ready(conn, topology.JOB_DEAD_LETTER)
     conn.publish([OutgoingMessage(exchange, queue, body, headers=headers) for body in bodies])
     wait_for(lambda: ready(conn, queue) >= len(bodies), 10, f"{len(bodies)} messages in {queue}")
     for _ in bodies:
         delivery = conn.get(queue)
         assert delivery is not None
-        conn.reject(delivery.delivery_tag, requeue=False)
+        conn.dead_letter(delivery)  # for good: a job queue's own dead-letter exchange is job_delayed (the SDK's)
     wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) >= before + len(bodies), 10, "the dead letters")
 
 
@@ -135,7 +135,7 @@ def test_a_message_that_dies_again_is_not_redriven_twice(conn: Connection) -> No
     kill(conn, "job_checksum", topology.JOB_SUBMIT, [b"a"])
     assert ops.redrive(conn).redriven == {"job_checksum": 1}
     kill_again = conn.get("job_checksum") or wait_for(lambda: conn.get("job_checksum"), 10, "the redriven a")
-    conn.reject(kill_again.delivery_tag, requeue=False)
+    conn.dead_letter(kill_again)
     wait_for(lambda: ready(conn, topology.JOB_DEAD_LETTER) == 1, 10, "a dead again")
     (letter,) = ops.peek_dead_letters(conn)
     assert letter.original_queue == "job_checksum"

@@ -8,6 +8,7 @@ from stepflow_tui.broker.base import (
     OutgoingMessage,
     PublishFailed,
     QueueState,
+    TopologyConflict,
     connect,
     mask_url,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "OutgoingMessage",
     "PublishFailed",
     "QueueState",
+    "TopologyConflict",
     "connect",
     "mask_url",
 ]

@@ -36,6 +36,7 @@ from stepflow_tui.broker.base import (
     OutgoingMessage,
     PublishFailed,
     QueueState,
+    TopologyConflict,
     mask_url,
 )
 from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
@@ -93,6 +94,7 @@ class AmqpConnection(Connection):
         self.name = name
         self._masked = mask_url(url)
         params = connection_parameters(url, name)
+        self._vhost = params.virtual_host
         try:
             self._connection = pika.BlockingConnection(params)
         except (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError) as exc:
@@ -191,28 +193,35 @@ class AmqpConnection(Connection):
         with self._errors("declaring the topology"):
             channel = self._admin_channel()
             for exchange in exchanges:
-                channel.exchange_declare(
-                    exchange.name,
-                    exchange.type,
-                    durable=exchange.durable,
-                    arguments=exchange.arguments or None,
-                )
+                with self._conflict("exchange", exchange.name):
+                    channel.exchange_declare(exchange.name, exchange.type, durable=exchange.durable,
+                                             arguments=exchange.arguments or None)
             for q in queues:
-                channel.queue_declare(
-                    q.name,
-                    durable=q.durable,
-                    exclusive=q.exclusive,
-                    auto_delete=q.auto_delete,
-                    arguments=q.arguments or None,
-                )
+                with self._conflict("queue", q.name):
+                    channel.queue_declare(q.name, durable=q.durable, exclusive=q.exclusive,
+                                          auto_delete=q.auto_delete, arguments=q.arguments or None)
                 for binding in q.bindings:
                     # routing_key "" stays "": pika would turn None into the queue's name.
-                    channel.queue_bind(
-                        q.name,
-                        binding.exchange,
-                        routing_key=binding.routing_key,
-                        arguments=binding.arguments or None,
-                    )
+                    channel.queue_bind(q.name, binding.exchange, routing_key=binding.routing_key,
+                                       arguments=binding.arguments or None)
+
+    @contextmanager
+    def _conflict(self, kind: str, name: str) -> Iterator[None]:
+        """A 406 on declaring ``name``: one `TopologyConflict` saying what to delete (retrying cannot help)."""
+        try:
+            yield
+        except pe.ChannelClosedByBroker as exc:
+            if exc.reply_code != 406:
+                raise
+            vhost = self._vhost
+            how = (f"rabbitmqctl delete_queue -p {vhost!r} {name}" if kind == "queue"
+                   else f"rabbitmqadmin -V {vhost!r} delete exchange name={name}")
+            raise TopologyConflict(
+                f"the {kind} {name!r} on {self._masked} exists with other arguments than stepflow-tui declares "
+                f"(Media Cloud AI's; {_describe(exc)}). It was probably declared by an earlier version of "
+                f"stepflow-tui: delete it ({how}) or the whole vhost (rabbitmqctl delete_vhost {vhost!r}), or "
+                "use a fresh vhost, then start again."
+            ) from None
 
     # --- Connection -----------------------------------------------------------------------------------------
 
@@ -233,6 +242,7 @@ class AmqpConnection(Connection):
                         content_type=m.content_type,
                         delivery_mode=2 if m.persistent else 1,
                         headers=m.headers or None,
+                        expiration=None if m.expiration_ms is None else str(m.expiration_ms),
                     )
                     publish(m.exchange, m.routing_key, m.body, properties, mandatory=True)
                 channel.tx_commit()

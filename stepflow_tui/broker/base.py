@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +23,11 @@ from stepflow_tui.broker import topology
 
 class BrokerError(Exception):
     """A broker operation failed in a way retrying will not fix (bad URL, access refused, ...)."""
+
+
+class TopologyConflict(BrokerError):
+    """An exchange or queue exists with other arguments than ours (RabbitMQ's 406 PRECONDITION_FAILED):
+    reconnecting cannot fix it, the operator must delete it (the message says how)."""
 
 
 class ConnectionLost(BrokerError):
@@ -41,6 +47,7 @@ class OutgoingMessage:
     headers: dict[str, Any] | None = None
     persistent: bool = True  # delivery_mode 2
     content_type: str = "application/json"
+    expiration_ms: int | None = None  # per-message TTL: a status poll nobody takes must not pile up
 
 
 @dataclass(slots=True)
@@ -88,8 +95,17 @@ class Connection(ABC):
         """Declare the auto-delete ``direct_messaging_<instance_id>`` queue bound to ``direct_messaging``
         (headers: ``instance_id`` = this id, or ``broadcast`` = true, or ``job_type`` in job_types)."""
         spec = topology.direct_queue_spec(instance_id, job_types)
-        self._declare([topology.EXCHANGES_BY_NAME[topology.DIRECT_MESSAGING]], [spec])
+        self._declare(*topology.direct_topology(spec))
         return spec.name
+
+    def dead_letter(self, delivery: Delivery, reason: str = "rejected") -> None:
+        """Put a delivery in ``job_dead_letter`` for good (with an ``x-death`` naming its queue, as RabbitMQ
+        writes it), then ack it. For a job order: rejecting it would send it through ``job_delayed`` back to
+        its queue for ever (the SDK's job queue arguments)."""
+        headers = with_death(delivery.headers, delivery.queue, reason, delivery.exchange, delivery.routing_key)
+        self.publish([OutgoingMessage(topology.JOB_DEAD_LETTER, delivery.routing_key, delivery.body,
+                                      headers=headers)])
+        self.ack(delivery.delivery_tag)
 
     @abstractmethod
     def _declare(self, exchanges: Sequence[topology.ExchangeSpec], queues: Sequence[topology.QueueSpec]) -> None:
@@ -114,7 +130,8 @@ class Connection(ABC):
 
     @abstractmethod
     def reject(self, delivery_tag: int, requeue: bool = False) -> None:
-        """``requeue=False`` dead-letters the message (to ``job_dead_letter`` when the queue has the DLX)."""
+        """``requeue=False`` dead-letters the message to its queue's dead-letter exchange (``job_delayed`` for a
+        job queue: back in 5 s; ``job_dead_letter`` for a response queue). See `dead_letter` for good."""
 
     @abstractmethod
     def process_events(self, timeout: float) -> None:
@@ -140,6 +157,29 @@ class Connection(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close; unacked deliveries go back to their queues (redelivered=True). Idempotent."""
+
+
+def with_death(headers: dict[str, Any] | None, queue: str, reason: str, exchange: str,
+               routing_key: str) -> dict[str, Any]:
+    """``headers`` plus one more death in ``queue`` (RabbitMQ's ``x-death`` format, newest first: a second death
+    in the same queue for the same reason counts up) and the ``x-first-death-*`` headers."""
+    result = dict(headers or {})
+    deaths = [dict(d) for d in result.get("x-death") or [] if isinstance(d, dict)]
+    now = datetime.now(UTC).replace(microsecond=0)  # an AMQP timestamp, as RabbitMQ writes it (pika has no float)
+    for i, death in enumerate(deaths):
+        if death.get("queue") == queue and death.get("reason") == reason:
+            death["count"] = (death.get("count") or 1) + 1
+            death["time"] = now
+            deaths.insert(0, deaths.pop(i))
+            break
+    else:
+        deaths.insert(0, {"count": 1, "reason": reason, "queue": queue, "time": now,
+                          "exchange": exchange, "routing-keys": [routing_key]})
+    result["x-death"] = deaths
+    result.setdefault("x-first-death-exchange", exchange)
+    result.setdefault("x-first-death-queue", queue)
+    result.setdefault("x-first-death-reason", reason)
+    return result
 
 
 def mask_url(url: str) -> str:

@@ -4,6 +4,8 @@ One `MemoryBroker` per URL per process (``memory://`` and ``memory://default`` a
 ``memory://other`` is another); every `MemoryConnection` to that URL shares it. What it reproduces of RabbitMQ:
 topic (``*`` / ``#``), fanout, headers (``x-match`` any/all) and the default exchange; alternate exchanges when a
 message routes nowhere; ``x-dead-letter-exchange`` on reject(requeue=False) with an ``x-death`` header;
+``x-message-ttl`` and per-message expiration (checked at the head of a queue on each `process_events`, `get`
+and `queue_states`: how ``job_delayed`` sends a rejected order back after 5 s);
 round-robin among consumers; per-consumer prefetch; per-connection delivery tags (ack ``multiple``);
 redelivery (``redelivered=True``) of unacked messages when their connection closes; auto-delete and exclusive
 queues; PRECONDITION_FAILED on a re-declaration with other arguments. Nothing survives the process
@@ -144,7 +146,11 @@ class MemoryConnection(Connection):
             for targets, m in routed:
                 headers = dict(m.headers) if m.headers else None
                 for q in targets:
-                    q.messages.append(Message(m.body, m.exchange, m.routing_key, headers))
+                    message = Message(m.body, m.exchange, m.routing_key, headers)
+                    if q.ttl is None and m.expiration_ms is None:
+                        q.messages.append(message)  # the common case, without the deadline's cost
+                    else:
+                        broker.enqueue(q, message, expiration_ms=m.expiration_ms)
                     touched[id(q)] = q
             for q in touched.values():
                 broker.dispatch(q)
@@ -198,6 +204,9 @@ class MemoryConnection(Connection):
     def process_events(self, timeout: float) -> None:
         """Wait up to ``timeout`` for something to do; then do what is waiting, and return."""
         self._check_open()
+        if self._broker.expiring:  # read without the lock: a deadline missed now is met on the next call
+            with self._broker.lock:
+                self._broker.expire()
         inbox = self._inbox
         try:
             item = inbox.get(timeout=timeout) if timeout > 0 else inbox.get_nowait()
@@ -237,6 +246,7 @@ class MemoryConnection(Connection):
         """Ready, unacked and consumer counts of each queue (``exists=False`` for an unknown one)."""
         with self._broker.lock:
             self._check_open()
+            self._broker.expire()
             states = []
             for name in names:
                 q = self._broker.queues.get(name)
@@ -250,6 +260,7 @@ class MemoryConnection(Connection):
         """basic_get: take one ready message (to ack or reject), or None when the queue is empty."""
         with self._broker.lock:
             self._check_open()
+            self._broker.expire()
             q = self._queue(queue)
             if not q.messages:
                 return None

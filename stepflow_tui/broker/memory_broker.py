@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from stepflow_tui.broker import topology
-from stepflow_tui.broker.base import BrokerError, MessageHandler
+from stepflow_tui.broker.base import BrokerError, MessageHandler, TopologyConflict, with_death
 from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def headers_match(binding_arguments: dict[str, Any], headers: dict[str, Any] | N
 class Message:
     """A message in a queue (or unacked): shared by every queue it was routed to."""
 
-    __slots__ = ("body", "exchange", "routing_key", "headers", "redelivered")
+    __slots__ = ("body", "exchange", "routing_key", "headers", "redelivered", "expires")
 
     def __init__(self, body: bytes, exchange: str, routing_key: str, headers: dict[str, Any] | None) -> None:
         self.body = body
@@ -70,6 +70,7 @@ class Message:
         self.routing_key = routing_key
         self.headers = headers
         self.redelivered = False
+        self.expires: float | None = None  # time.monotonic() deadline in the queue that holds it
 
 
 class Exchange:
@@ -106,7 +107,7 @@ class Consumer:
 class Queue:
     """A declared queue: ready messages, consumers (round-robin) and the count of unacked deliveries."""
 
-    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted")
+    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted", "ttl")
 
     def __init__(self, spec: QueueSpec, owner: MemoryConnection | None) -> None:
         self.spec = spec
@@ -116,6 +117,8 @@ class Queue:
         self.unacked = 0
         self.owner = owner  # the declaring connection of an exclusive queue
         self.deleted = False
+        ttl = spec.arguments.get("x-message-ttl")
+        self.ttl: float | None = ttl / 1000 if isinstance(ttl, int | float) else None  # seconds
 
 
 class MemoryBroker:
@@ -129,6 +132,7 @@ class MemoryBroker:
         self.lock = threading.Lock()
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        self.expiring: set[Queue] = set()  # queues that may hold a message with a deadline
 
     @classmethod
     def for_url(cls, url: str) -> MemoryBroker:
@@ -154,7 +158,7 @@ class MemoryBroker:
         if existing is None:
             self.exchanges[spec.name] = Exchange(spec)
         elif (existing.spec.type, existing.spec.arguments) != (spec.type, spec.arguments):
-            raise BrokerError(
+            raise TopologyConflict(
                 f"exchange {spec.name!r} exists with other settings ({existing.spec.type}, {existing.spec.arguments})"
                 f" than declared ({spec.type}, {spec.arguments}): PRECONDITION_FAILED"
             )
@@ -172,7 +176,7 @@ class MemoryBroker:
                 spec.exclusive,
                 spec.arguments,
             ):
-                raise BrokerError(
+                raise TopologyConflict(
                     f"queue {spec.name!r} exists with other settings than declared: PRECONDITION_FAILED"
                 )
             if existing.owner is not None and existing.owner is not owner:
@@ -238,14 +242,34 @@ class MemoryBroker:
                 found[queue_name] = None
         return list(found)
 
-    def enqueue(self, q: Queue, message: Message, front: bool = False) -> None:
-        """Add a ready message to a queue (at its front for a requeue); nothing if the queue is deleted."""
+    def enqueue(self, q: Queue, message: Message, front: bool = False, expiration_ms: int | None = None) -> None:
+        """Add a ready message to a queue (at its front for a requeue, keeping its deadline); nothing if the
+        queue is deleted. A new message gets the queue's ``x-message-ttl`` or its own expiration, the shorter."""
         if q.deleted:
             return
         if front:
             q.messages.appendleft(message)
         else:
+            self.stamp(q, message, expiration_ms)
             q.messages.append(message)
+        if message.expires is not None:
+            self.expiring.add(q)
+
+    def stamp(self, q: Queue, message: Message, expiration_ms: int | None) -> None:
+        """Set the deadline of a message entering ``q`` (RabbitMQ: the shorter of queue and message TTL)."""
+        ttls = [t for t in (q.ttl, None if expiration_ms is None else expiration_ms / 1000) if t is not None]
+        message.expires = time.monotonic() + min(ttls) if ttls else None
+
+    def expire(self) -> None:
+        """Dead-letter (reason ``expired``) or drop the messages whose deadline passed; like RabbitMQ, only
+        from the head of a queue."""
+        now = time.monotonic()
+        for q in list(self.expiring):
+            messages = q.messages
+            while messages and messages[0].expires is not None and messages[0].expires <= now:
+                self.dead_letter(q, messages.popleft(), "expired")
+            if not messages:
+                self.expiring.discard(q)
 
     def dispatch(self, q: Queue) -> None:
         """Hand ready messages to consumers with room, round-robin."""
@@ -262,36 +286,13 @@ class MemoryBroker:
                 return
             consumer.connection._deliver(consumer, messages.popleft())
 
-    def dead_letter(self, q: Queue, message: Message) -> None:
-        """Republish a rejected message to the queue's dead-letter exchange, with ``x-death`` (RabbitMQ's
-        format, newest first; a second death in the same queue for the same reason counts up)."""
+    def dead_letter(self, q: Queue, message: Message, reason: str = "rejected") -> None:
+        """Republish a rejected or expired message to the queue's dead-letter exchange (``""``: the default
+        exchange), with ``x-death`` (`base.with_death`) and the queue's dead-letter routing key if it has one."""
         dlx = q.spec.dead_letter_exchange
         if dlx is None:
             return
-        headers = dict(message.headers or {})
-        deaths = [dict(d) for d in headers.get("x-death", [])]
-        for i, death in enumerate(deaths):
-            if death.get("queue") == q.spec.name and death.get("reason") == "rejected":
-                death["count"] = death.get("count", 1) + 1
-                death["time"] = time.time()
-                deaths.insert(0, deaths.pop(i))
-                break
-        else:
-            deaths.insert(
-                0,
-                {
-                    "count": 1,
-                    "reason": "rejected",
-                    "queue": q.spec.name,
-                    "time": time.time(),
-                    "exchange": message.exchange,
-                    "routing-keys": [message.routing_key],
-                },
-            )
-        headers["x-death"] = deaths
-        headers.setdefault("x-first-death-exchange", message.exchange)
-        headers.setdefault("x-first-death-queue", q.spec.name)
-        headers.setdefault("x-first-death-reason", "rejected")
+        headers = with_death(message.headers, q.spec.name, reason, message.exchange, message.routing_key)
         routing_key = q.spec.arguments.get("x-dead-letter-routing-key", message.routing_key)
         for target in self.route(dlx, routing_key, headers) or []:
             self.enqueue(target, Message(message.body, dlx, routing_key, headers))

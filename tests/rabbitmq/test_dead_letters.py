@@ -47,13 +47,13 @@ def dead_count(url: str) -> int:
 
 
 def kill_orders(url: str, queue: str, count: int) -> None:
-    """Move ``count`` orders waiting in ``queue`` to job_dead_letter (basic_get + reject, as a worker that
-    refuses them does)."""
+    """Move ``count`` orders waiting in ``queue`` to job_dead_letter (basic_get + dead_letter, as a worker that
+    refuses them for good does)."""
     conn = connect(url, name="test-kill-orders")
     try:
         for _ in range(count):
             delivery = wait_for(lambda: conn.get(queue), 10, f"an order in {queue}")
-            conn.reject(delivery.delivery_tag, requeue=False)
+            conn.dead_letter(delivery)
     finally:
         conn.close()
 
