@@ -136,7 +136,7 @@ def test_progression_round_trip_and_clamping() -> None:
     ("job_progression", {"job_id": 1}, "progression must be a number"),
     ("job_progression", {"job_id": 1, "progression": "40"}, "progression must be a number"),
     ("job_progression", {"job_id": 1, "progression": True}, "progression must be a number"),
-    ("job_stopped", {"job_id": 1}, "no response messages on queue 'job_stopped'"),
+    ("job_cancelled", {"job_id": 1}, "no response messages on queue 'job_cancelled'"),
 ])
 def test_malformed_responses(queue: str, data: dict[str, Any], words: str) -> None:
     with pytest.raises(ProtocolError) as caught:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -16,17 +16,35 @@ import orjson
 COMPLETED_QUEUE = "job_completed"
 ERROR_QUEUE = "job_error"
 PROGRESSION_QUEUE = "job_progression"
+STOPPED_QUEUE = "job_stopped"  # the SDK's answer to stop_process: a job_completed body, status "completed"
+
+#: Routing keys of worker messages on ``worker_response`` / ``job_response``, and the kind each one means.
+WORKER_MESSAGE_KINDS = {"worker_discovery": "discovery", "worker_created": "discovery",
+                        "worker_status": "status", "worker_terminated": "terminated"}
 
 #: AMQP header of a job order: the step's timeout in seconds (the JSON body stays StepFlow's).
 TIMEOUT_HEADER = "x-stepflow-timeout"
-#: Direct message types (``direct_messaging``): cancel one running job, ask for a status now, never run these
-#: job ids (aborted workflows), run them again (retried after a drop).
+#: Direct message types (``direct_messaging``), the SDK's variants: cancel one running job (with ``job_id`` and
+#: ``parameters``), ask for a status now, never run / run again these job ids (aborted workflows, retried
+#: jobs), pause / resume taking orders, stop the worker.
 STOP_PROCESS = "stop_process"
 STATUS_REQUEST = "status"
-DROP_JOBS = "drop_jobs"
-UNDROP_JOBS = "undrop_jobs"
+ADD_TO_BLACK_LIST = "add_to_black_list"
+DELETE_FROM_BLACK_LIST = "delete_from_black_list"
+STOP_CONSUMING_JOBS = "stop_consuming_jobs"
+RESUME_CONSUMING_JOBS = "resume_consuming_jobs"
+STOP_WORKER = "stop_worker"
+#: Our words for the black-list variants (what a drop of a job id means here).
+DROP_JOBS = ADD_TO_BLACK_LIST
+UNDROP_JOBS = DELETE_FROM_BLACK_LIST
+#: Names this project sent before it spoke the SDK's variants, still read.
+LEGACY_DIRECT_TYPES = {"drop_jobs": ADD_TO_BLACK_LIST, "undrop_jobs": DELETE_FROM_BLACK_LIST,
+                       "stop_job": STOP_PROCESS}
+_BLACK_LIST_TYPES = (ADD_TO_BLACK_LIST, DELETE_FROM_BLACK_LIST)
 #: The answer of a worker to an order it dropped (reported as stopped).
 DROPPED_REASON = "dropped: workflow aborted"
+#: What a job stopped by an SDK worker (job_stopped) says.
+STOPPED_REASON = "stopped by the worker"
 
 
 class ProtocolError(ValueError):
@@ -69,21 +87,15 @@ def _loads(body: bytes | str) -> dict[str, Any]:
     return data
 
 
+_KINDS = ((bool, "a boolean"), (int | float, "a number"), (str, "a string"), (list, "an array"),
+          (dict, "an object"))
+
+
 def _kind(value: Any) -> str:
     """The JSON name of a value's type, for messages."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), type(value).__name__)
 
 
 def _is_int(value: Any) -> bool:
@@ -221,6 +233,15 @@ class JobFailed:
 
 
 @dataclass
+class WorkerNotice:
+    """worker -> backend, ``job_error`` without a ``job_id``: what the SDK sends about a direct message it could
+    not read (``{"status": "error", "message": ...}``). About a worker, not a job."""
+
+    message: str
+    instance_id: str | None = None
+
+
+@dataclass
 class JobProgression:
     """worker -> backend, ``job_response`` / ``job_progression``."""
 
@@ -259,24 +280,15 @@ class WorkerStatus:
     datetime: str = ""
     direct_messaging_queue_name: str = ""
 
+    @property
+    def served_types(self) -> list[str]:
+        """The job types it serves: ``job_types``, or (an SDK worker sends none) the one of ``queue_name``."""
+        if self.job_types or not self.queue_name.startswith("job_"):
+            return self.job_types
+        return [self.queue_name[len("job_"):]]
+
     def encode(self) -> bytes:
-        return _dumps({
-            "instance_id": self.instance_id,
-            "queue_name": self.queue_name,
-            "label": self.label,
-            "version": self.version,
-            "kind": self.kind,
-            "job_types": self.job_types,
-            "activity": self.activity,
-            "current_jobs": self.current_jobs,
-            "parameters": self.parameters,
-            "hostname": self.hostname,
-            "pid": self.pid,
-            "concurrency": self.concurrency,
-            "interval": self.interval,
-            "datetime": self.datetime,
-            "direct_messaging_queue_name": self.direct_messaging_queue_name,
-        })
+        return _dumps({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 def decode_order(body: bytes) -> JobOrder:
@@ -330,16 +342,23 @@ def _decode_progression(data: dict[str, Any], job_id: int) -> JobProgression:
                           datetime=_optional_str(data, "datetime") or "", instance_id=instance_id)
 
 
-def decode_response(queue: str, body: bytes) -> JobCompleted | JobFailed | JobProgression:
-    """Decode a message from ``job_completed`` / ``job_error`` / ``job_progression`` (by queue name).
+def decode_response(queue: str, body: bytes) -> JobCompleted | JobFailed | JobProgression | WorkerNotice:
+    """Decode a message from ``job_completed`` / ``job_error`` / ``job_progression`` / ``job_stopped`` (by
+    queue name).
 
     Liberal in what it accepts: a ``status`` of "error" / "stopped" decodes as `JobFailed` whatever the
-    queue, and ``{"job_id", "error": "..."}`` is an error. Never liberal about the job id.
+    queue, ``{"job_id", "error": "..."}`` is an error, anything on ``job_stopped`` a stopped job, and an error
+    without a ``job_id`` a `WorkerNotice`. Never liberal about a job id that is there.
     """
     data = _loads(body)
+    if "job_id" not in data and queue in (ERROR_QUEUE, COMPLETED_QUEUE):
+        return _decode_notice(data)
     job_id = _job_id(data)
     if queue == PROGRESSION_QUEUE:
         return _decode_progression(data, job_id)
+    if queue == STOPPED_QUEUE:
+        return JobFailed(job_id, STOPPED_REASON, execution_duration=_duration(data),
+                         instance_id=_optional_str(data, "instance_id"), stopped=True)
     if queue not in (COMPLETED_QUEUE, ERROR_QUEUE):
         raise ProtocolError(f"no response messages on queue {queue!r}")
     status = data.get("status")
@@ -352,6 +371,15 @@ def decode_response(queue: str, body: bytes) -> JobCompleted | JobFailed | JobPr
     raise ProtocolError(f"unknown status {status!r} (expected completed, error or stopped)")
 
 
+def _decode_notice(data: dict[str, Any]) -> WorkerNotice:
+    """An error about no job: its text (``message`` or ``error``), else it is not a message of ours at all."""
+    message = data.get("message", data.get("error"))
+    if data.get("status") != "error" or message is None:
+        raise ProtocolError("message has no job_id")
+    return WorkerNotice(message if isinstance(message, str) else json.dumps(message),
+                        _optional_str(data, "instance_id"))
+
+
 def _field(data: dict[str, Any], key: str, default: Any, check: Any, expected: str) -> Any:
     value = data.get(key)
     if value is None:
@@ -361,39 +389,51 @@ def _field(data: dict[str, Any], key: str, default: Any, check: Any, expected: s
     return value
 
 
-def decode_worker_status(body: bytes) -> WorkerStatus:
-    """Parse a worker discovery / status message. ``instance_id`` is required; missing optional fields get
-    their defaults; keys other workers add (``sdk_version``, ``description``, ...) are ignored."""
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_int(item) for item in value)
+
+
+def decode_worker_status(body: bytes, routing_key: str = "") -> WorkerStatus:
+    """Parse a worker discovery / status / terminated message: ours (flat, with ``kind``) or the SDK's (its
+    description flat on discovery and terminated, ``{"type": "status", "job", "worker": {...}}`` on status).
+    Without ``kind`` the routing key says which (`WORKER_MESSAGE_KINDS`). ``instance_id`` is required; missing
+    optional fields get their defaults; other keys are ignored."""
     data = _loads(body)
+    job: Any = None
+    if isinstance(data.get("worker"), dict):  # the SDK's status reply
+        job, data = data.get("job"), {**data["worker"], "kind": "status"}
     instance_id = data.get("instance_id")
     if not isinstance(instance_id, str) or not instance_id:
         raise ProtocolError(f"worker message needs a string instance_id, got {_kind(instance_id)}")
-
-    def is_str(value: Any) -> bool:
-        return isinstance(value, str)
-
-    def is_str_list(value: Any) -> bool:
-        return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-    def is_int_list(value: Any) -> bool:
-        return isinstance(value, list) and all(_is_int(item) for item in value)
-
+    kind = _field(data, "kind", WORKER_MESSAGE_KINDS.get(routing_key, "status"), _is_str, "a string")
+    queue_name = _field(data, "queue_name", "", _is_str, "a string")
+    current_jobs = list(_field(data, "current_jobs", [], _is_int_list, "an array of job ids"))
+    if isinstance(job, dict) and _is_int(job.get("job_id")) and job["job_id"] not in current_jobs:
+        current_jobs.append(job["job_id"])
     return WorkerStatus(
         instance_id=instance_id,
-        queue_name=_field(data, "queue_name", "", is_str, "a string"),
-        label=_field(data, "label", "", is_str, "a string"),
-        version=_field(data, "version", "", is_str, "a string"),
-        kind=_field(data, "kind", "status", is_str, "a string"),
-        job_types=list(_field(data, "job_types", [], is_str_list, "an array of strings")),
-        activity=_field(data, "activity", "Idle", is_str, "a string"),
-        current_jobs=list(_field(data, "current_jobs", [], is_int_list, "an array of job ids")),
+        queue_name=queue_name,
+        label=_field(data, "label", "", _is_str, "a string"),
+        version=_field(data, "version", "", _is_str, "a string"),
+        kind=kind,
+        job_types=list(_field(data, "job_types", [], _is_str_list, "an array of strings")),
+        activity=_field(data, "activity", "Terminated" if kind == "terminated" else "Idle", _is_str, "a string"),
+        current_jobs=current_jobs,
         parameters=dict(_field(data, "parameters", {}, lambda value: isinstance(value, dict), "an object")),
-        hostname=_field(data, "hostname", "", is_str, "a string"),
+        hostname=_field(data, "hostname", "", _is_str, "a string"),
         pid=_field(data, "pid", 0, _is_int, "an integer"),
         concurrency=_field(data, "concurrency", 1, _is_int, "an integer"),
         interval=float(_field(data, "interval", 5.0, _is_number, "a number")),
-        datetime=_field(data, "datetime", "", is_str, "a string"),
-        direct_messaging_queue_name=_field(data, "direct_messaging_queue_name", "", is_str, "a string"),
+        datetime=_field(data, "datetime", "", _is_str, "a string"),
+        direct_messaging_queue_name=_field(data, "direct_messaging_queue_name", "", _is_str, "a string"),
     )
 
 
@@ -404,8 +444,11 @@ def decode_not_found(body: bytes) -> int:
 
 @dataclass
 class DirectMessage:
-    """backend -> worker, on ``direct_messaging`` (headers ``instance_id`` or ``broadcast``): ``type`` is one
-    of STOP_PROCESS (with ``job_id``), STATUS_REQUEST, DROP_JOBS / UNDROP_JOBS (with ``job_ids``)."""
+    """backend -> worker, on ``direct_messaging`` (headers ``instance_id``, or ``broadcast`` = "true"): ``type``
+    is one of the SDK's variants: STOP_PROCESS (``job_id``; ``"parameters": []`` on the wire, which the SDK
+    requires), ADD_TO_BLACK_LIST / DELETE_FROM_BLACK_LIST (one ``job_id`` a message, as the SDK reads them;
+    `black_list` builds them), STATUS_REQUEST, STOP_CONSUMING_JOBS, RESUME_CONSUMING_JOBS, STOP_WORKER.
+    Decoded, ``job_ids`` holds the black-list ids (our old ``drop_jobs`` carried several)."""
 
     type: str
     job_id: int | None = None
@@ -415,25 +458,33 @@ class DirectMessage:
         data: dict[str, Any] = {"type": self.type}
         if self.job_id is not None:
             data["job_id"] = self.job_id
-        if self.type in (DROP_JOBS, UNDROP_JOBS):
-            data["job_ids"] = self.job_ids
+        if self.type == STOP_PROCESS:
+            data["parameters"] = []
         return _dumps(data)
 
 
+def black_list(kind: str, job_ids: list[int]) -> list[DirectMessage]:
+    """ADD_TO_BLACK_LIST / DELETE_FROM_BLACK_LIST for these job ids: one message each."""
+    return [DirectMessage(kind, job_id=job_id, job_ids=[job_id]) for job_id in job_ids]
+
+
 def decode_direct(body: bytes) -> DirectMessage:
-    """Parse a direct message; ``stop_job`` is read as STOP_PROCESS. Job ids that are not integers are left
-    out of ``job_ids``; a STOP_PROCESS without an integer ``job_id`` is a ProtocolError."""
+    """Parse a direct message; the names of `LEGACY_DIRECT_TYPES` are read as the SDK's. A black-list message
+    gives its ids in ``job_ids`` (from ``job_id``, or the ``job_ids`` array of our old ``drop_jobs``; ids that
+    are not integers are left out); a STOP_PROCESS without an integer ``job_id`` is a ProtocolError. Other
+    types come back as they are (the caller ignores what it does not know)."""
     data = _loads(body)
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(f"direct message needs a string type, got {_kind(kind)}")
-    if kind == "stop_job":
-        kind = STOP_PROCESS
+    kind = LEGACY_DIRECT_TYPES.get(kind, kind)
     if kind == STOP_PROCESS:
         return DirectMessage(kind, job_id=_job_id(data))
-    if kind in (DROP_JOBS, UNDROP_JOBS):
-        ids = data.get("job_ids")
-        if not isinstance(ids, list):
-            raise ProtocolError(f"{kind} needs a job_ids array, got {_kind(ids)}")
+    if kind in _BLACK_LIST_TYPES:
+        ids = data.get("job_ids", [])
+        if "job_id" in data:
+            ids = [_job_id(data)]
+        elif not isinstance(ids, list) or not ids:
+            raise ProtocolError(f"{kind} needs a job_id, got {_kind(data.get('job_id'))}")
         return DirectMessage(kind, job_ids=[i for i in ids if _is_int(i)])
     return DirectMessage(kind)
