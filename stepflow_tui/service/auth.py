@@ -114,7 +114,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """401 without a valid token (when tokens are configured); 403 for a command with the read-only one."""
     tokens = request.app[TOKENS]
     if not tokens.required or request.path in PUBLIC_PATHS:
-        request["role"] = FULL if not tokens.required else None
         return await handler(request)
     role = tokens.role(presented_token(request))
     if role is None:
@@ -122,5 +121,4 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                               headers={"WWW-Authenticate": 'Bearer realm="stepflow"'})
     if role == READ and request.method not in READ_METHODS:
         return error_response(403, "the read-only token cannot send commands")
-    request["role"] = role
     return await handler(request)

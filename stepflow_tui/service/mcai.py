@@ -16,7 +16,7 @@ from aiohttp import web
 
 import stepflow_tui
 
-from .auth import FULL
+from .auth import FULL, presented_token
 from .credentials import CredentialError, check_key
 from .errors import ApiError
 from .inputs import json_object
@@ -82,7 +82,8 @@ async def blacklist(request: web.Request) -> web.Response:
 
 @routes.get("/api/credentials/{key}")
 async def credential(request: web.Request) -> web.Response:
-    if not request.app[TOKENS].full or request.get("role") != FULL:
+    tokens = request.app[TOKENS]
+    if not tokens.full or tokens.role(presented_token(request)) != FULL:
         raise ApiError(403, "credentials are only served to a client with the full API token "
                             "(configure STEPFLOW_API_TOKEN)")
     store = request.app[CREDENTIALS]

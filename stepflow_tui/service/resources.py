@@ -77,8 +77,11 @@ async def workflow_or_404(request: web.Request, workflow_id: int) -> Any:
 
 @routes.get("/api/workflows/{workflow_id}")
 async def workflow(request: web.Request) -> web.Response:
-    view = await workflow_or_404(request, path_id(request, "workflow_id"))
-    return web.json_response(workflow_to_dict(view))
+    workflow_id = path_id(request, "workflow_id")
+    view = await workflow_or_404(request, workflow_id)
+    # jobs that may still move it while it is paused (what `stepflow wait` watches)
+    running = await asyncio.to_thread(request.app[BACKEND].running_count, workflow_id)
+    return web.json_response({**workflow_to_dict(view), "running": running})
 
 
 @routes.get("/api/workflows/{workflow_id}/steps/{step_id}/jobs")
