@@ -212,11 +212,7 @@ class RemoteBackend:
 
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         view = self.workflow(workflow_id)
-        if view is None:
-            return 0
-        if step_id is None:
-            return view.counts.get("error", 0)
-        return sum(step.counts.get("error", 0) for step in view.steps if step.id == step_id)
+        return 0 if view is None else view.failed_count(step_id)
 
     def queue_states(self) -> list[QueueState]:
         return [QueueState(**item) for item in self.request("GET", "/api/queues")["data"]]

@@ -40,6 +40,12 @@ class WorkflowView:
     def total(self) -> int:
         return self.counts.get("total", 0)
 
+    def failed_count(self, step_id: int | None = None) -> int:
+        """Jobs in error (of one step with ``step_id``), from the counts."""
+        if step_id is None:
+            return self.counts.get("error", 0)
+        return sum(step.counts.get("error", 0) for step in self.steps if step.id == step_id)
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:

@@ -19,7 +19,7 @@ from stepflow_tui.core.model import WORKFLOW_FINAL
 from .errors import ApiError
 from .inputs import field, json_object, path_id
 from .keys import BACKEND, STOPPING
-from .resources import workflow_or_404
+from .resources import found_or_404, workflow_or_404
 
 routes = web.RouteTableDef()
 #: How long a command may wait for the backend's thread before the client gets a 503.
@@ -37,10 +37,8 @@ async def run_command(request: web.Request, command: Callable[[], Future]) -> An
 
 
 async def job_or_404(request: web.Request, job_id: int) -> dict[str, Any]:
-    record = await asyncio.to_thread(request.app[BACKEND].job, job_id)
-    if record is None:
-        raise ApiError(404, f"no job #{job_id}")
-    return record
+    """The job's full record; 404 when there is none."""
+    return await found_or_404(request, "job", job_id)
 
 
 @routes.post("/api/workflows")

@@ -37,10 +37,15 @@ async def health(request: web.Request) -> web.Response:
                               "read_only": bool(backend.read_only), "auth": request.app[TOKENS].required})
 
 
+async def listing(request: web.Request, read: str, to_dict: Any) -> web.Response:
+    """``{"data": [...], "total"}`` of a backend read that lists everything (``read`` names the method)."""
+    found = await asyncio.to_thread(getattr(request.app[BACKEND], read))
+    return web.json_response({"data": [to_dict(item) for item in found], "total": len(found)})
+
+
 @routes.get("/api/definitions")
 async def definitions(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(request.app[BACKEND].definitions)
-    return web.json_response({"data": [definition_to_dict(d) for d in found], "total": len(found)})
+    return await listing(request, "definitions", definition_to_dict)
 
 
 @routes.get("/api/definitions/{identifier}")
@@ -67,12 +72,17 @@ async def workflows(request: web.Request) -> web.Response:
                               "offset": offset, "limit": limit})
 
 
+async def found_or_404(request: web.Request, read: str, item_id: int) -> Any:
+    """``backend.<read>(item_id)`` (``workflow`` or ``job``); 404 when it gives None."""
+    found = await asyncio.to_thread(getattr(request.app[BACKEND], read), item_id)
+    if found is None:
+        raise ApiError(404, f"no {read} #{item_id}")
+    return found
+
+
 async def workflow_or_404(request: web.Request, workflow_id: int) -> Any:
     """The workflow's view; 404 when there is none."""
-    view = await asyncio.to_thread(request.app[BACKEND].workflow, workflow_id)
-    if view is None:
-        raise ApiError(404, f"no workflow #{workflow_id}")
-    return view
+    return await found_or_404(request, "workflow", workflow_id)
 
 
 @routes.get("/api/workflows/{workflow_id}")
@@ -102,23 +112,17 @@ async def step_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/jobs/{job_id}")
 async def job(request: web.Request) -> web.Response:
-    job_id = path_id(request, "job_id")
-    record = await asyncio.to_thread(request.app[BACKEND].job, job_id)
-    if record is None:
-        raise ApiError(404, f"no job #{job_id}")
-    return web.json_response(record)
+    return web.json_response(await found_or_404(request, "job", path_id(request, "job_id")))
 
 
 @routes.get("/api/workers")
 async def workers(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(request.app[BACKEND].workers)
-    return web.json_response({"data": [worker_to_dict(w) for w in found], "total": len(found)})
+    return await listing(request, "workers", worker_to_dict)
 
 
 @routes.get("/api/queues")
 async def queues(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(request.app[BACKEND].queue_states)
-    return web.json_response({"data": [dataclasses.asdict(q) for q in found], "total": len(found)})
+    return await listing(request, "queue_states", dataclasses.asdict)
 
 
 def _peek_dead_letters(broker_url: str, limit: int) -> tuple[int | None, list[dict[str, Any]]]:
