@@ -10,10 +10,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -33,6 +35,29 @@ from stepflow_tui.core.engine import EngineError
 
 log = logging.getLogger("stepflow_tui.remote")
 PAGE = 10_000
+API_ENV = "STEPFLOW_API"
+TOKEN_ENV = "STEPFLOW_API_TOKEN"
+
+
+def find_service(state_path: Path, api: str | None = None,
+                 env: Mapping[str, str] | None = None) -> tuple[str, str | None] | None:
+    """Where to attach, as ``(url, token or None)``: ``api`` (``--api URL``), else ``$STEPFLOW_API``, else the
+    URL a running service recorded in the state's lock file; None when no service runs for this state.
+    The token: ``$STEPFLOW_API_TOKEN``, else the ``<state>.token`` file when this user can read it."""
+    from stepflow_tui.store.lockfile import read_lock_info
+
+    env = os.environ if env is None else env
+    url = api or env.get(API_ENV) or read_lock_info(Path(state_path))[1]
+    if not url:
+        return None
+    token = env.get(TOKEN_ENV)
+    if not token:
+        try:
+            # the name service.auth.token_path gives it (not imported: a client needs no aiohttp)
+            token = Path(str(state_path) + ".token").read_text(encoding="utf-8").strip() or None
+        except OSError:
+            token = None
+    return url, token
 
 
 class RemoteUnavailable(ConnectionError):

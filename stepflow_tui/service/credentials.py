@@ -40,6 +40,17 @@ def credentials_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".credentials")
 
 
+def read_value(stream: Any) -> str:
+    """A credential value from ``stream`` (standard input, for ``stepflow credentials set KEY``): everything
+    read, without the one trailing newline a shell or ``echo`` adds. Refuses an empty value."""
+    value = stream.read()
+    value = value[:-1] if value.endswith("\n") else value
+    value = value[:-1] if value.endswith("\r") else value
+    if not value:
+        raise CredentialError("no value on standard input (pipe it in: stepflow credentials set KEY < file)")
+    return value
+
+
 def check_key(key: str) -> str:
     """``key`` if it is a valid credential key (letters, digits, ``_ . -``), else `CredentialError`."""
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):

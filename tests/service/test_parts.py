@@ -139,3 +139,32 @@ def test_openapi_describes_every_route() -> None:
             declared = {document["components"]["parameters"][n]["name"] for n in names
                         if document["components"]["parameters"][n]["in"] == "path"}
             assert declared == set(re.findall(r"{(\w+)}", path)), (path, method)
+
+
+def test_read_credential_value() -> None:
+    import io
+
+    from stepflow_tui.service.credentials import read_value
+
+    assert read_value(io.StringIO("s3cret\n")) == "s3cret"
+    assert read_value(io.StringIO("two\nlines\r\n")) == "two\nlines"
+    with pytest.raises(CredentialError):
+        read_value(io.StringIO("\n"))
+
+
+def test_find_service(tmp_path: Path) -> None:
+    from stepflow_tui.backend.remote import find_service
+
+    state = tmp_path / "state.json"
+    assert find_service(state, env={}) is None
+    assert find_service(state, api="http://h:1", env={}) == ("http://h:1", None)
+    assert find_service(state, env={"STEPFLOW_API": "http://e:2", "STEPFLOW_API_TOKEN": "t"}) == ("http://e:2", "t")
+    lock = LockFile(state)
+    lock.acquire()
+    try:
+        lock.set_api("http://127.0.0.1:4000")
+        (tmp_path / "state.json.token").write_text("filetoken\n")
+        assert find_service(state, env={}) == ("http://127.0.0.1:4000", "filetoken")
+    finally:
+        lock.release()
+    assert find_service(state, env={}) is None
