@@ -11,7 +11,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from stepflow_tui.backend.remote_events import EventStream
 from stepflow_tui.backend.views import (
     JobView,
     Update,
     WorkerView,
     WorkflowView,
     job_from_dict,
-    update_from_dict,
     worker_from_dict,
     workflow_from_dict,
 )
@@ -92,9 +91,7 @@ class RemoteBackend:
         self._callbacks: list[Callable[[Update], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stepflow-remote")
         self._stopping = threading.Event()
-        self._stream_thread: threading.Thread | None = None
-        self._stream_sock: socket.socket | None = None
-        self._stream_open = threading.Event()
+        self._events: EventStream | None = None
 
     # ------------------------------------------------------------------ HTTP
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
@@ -180,14 +177,8 @@ class RemoteBackend:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop following the event stream (the service keeps running). Idempotent."""
         self._stopping.set()
-        sock = self._stream_sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the stream thread's blocked read
-            except OSError:
-                pass
-        if self._stream_thread is not None:
-            self._stream_thread.join(timeout)
+        if self._events is not None:
+            self._events.stop(timeout)
         self._pool.shutdown(wait=False)
         self.connection_state = "stopped"
 
@@ -292,11 +283,10 @@ class RemoteBackend:
         the stream and waits (up to ``wait`` seconds) until the service confirms it, so no later change is
         missed."""
         self._callbacks.append(callback)
-        if self._stream_thread is None:
-            self._stream_thread = threading.Thread(target=self._follow, name="stepflow-remote-events",
-                                                   daemon=True)
-            self._stream_thread.start()
-            self._stream_open.wait(wait)
+        if self._events is None:
+            self._events = EventStream(lambda: self._connection(self.stream_timeout), self._parts.path,
+                                       self._headers, self._deliver, self._resync)
+            self._events.start(wait)
 
     def _deliver(self, update: Update) -> None:
         if update.connection is not None:
@@ -307,58 +297,8 @@ class RemoteBackend:
             except Exception:  # a subscriber's bug must not stop the stream
                 log.exception("update subscriber failed")
 
-    def _follow(self) -> None:
-        delay = 0.2
-        first = True
-        while not self._stopping.is_set():
-            try:
-                self._read_stream(resync=not first)
-                first = False
-                delay = 0.2
-            except (OSError, http.client.HTTPException, RemoteCommandError, RemoteUnavailable) as exc:
-                if self._stopping.is_set():
-                    break
-                log.info("event stream from %s lost (%s); reconnecting in %.1f s", self.url, exc, delay)
-            if self._stopping.is_set():
-                break
-            self._deliver(Update(connection="reconnecting"))
-            self._stopping.wait(delay)
-            delay = min(delay * 2, 5.0)
-            first = False
-
-    def _read_stream(self, resync: bool) -> None:
-        conn = self._connection(self.stream_timeout)
-        try:
-            conn.request("GET", self._parts.path + "/api/events",
-                         headers={**self._headers(), "Accept": "text/event-stream"})
-            response = conn.getresponse()
-            if response.status != 200:
-                raise RemoteCommandError(response.status, f"event stream refused: HTTP {response.status}")
-            self._stream_sock = conn.sock
-            if resync:  # updates were missed while the stream was down: everything may have changed
-                self._refresh_health()
-                ids = frozenset(view.id for view in self.workflows())
-                self._deliver(Update(workflow_ids=ids, queues=True, workers=True,
-                                     connection=self.connection_state))
-            self._parse_events(response)
-        finally:
-            self._stream_sock = None
-            conn.close()
-
-    def _parse_events(self, response: http.client.HTTPResponse) -> None:
-        data: list[str] = []
-        while not self._stopping.is_set():
-            line = response.readline()
-            if not line:
-                raise ConnectionError("the service closed the event stream")
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            if text.startswith(":"):
-                self._stream_open.set()  # the service's first comment: subscribed
-            elif text.startswith("data:"):
-                data.append(text[5:].lstrip())
-            elif not text and data:
-                try:
-                    self._deliver(update_from_dict(json.loads("\n".join(data))))
-                except (ValueError, TypeError, AttributeError):
-                    log.warning("ignored a malformed event from %s", self.url)
-                data = []
+    def _resync(self) -> None:
+        """After a reconnection: updates were missed, so everything may have changed."""
+        self._refresh_health()
+        ids = frozenset(view.id for view in self.workflows())
+        self._deliver(Update(workflow_ids=ids, queues=True, workers=True, connection=self.connection_state))
