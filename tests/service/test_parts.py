@@ -168,3 +168,19 @@ def test_find_service(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert find_service(state, env={}) is None
+
+
+def test_remote_backend_has_the_backend_api() -> None:
+    """What the workbench (`WorkbenchBackend`) and the CLI use of `Backend`, with the same parameters."""
+    import inspect
+
+    from stepflow_tui.backend.backend import Backend
+    from stepflow_tui.backend.remote import RemoteBackend
+    from stepflow_tui.tui.source import WorkbenchBackend
+
+    names = {n for n, v in vars(WorkbenchBackend).items() if callable(v) and not n.startswith("_")}
+    names |= {"running_count", "wait_until_running", "stop", "start"}
+    for name in sorted(names):
+        expected = list(inspect.signature(getattr(Backend, name)).parameters)
+        actual = list(inspect.signature(getattr(RemoteBackend, name)).parameters)
+        assert actual[:len(expected)] == expected, name
