@@ -150,7 +150,10 @@ def run_service(config: Any, listen: str = DEFAULT_LISTEN, *, env: Mapping[str, 
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(listen)
     db_path = Path(config.db_path)
-    tokens = resolve_tokens(db_path, host, env)
+    try:
+        tokens = resolve_tokens(db_path, host, env)
+    except (ValueError, OSError) as exc:  # equal tokens, or a token file that cannot be written
+        raise ServiceError(f"API tokens: {exc}") from None
     if not is_loopback(host) and not tokens.full:
         raise ServiceError(f"refusing to listen on {host} without an API token")
     backend = Backend(config)

@@ -65,6 +65,11 @@ async def json_object(request: web.Request, *, required: bool = True) -> dict[st
         raise ApiError(400, f"the body is not valid JSON: {str(exc)[:100]}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the body must be a JSON object, not {type(data).__name__}", "body")
+    try:
+        # JSON's \ud800 escapes give lone surrogates, which no file or message can hold: refuse them here
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the body holds an invalid \\u escape (a lone surrogate)", "body") from None
     return data
 
 
