@@ -43,6 +43,7 @@ async def job_or_404(request: web.Request, job_id: int) -> dict[str, Any]:
 
 @routes.post("/api/workflows")
 async def start(request: web.Request) -> web.Response:
+    """Start a workflow: 201 with its id."""
     body = await json_object(request)
     identifier = field(body, "identifier", str, required=True)
     parameters = field(body, "parameters", dict, default={})
@@ -62,6 +63,7 @@ async def start(request: web.Request) -> web.Response:
 
 @routes.post("/api/jobs/{job_id}/retry")
 async def retry_job(request: web.Request) -> web.Response:
+    """Retry one job in error or stopped."""
     job_id = path_id(request, "job_id")
     await job_or_404(request, job_id)
     await run_command(request, lambda: request.app[BACKEND].retry_job(job_id))
@@ -70,6 +72,7 @@ async def retry_job(request: web.Request) -> web.Response:
 
 @routes.post("/api/jobs/{job_id}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a queued or running job."""
     job_id = path_id(request, "job_id")
     await job_or_404(request, job_id)
     await run_command(request, lambda: request.app[BACKEND].cancel_job(job_id))
@@ -78,6 +81,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.post("/api/workflows/{workflow_id}/retry")
 async def retry_workflow(request: web.Request) -> web.Response:
+    """Retry the failed jobs of a workflow (of one step with step_id)."""
     workflow_id = path_id(request, "workflow_id")
     body = await json_object(request, required=False)
     step_id = field(body, "step_id", int)
@@ -108,6 +112,7 @@ routes.delete("/api/workflows/{workflow_id}")(_workflow_command("delete"))
 
 @routes.post("/api/dead-letters/redrive")
 async def redrive(request: web.Request) -> web.Response:
+    """Send dead letters back to the queues they died in (or count them with dry_run)."""
     body = await json_object(request, required=False)
     queue = field(body, "queue", str)
     dry_run = field(body, "dry_run", bool, default=False)

@@ -30,6 +30,7 @@ _PAGE = 5000
 
 @routes.post("/api/sessions")
 async def sessions(request: web.Request) -> web.Response:
+    """The Media Cloud AI login: the password must be an API token (when any is configured)."""
     body = await json_object(request)
     session = body.get("session")
     if not isinstance(session, dict):
@@ -47,6 +48,7 @@ async def sessions(request: web.Request) -> web.Response:
 
 @routes.get("/api/step_flow")
 async def step_flow(request: web.Request) -> web.Response:
+    """What this backend is, for Media Cloud AI workers."""
     backend = request.app[BACKEND]
     return web.json_response({"application": "stepflow-tui", "version": stepflow_tui.__version__,
                               "broker": backend.broker_display_url, "connection": backend.connection_state})
@@ -76,12 +78,14 @@ def drop_list(backend: Any) -> list[int]:
 
 @routes.get("/api/step_flow/blacklist")
 async def blacklist(request: web.Request) -> web.Response:
+    """Job ids whose orders must not run."""
     ids = await asyncio.to_thread(drop_list, request.app[BACKEND])
     return web.json_response({"data": ids, "total": len(ids)})
 
 
 @routes.get("/api/credentials/{key}")
 async def credential(request: web.Request) -> web.Response:
+    """A credential by key, to the full token only."""
     tokens = request.app[TOKENS]
     if not tokens.full or tokens.role(presented_token(request)) != FULL:
         raise ApiError(403, "credentials are only served to a client with the full API token "

@@ -31,6 +31,7 @@ def definition_to_dict(definition: Any) -> dict[str, Any]:
 
 @routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
+    """Service health: version, broker (masked), connection, read-only mode, whether tokens are required."""
     backend = request.app[BACKEND]
     return web.json_response({"status": "ok", "version": stepflow_tui.__version__,
                               "broker": backend.broker_display_url, "connection": backend.connection_state,
@@ -45,11 +46,13 @@ async def listing(request: web.Request, read: str, to_dict: Any) -> web.Response
 
 @routes.get("/api/definitions")
 async def definitions(request: web.Request) -> web.Response:
+    """Every workflow definition."""
     return await listing(request, "definitions", definition_to_dict)
 
 
 @routes.get("/api/definitions/{identifier}")
 async def definition(request: web.Request) -> web.Response:
+    """One workflow definition by identifier."""
     identifier = request.match_info["identifier"]
     for found in await asyncio.to_thread(request.app[BACKEND].definitions):
         if found.identifier == identifier:
@@ -59,6 +62,7 @@ async def definition(request: web.Request) -> web.Response:
 
 @routes.get("/api/workflows")
 async def workflows(request: web.Request) -> web.Response:
+    """Workflows, newest first, filtered by status and identifier, paged."""
     status = query_choice(request, "status", WORKFLOW_STATUSES)
     identifier = request.query.get("identifier") or None
     offset = query_int(request, "offset", 0)
@@ -87,6 +91,7 @@ async def workflow_or_404(request: web.Request, workflow_id: int) -> Any:
 
 @routes.get("/api/workflows/{workflow_id}")
 async def workflow(request: web.Request) -> web.Response:
+    """One workflow with its steps, plus how many of its jobs may still move it."""
     workflow_id = path_id(request, "workflow_id")
     view = await workflow_or_404(request, workflow_id)
     # jobs that may still move it while it is paused (what `stepflow wait` watches)
@@ -96,6 +101,7 @@ async def workflow(request: web.Request) -> web.Response:
 
 @routes.get("/api/workflows/{workflow_id}/steps/{step_id}/jobs")
 async def step_jobs(request: web.Request) -> web.Response:
+    """A page of a step's jobs, as `Backend.jobs` gives it."""
     workflow_id, step_id = path_id(request, "workflow_id"), path_id(request, "step_id")
     page = {"offset": query_int(request, "offset", 0),
             "limit": query_int(request, "limit", DEFAULT_PAGE, minimum=1, maximum=MAX_LIMIT),
@@ -112,16 +118,19 @@ async def step_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/jobs/{job_id}")
 async def job(request: web.Request) -> web.Response:
+    """A job's full record."""
     return web.json_response(await found_or_404(request, "job", path_id(request, "job_id")))
 
 
 @routes.get("/api/workers")
 async def workers(request: web.Request) -> web.Response:
+    """The workers seen."""
     return await listing(request, "workers", worker_to_dict)
 
 
 @routes.get("/api/queues")
 async def queues(request: web.Request) -> web.Response:
+    """The states of the queues."""
     return await listing(request, "queue_states", dataclasses.asdict)
 
 
