@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 
 from .errors import StoreError, StoreLocked
@@ -42,7 +43,7 @@ class LockFile:
         except OSError as error:
             raise StoreError(f"cannot create lock file {self.path}: {error.strerror}") from error
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusive(fd)
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
@@ -110,6 +111,19 @@ def _parse(text: str) -> tuple[int | None, str | None]:
         pid = None
     url = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
     return pid, url
+
+
+def _lock_exclusive(fd: int, attempts: int = 3) -> None:
+    """flock(LOCK_EX | LOCK_NB), tried again after a few ms: `read_lock_info` holds a shared lock for an
+    instant when it probes, which must not make a starting owner fail. Raises BlockingIOError if held."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01)  # a probe's shared lock lasts microseconds
 
 
 def _read_pid(fd: int) -> int | None:
