@@ -42,7 +42,7 @@ from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
 from stepflow_tui.backend.workers import WorkerRegistry
-from stepflow_tui.broker.base import QueueState, mask_url
+from stepflow_tui.broker.base import Connection, QueueState, mask_url
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
@@ -69,6 +69,7 @@ class Backend:
         self._workers = WorkerRegistry()
         self._drops = DropList(self._updates.notice)
         self._stopping = threading.Event()
+        self._started = threading.Event()  # the broker thread connected once
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
         self._local_workers: list[Any] = []
         self._thread: threading.Thread | None = None
@@ -98,7 +99,7 @@ class Backend:
                                       job_types=self._job_types)
         self._loop = BrokerLoop(config=self.config, store=self.store, engine=self.engine, stats=self.stats,
                                 updates=self._updates, workers=self._workers, drops=self._drops,
-                                dispatcher=self._dispatcher, stopping=self._stopping,
+                                dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,
                                 run_commands=self._run_commands)
         self._updates.connection_state = "connecting"
         if local.wants_local_workers(self.config):
@@ -136,7 +137,7 @@ class Backend:
 
     def wait_until_running(self, timeout: float = 10.0) -> bool:
         """Block until the broker thread connected once (for the CLI and tests)."""
-        return self._loop is not None and self._loop.started.wait(timeout)
+        return self._started.wait(timeout)
 
     def subscribe(self, callback: Callable[[Update], None]) -> None:
         """``callback(update)`` runs in the broker thread, at most every ``update_interval`` seconds."""
@@ -186,7 +187,7 @@ class Backend:
                 future.set_result(result)
 
     @property
-    def _conn(self) -> Any:
+    def _conn(self) -> Connection | None:
         return self._loop.conn if self._loop is not None else None
 
     def start_workflow(self, identifier: str, parameters: dict[str, Any]) -> Future:

@@ -36,7 +36,8 @@ class BrokerLoop:
 
     def __init__(self, *, config: BackendConfig, store: Store, engine: Engine, stats: dict[str, int],
                  updates: Updates, workers: WorkerRegistry, drops: DropList, dispatcher: Dispatcher,
-                 stopping: threading.Event, run_commands: Callable[[], None]) -> None:
+                 stopping: threading.Event, started: threading.Event,
+                 run_commands: Callable[[], None]) -> None:
         self._config = config
         self._store = store
         self._engine = engine
@@ -49,7 +50,7 @@ class BrokerLoop:
         self._stopping = stopping
         self._run_commands = run_commands
         self.conn: Connection | None = None
-        self.started = threading.Event()  # connected once
+        self._started = started  # set once connected
         self._wake = threading.Event()
         self._batch: list[Delivery] = []
         self._first = True  # resume unfinished work on the first connection only
@@ -121,7 +122,7 @@ class BrokerLoop:
             self._first = False
         self._dispatcher.ask_status(conn)
         self._updates.set_connection("connected", None)
-        self.started.set()
+        self._started.set()
 
     def _on_delivery(self, delivery: Delivery) -> None:
         self._batch.append(delivery)
