@@ -3,9 +3,9 @@ lost-worker rule."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+import layering
 import pytest
 
 from stepflow_tui.backend.workers import is_lost
@@ -14,20 +14,10 @@ BACKEND = Path(__file__).resolve().parent.parent / "stepflow_tui" / "backend"
 COLLABORATORS = sorted(p for p in BACKEND.glob("*.py") if p.name not in ("backend.py", "__init__.py"))
 
 
-def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
 @pytest.mark.parametrize("path", COLLABORATORS, ids=lambda p: p.name)
 def test_collaborators_do_not_import_the_facade(path: Path) -> None:
-    assert "stepflow_tui.backend.backend" not in imported_modules(path)
+    names = {name for _, name in layering.imports_of(path, f"stepflow_tui.backend.{path.stem}")}
+    assert "stepflow_tui.backend.backend" not in names
 
 
 def test_a_worker_is_lost_after_three_status_intervals() -> None:
