@@ -20,10 +20,11 @@ from textual.app import App, SystemCommand
 from textual.message import Message
 from textual.screen import Screen
 
+from stepflow_tui.backend import WorkbenchBackend
 from stepflow_tui.tui.collector import IdleCollector
 from stepflow_tui.tui.keys import WORKBENCH_KEYS, display_key
 from stepflow_tui.tui.screens.main import MainScreen
-from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
+from stepflow_tui.tui.source import UpdateRelay
 
 
 def utc_now() -> datetime:

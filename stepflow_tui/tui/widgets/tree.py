@@ -4,93 +4,28 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
-from textual.geometry import Size
 from textual.widgets import Tree
-from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
-from stepflow_tui.backend.views import JobView, StepView, WorkflowView
+from stepflow_tui.backend import WORKFLOW_FINAL, JobView, StepView, WorkbenchBackend, WorkflowView
 from stepflow_tui.tui.formatting import (
-    FINISHED_WORKFLOW,
     job_line,
     job_view_line,
     step_line,
     workflow_line,
-    workflow_status,
 )
-from stepflow_tui.tui.source import WorkbenchBackend
+from stepflow_tui.tui.widgets.fast_tree import FastTree
+from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, StepKey, TreeFilter
 
-#: Job statuses (a filter on one of these also filters the job pages of a step).
-JOB_STATUSES = ("queued", "processing", "retrying", "completed", "error", "skipped", "stopped")
-#: Every status the filter offers.
-FILTER_STATUSES = ("pending", "queued", "processing", "paused", "retrying", "completed", "error", "skipped",
-                   "stopped", "aborted")
-
-#: Kinds of the lines that load a page of a step's jobs.
-PAGER_LINES = ("more", "earlier")
-
-StepKey = tuple[int, int]
+__all__ = ["NodeRef", "TreeFilter", "WorkflowTree", "PAGER_LINES"]  # NodeRef, TreeFilter: the tests' vocabulary
 
 
-@dataclass(frozen=True, slots=True)
-class NodeRef:
-    """What a tree node stands for. ``kind`` is workflow, step, job, more (the "load more" line at the end of
-    a step's listed jobs) or earlier (the "load earlier" line above them). ``offset`` of a more or earlier line is
-    where the page it loads starts."""
-
-    kind: str
-    workflow_id: int
-    step_id: int | None = None
-    job_id: int | None = None
-    offset: int = 0
-
-    @property
-    def step_key(self) -> StepKey | None:
-        return (self.workflow_id, self.step_id) if self.step_id is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class TreeFilter:
-    """Which workflows the tree shows: a status (of the workflow, or of any of its jobs) and a text."""
-
-    status: str | None = None
-    text: str = ""
-
-    @property
-    def active(self) -> bool:
-        return bool(self.status or self.text.strip())
-
-    @property
-    def job_status(self) -> str | None:
-        """The status job pages are filtered by, when the filter's status is a job status."""
-        return self.status if self.status in JOB_STATUSES else None
-
-    def matches(self, view: WorkflowView) -> bool:
-        """True when the workflow should be shown."""
-        text = self.text.strip().lower()
-        if text and text not in f"#{view.id} {view.identifier} {view.label}".lower():
-            return False
-        if not self.status:
-            return True
-        return self.status in (view.status, workflow_status(view)) or view.counts.get(self.status, 0) > 0
-
-    def describe(self) -> str:
-        parts = []
-        if self.status:
-            parts.append(f"status={self.status}")
-        if self.text.strip():
-            parts.append(f"text={self.text.strip()!r}")
-        return " ".join(parts)
-
-
-class WorkflowTree(Tree[NodeRef]):
+class WorkflowTree(FastTree[NodeRef]):
     """Workflows, their steps and (on expand, a page at a time) their jobs.
 
     Updates change only the nodes concerned (`apply_workflow`, `apply_jobs`); selection and expansion stay.
@@ -126,57 +61,6 @@ class WorkflowTree(Tree[NodeRef]):
         self._tokens = itertools.count(1)
         #: What each listed job line shows: (status, progress, error).
         self._job_shown: dict[int, tuple[str, int, str | None]] = {}
-
-    def get_label_width(self, node: TreeNode[NodeRef]) -> int:
-        """The width of a node's line as `render_label` draws it, without drawing it (Textual's default
-        renders every label, with its styles, each time it rebuilds its line index: half of a rebuild)."""
-        width = node.label.cell_len if isinstance(node.label, Text) else cell_len(str(node.label))
-        if node.allow_expand:
-            width += cell_len(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE)
-        return width
-
-    def _clear_line_cache(self) -> None:
-        # Textual's LRUCache.clear() drops its ring of [prev, next, key, strip] links whole: a reference cycle
-        # holding every cached line with its caches, which only a full garbage collection frees. The tree
-        # clears it on every insertion or removal; paging left ~100,000 such objects per minute to the
-        # collector (a 150 ms full collection). Emptying the links first lets reference counting free them.
-        links = getattr(self._line_cache, "_cache", None)
-        if isinstance(links, dict):
-            for link in links.values():
-                if isinstance(link, list):
-                    link.clear()
-        super()._clear_line_cache()
-
-    def _build(self) -> None:
-        """Textual's index of the visible lines (same lines, same order, same side effects), built with a stack
-        instead of a recursive closure: a recursive closure is a reference cycle, so each of Textual's builds
-        left the previous index — every line, and every node it listed, dropped ones included — for the cyclic
-        collector (tens of thousands of objects per page while paging, freed only by a full collection)."""
-        roots = [self.root] if self.show_root else list(self.root._children)
-        lines: list[_TreeLine[NodeRef]] = []
-        # as in Textual, every top-level line counts as a last child
-        stack: list[tuple[list[TreeNode[NodeRef]], TreeNode[NodeRef], bool]] = [
-            ([], node, True) for node in reversed(roots)]
-        while stack:
-            path, node, last = stack.pop()
-            child_path = [*path, node]
-            node._line = len(lines)
-            lines.append(_TreeLine(child_path, last))
-            if node._expanded:
-                children = node._children
-                count = len(children)
-                stack.extend((child_path, children[index], index == count - 1)
-                             for index in range(count - 1, -1, -1))
-        self._tree_lines_cached = lines
-        guide_depth, show_root = self.guide_depth, self.show_root
-        width = max((self.get_label_width(line.node) + line._get_guide_width(guide_depth, show_root)
-                     for line in lines), default=self.size.width)
-        self.virtual_size = Size(width, len(lines))
-        if self.cursor_line != -1:
-            if self.cursor_node is not None:
-                self.cursor_line = self.cursor_node._line
-            if self.cursor_line >= len(lines):
-                self.cursor_line = -1
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
@@ -245,14 +129,14 @@ class WorkflowTree(Tree[NodeRef]):
         while parent is not None and not parent.is_root:
             parent.expand()
             parent = parent.parent
-        self._move_to(node)
+        self.move_to_visible(node)
         return True
 
     def select_workflow(self, workflow_id: int) -> None:
         """Move the cursor to a workflow (no-op when it is not shown)."""
         node = self._workflow_nodes.get(workflow_id)
         if node is not None:
-            self._move_to(node)
+            self.move_to_visible(node)
 
     # -- feeding it ---------------------------------------------------------------------------------------
     def show_workflows(self, views: Iterable[WorkflowView], *, expand_running: bool = False) -> None:
@@ -270,7 +154,7 @@ class WorkflowTree(Tree[NodeRef]):
             if not self.tree_filter.matches(view):
                 continue
             node = self._add_workflow_node(view)
-            running = expand_running and view.status not in FINISHED_WORKFLOW
+            running = expand_running and view.status not in WORKFLOW_FINAL
             if view.id in expanded_workflows or running:
                 node.expand()
             for step in view.steps:
@@ -340,10 +224,7 @@ class WorkflowTree(Tree[NodeRef]):
         if self._job_shown.get(job_id) == shown:
             return False
         self._job_shown[job_id] = shown
-        # What TreeNode.set_label does, minus its per-node repaint callback (the line cache is keyed on
-        # ``_updates``, so the next repaint draws the new label).
-        node._label = self.process_label(job_line(job_id, status, progress, error))
-        node._updates += 1
+        self.relabel_quietly(node, job_line(job_id, status, progress, error))
         return True
 
     def refresh_ages(self) -> None:
@@ -468,12 +349,12 @@ class WorkflowTree(Tree[NodeRef]):
         self._sync_pager_lines(key)
         if selected is not None and selected.kind in PAGER_LINES and selected.step_key == key and added:
             # the operator asked for a page: leave the cursor on the new job next to where they were
-            self._move_to(self._job_nodes.get(added[-1 if before else 0].id) or step_node)
+            self.move_to_visible(self._job_nodes.get(added[-1 if before else 0].id) or step_node)
         elif selected is not None and selected.kind == "job" and selected.step_key == key \
                 and selected.job_id not in self._job_nodes:
             # the selected line was dropped with its page: the pager line that takes it back
             pager = (self._more_nodes if before else self._earlier_nodes).get(key)
-            self._move_to(pager or step_node)
+            self.move_to_visible(pager or step_node)
         else:
             self._restore(selected)
 
@@ -567,11 +448,4 @@ class WorkflowTree(Tree[NodeRef]):
         if node is None:
             node = self._workflow_nodes.get(selected.workflow_id)
         if node is not None and node is not self.cursor_node:
-            self._move_to(node)
-
-    def _move_to(self, node: TreeNode[NodeRef]) -> None:
-        self._tree_lines  # noqa: B018 - rebuilds the line index so node._line is current before moving
-        while node._line < 0 and node.parent is not None and not node.parent.is_root:
-            node = node.parent  # inside a collapsed node: the nearest visible ancestor
-        if node._line >= 0:
-            self.move_cursor(node)
+            self.move_to_visible(node)
