@@ -1,4 +1,4 @@
-"""The main screen: header, tree, detail pane, queues panel, log panel — and the actions on the selection."""
+"""The main screen: header, tree, detail pane, queues panel, log panel; its actions are in `main_commands.py`."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ class MainCommands:
     notify: Callable[..., None]
     query_one: Callable[..., Any]
 
-    # -- running them -----------------------------------------------------------------------------------------
+    # -- running them -------------------------------------------------------------------------------------
     @work(thread=True, group="commands", exit_on_error=False, description="run a command")
     def run_command(self, what: str, call: Callable[[], Future[Any]],
                     on_done: Callable[[Any], None] | None = None) -> None:
