@@ -50,9 +50,19 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, str]:
     return path, message.replace("\n", " ")
 
 
+def _without_nulls(value: Any) -> Any:
+    # The parsers read a null field as an absent one; the schema is told the same.
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 def schema_errors(raw: dict[str, Any], ctx: Context) -> list[DefinitionError]:
-    """Every place ``raw`` breaks the workflow schema, in document order, as `DefinitionError`s."""
-    errors = sorted(_validator().iter_errors(raw), key=lambda error: [
+    """Every place ``raw`` breaks the workflow schema, in document order, as `DefinitionError`s (a null
+    field counts as absent)."""
+    errors = sorted(_validator().iter_errors(_without_nulls(raw)), key=lambda error: [
         (0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in error.absolute_path])
     result = []
     for error in errors:

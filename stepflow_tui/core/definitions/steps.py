@@ -100,9 +100,6 @@ def parse_step(ctx: Context, raw: Any, index: int) -> StepDefinition:
         raise ctx.error(f"{here}.id", f"step id must be an integer, not {step_id!r}")
     name = _parse_name(ctx, raw, here)
     check_keys(ctx, raw, here, _STEP_KEYS)
-    for key in NOT_YET_RUN:
-        if raw.get(key) not in (None, False, ""):
-            ctx.warn(f"{here}.{key}", "accepted, but not acted on yet by this version of stepflow-tui")
     label = raw.get("label", name)
     if not isinstance(label, str) or not label.strip():
         raise ctx.error(f"{here}.label", f"label must be a non-empty string, not {label!r}")
@@ -115,7 +112,7 @@ def parse_step(ctx: Context, raw: Any, index: int) -> StepDefinition:
         required_to_start = int_list(ctx, raw["required_to_start"], f"{here}.required_to_start")
     max_retries, retry_delay, timeout = _parse_limits(ctx, raw, here)
     multiple_jobs = optional_string(ctx, raw, "multiple_jobs", here) or None
-    return StepDefinition(
+    step = StepDefinition(
         id=step_id, name=name, label=label, parent_ids=parent_ids, required_to_start=required_to_start,
         mode=mode, parameters=parse_parameters(ctx, raw.get("parameters"), f"{here}.parameters"),
         max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
@@ -124,6 +121,10 @@ def parse_step(ctx: Context, raw: Any, index: int) -> StepDefinition:
         skip_destination_path=_parse_flag(ctx, raw, "skip_destination_path", here),
         work_dir=optional_string(ctx, raw, "work_dir", here),
     )
+    for key in NOT_YET_RUN:
+        if raw.get(key) not in (None, False, ""):
+            ctx.warn(f"{here}.{key}", "accepted, but not acted on yet by this version of stepflow-tui")
+    return step
 
 
 def find_cycle(steps: tuple[StepDefinition, ...]) -> list[int] | None:
