@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from stepflow_tui.core.definitions.fields import Context
 from stepflow_tui.core.definitions.model import DefinitionError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_FILE = "workflow.schema.json"
 #: Longest message taken from jsonschema (it quotes the offending value, which may be large).
@@ -27,6 +28,8 @@ def workflow_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> jsonschema.Draft7Validator:
+    import jsonschema  # imported on first use: it costs ~50 ms, and most CLI commands load no definitions
+
     return jsonschema.Draft7Validator(workflow_schema())
 
 
