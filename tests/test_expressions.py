@@ -202,13 +202,13 @@ def _check_safe(text: str) -> None:
         assert len(value) <= MAX_SIZE
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=25).map(" ".join))
 def test_fuzz_token_soup_never_escapes(text: str) -> None:
     _check_safe(text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, database=None)
 @given(st.text(max_size=60))
 def test_fuzz_any_text_never_escapes(text: str) -> None:
     _check_safe(text)
