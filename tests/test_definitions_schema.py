@@ -132,7 +132,7 @@ BAD: list[tuple[str, Callable[[], Any], str, str]] = [
     ("condition attribute", at("steps[3].condition", "film.size > 1"), "steps[3].condition",
      "attribute access"),
     ("condition call", at("steps[3].condition", 'File.exists?("/x")'), "steps[3].condition", "not supported"),
-    ("condition regex", at("steps[3].condition", 'film =~ "mov"'), "steps[3].condition", "not supported"),
+    ("condition regex", at("steps[3].condition", 'film =~ "mov"'), "steps[3].condition", "regex match"),
     ("condition not a string", at("steps[3].condition", True), "steps[3].condition", "must be a string"),
     ("expression in template", at("steps[2].parameters[0].value", "<%= sdk_start_index ** 2 %>"),
      "steps[2].parameters[0].value", "** is not allowed"),

@@ -52,6 +52,21 @@ _CODE_RULES = [
 ]
 
 
+#: Elixir constructs outside the subset, named in the refusal (Python's parser would only say "invalid").
+_ELIXIR_REFUSED = {"=~": "regex match '=~'", "|>": "the pipe '|>'", "~r": "regex sigils", "%{": "maps",
+                   "->": "anonymous functions", "===": "strict equality '==='", "!==": "strict equality '!=='",
+                   "#{": "string interpolation"}
+
+
+def _refused_construct(text: str) -> str | None:
+    """The first Elixir construct of ``text`` (outside string literals) that is not supported, if any."""
+    code = _STRING.sub('""', text)
+    found = [(code.find(token), name) for token, name in _ELIXIR_REFUSED.items() if token in code]
+    if "#{" in text:
+        found.append((text.find("#{"), _ELIXIR_REFUSED["#{"]))
+    return min(found)[1] if found else None
+
+
 def _translate_code(code: str) -> str:
     for pattern, replacement in _CODE_RULES:
         code = pattern.sub(replacement, code)
@@ -210,6 +225,9 @@ def compile_expression(text: str) -> Expression:
         raise ExpressionError("empty expression")
     if len(stripped) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
+    refused = _refused_construct(stripped)
+    if refused:
+        raise ExpressionError(f"expression {stripped!r} is not supported: {refused} is not allowed")
     try:
         tree = ast.parse(translate(stripped).strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
