@@ -29,6 +29,7 @@ from stepflow_tui.core.templates import (
 VARIABLES: dict[str, Any] = {
     "sdk_start_index": 2000, "sdk_stop_index": 3999, "film": "/in/film.mov", "profile": "hd", "gain": 1.5,
     "paths": ["/a.mkv", "/b.mkv"], "segment": {"start": 0, "end": 999}, "flag": True, "nothing": None,
+    "x": "x" * 40_000,
 }
 
 GOOD = [
@@ -122,6 +123,9 @@ def test_refused_expressions_name_the_construct(text: str, words: str) -> None:
     ('"a" * 1000000', "repetition"),
     ("[1] * 200000", "repetition"),
     ("paths * 100000", "repetition"),
+    ('[upcase("a" * 60000)] * 2', "repetition"),
+    ('join([x, x, x], "")', "longer than"),
+    ('[x] ++ [x] ++ [x]', "longer than"),
     ("1.0e308 * 10", "out of range"),
     ("99999999999999999999999999999999999999 * 99999999999999999999999999999999999999 * "
      "99999999999999999999999999999999999999", "too large"),

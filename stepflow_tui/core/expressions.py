@@ -128,7 +128,10 @@ def _at(items: Any, index: Any) -> Any:
 def _join(items: Any, separator: Any = "") -> str:
     if not isinstance(items, list) or not isinstance(separator, str):
         raise TypeError("join takes a list and a string")
-    return separator.join(_to_string(item) for item in items)
+    pieces = [_to_string(item) for item in items]
+    if sum(map(len, pieces)) + len(separator) * len(pieces) > MAX_SIZE:  # checked before it is built
+        raise ExpressionError(f"result longer than {MAX_SIZE}")
+    return separator.join(pieces)
 
 
 def _to_string(value: Any) -> str:
@@ -274,8 +277,20 @@ def evaluate_condition(text: str, variables: Mapping[str, Any]) -> bool:
     return value
 
 
+def _weight(value: Any) -> int:
+    """The size of a value counting what its lists hold (a list of long strings weighs their lengths)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return len(value) + sum(_weight(item) for item in value)
+    if isinstance(value, dict):
+        return len(value) + sum(_weight(item) for item in value.values())
+    return 1
+
+
 def _bounded(value: Any) -> Any:
-    if isinstance(value, str | list) and len(value) > MAX_SIZE:
+    # Bounding the weight, not just the length, keeps later comparisons and joins cheap too.
+    if isinstance(value, str | list) and (len(value) > MAX_SIZE or _weight(value) > MAX_SIZE):
         raise ExpressionError(f"result longer than {MAX_SIZE}")
     if _is_int(value) and abs(value) > MAX_INT:
         raise ExpressionError("integer too large")
@@ -288,7 +303,7 @@ def _multiply(left: Any, right: Any) -> Any:
     # Repetition is checked before it is built: "a" * 10**9 must not allocate.
     for sequence, count in ((left, right), (right, left)):
         if isinstance(sequence, str | list) and isinstance(count, int):
-            if isinstance(count, bool) or len(sequence) * max(count, 0) > MAX_SIZE:
+            if isinstance(count, bool) or max(_weight(sequence), 1) * max(count, 0) > MAX_SIZE:
                 raise ExpressionError(f"repetition longer than {MAX_SIZE}")
     return left * right
 
