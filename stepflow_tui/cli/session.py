@@ -119,3 +119,9 @@ def change_session(args: argparse.Namespace, change: Callable[[Backend], Any], *
         except EngineError as exc:
             raise UsageError(str(exc)) from None
         yield backend, result
+
+
+def make_change(args: argparse.Namespace, change: Callable[[Backend], Any]) -> Any:
+    """`change_session` for a change that needs nothing afterwards: its result, the backend already stopped."""
+    with change_session(args, change) as (_, result):
+        return result

@@ -17,7 +17,7 @@ from stepflow_tui.cli.options import (
     Commands,
     UsageError,
 )
-from stepflow_tui.cli.session import backend_session, change_session, load
+from stepflow_tui.cli.session import backend_session, change_session, load, make_change
 
 #: status reads the state file only.
 STATE_ONLY = (DB, VERBOSE)
@@ -196,16 +196,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_abort(args: argparse.Namespace) -> int:
     """Abort a workflow."""
-    with change_session(args, lambda b: b.abort(args.workflow_id)):
-        pass
+    make_change(args, lambda b: b.abort(args.workflow_id))
     print(f"workflow #{args.workflow_id} aborted")
     return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel one job."""
-    with change_session(args, lambda b: b.cancel_job(args.job_id)):
-        pass
+    make_change(args, lambda b: b.cancel_job(args.job_id))
     print(f"job #{args.job_id} cancelled")
     return EXIT_OK
 
