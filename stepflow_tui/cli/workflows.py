@@ -175,12 +175,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     """Queue a failed job again, or every failed job of a workflow (of one step with --step)."""
     if (args.job_id is None) == (args.workflow is None):
         raise UsageError("retry: give a JOB_ID or --workflow ID (not both)")
-    if args.job_id is not None:
-        session = change_session(args, lambda b: b.retry_job(args.job_id), local_workers=args.local_workers,
-                                 concurrency=args.concurrency)
-    else:
-        session = change_session(args, lambda b: b.retry_failed(args.workflow, args.step),
-                                 local_workers=args.local_workers, concurrency=args.concurrency)
+    change = ((lambda b: b.retry_job(args.job_id)) if args.job_id is not None
+              else (lambda b: b.retry_failed(args.workflow, args.step)))
+    session = change_session(args, change, local_workers=args.local_workers, concurrency=args.concurrency)
     with session as (backend, count):
         if args.job_id is not None:
             workflow_id = backend.job(args.job_id)["workflow_id"]
