@@ -49,7 +49,8 @@ LAYERS_IMPORT = """
 import sys
 import stepflow_tui.worker
 import stepflow_tui.worker.headless
-from stepflow_tui.worker import Worker, run_headless
+from stepflow_tui.worker.headless import run_headless
+from stepflow_tui.worker.runner import Worker
 from stepflow_tui.plugins import load_registry
 load_registry()
 layers = ("textual", "tinydb", "stepflow_tui.tui", "stepflow_tui.backend", "stepflow_tui.store")
