@@ -1,10 +1,24 @@
-"""stepflow-tui: a terminal workbench for running workflows of jobs on workers over RabbitMQ."""
+"""stepflow-tui: a terminal workbench for running workflows of jobs on workers over RabbitMQ.
 
-import pluggy
+Plugins import everything they need from here (see `stepflow_tui.api`)."""
 
 __version__ = "0.1.0"
 
-#: Decorator for plugin hook implementations: ``@stepflow_tui.hookimpl``.
-hookimpl = pluggy.HookimplMarker("stepflow_tui")
+from stepflow_tui.api import (  # noqa: E402
+    JobCancelled,
+    JobContext,
+    JobResult,
+    JobType,
+    WorkerImplementation,
+    hookimpl,
+)
 
-__all__ = ["hookimpl", "__version__"]
+__all__ = [
+    "JobCancelled",
+    "JobContext",
+    "JobResult",
+    "JobType",
+    "WorkerImplementation",
+    "__version__",
+    "hookimpl",
+]

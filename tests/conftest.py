@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from stepflow_tui.broker.memory import MemoryBroker
+from stepflow_tui.broker.memory_broker import MemoryBroker
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -77,3 +77,18 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return request.getfixturevalue("memory_url")
     return request.getfixturevalue("rabbitmq_url")
+
+
+#: Tests that run real processes, real terminals or a real RabbitMQ: the end-to-end kind (`-m e2e`).
+#: `pytest -m "not e2e"` is the fast feedback loop (pure logic, the embedded broker, the workbench on fakes).
+E2E_FOLDERS = ("rabbitmq", "faults", "service_e2e")
+E2E_FILES = ("test_tmux.py", "test_real_backend.py", "test_bench_smoke.py", "test_worker_isolation.py",
+             "test_cli_resume.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path
+        if (path.parent.name in E2E_FOLDERS or path.name in E2E_FILES or "rabbitmq_url" in item.fixturenames
+                or item.get_closest_marker("rabbitmq")):
+            item.add_marker(pytest.mark.e2e)

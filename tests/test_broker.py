@@ -23,7 +23,8 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
-from stepflow_tui.broker.memory import MemoryBroker, MemoryConnection, headers_match, topic_matches
+from stepflow_tui.broker.memory import MemoryConnection
+from stepflow_tui.broker.memory_broker import MemoryBroker, headers_match, topic_matches
 
 
 def wait_for(conn: Connection, condition: Callable[[], bool], timeout: float = 10.0) -> None:

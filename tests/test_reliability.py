@@ -261,7 +261,7 @@ def test_a_redelivered_job_is_not_failed_with_its_lost_worker(start_backend, mem
         lost = wait_for(lambda: [w for w in harness.backend.workers() if w.lost], 5, "the first worker lost")
         assert lost[0].instance_id == "vanishing"
         # Well past the grace: the job still runs on the rescuer.
-        wait_for(lambda: "vanishing" in harness.backend._lost_handled, 5, "the lost worker to be handled")
+        wait_for(lambda: "vanishing" in harness.backend._workers.lost_handled, 5, "the lost worker to be handled")
         assert harness.backend.job(job_id)["status"] == "processing"
         assert harness.status(workflow_id) == "processing"
     finally:

@@ -514,6 +514,7 @@ def pump(stream: Iterable[str], lines: queue.Queue[str]) -> None:
     lines.put("EOF")
 
 
+@pytest.mark.e2e
 def test_sigkill_during_flush_loop_leaves_a_loadable_state(db: Path) -> None:
     rng = random.Random()
     seed = rng.randrange(1 << 30)

@@ -9,6 +9,8 @@ redelivery (``redelivered=True``) of unacked messages when their connection clos
 queues; PRECONDITION_FAILED on a re-declaration with other arguments. Nothing survives the process
 (``durable = False``).
 
+The exchanges, queues and routing are in `memory_broker`; this module is the `Connection` to them.
+
 Threading: one lock guards the whole broker. A delivery is decided under the lock (tag, unacked, prefetch) and
 put into the consuming connection's inbox; only `MemoryConnection.process_events`, in the owning thread, calls
 handlers. `call_threadsafe` puts a callback into the same inbox, so it wakes a waiting `process_events` at once.
@@ -18,15 +20,9 @@ from __future__ import annotations
 
 import itertools
 import queue
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
-from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import (
     BrokerError,
     Connection,
@@ -37,273 +33,8 @@ from stepflow_tui.broker.base import (
     PublishFailed,
     QueueState,
 )
+from stepflow_tui.broker.memory_broker import Consumer, MemoryBroker, Message, Queue
 from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
-
-
-def broker_name(url: str) -> str:
-    """The broker a ``memory://`` URL names: ``memory://`` -> ``default``, ``memory://other`` -> ``other``."""
-    parts = urlsplit(url)
-    if parts.scheme != "memory":
-        raise BrokerError(f"not a memory:// broker URL: {url!r}")
-    return (parts.netloc + parts.path).strip("/") or "default"
-
-
-@lru_cache(maxsize=8192)
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: words separated by ``.``, ``*`` is exactly one word, ``#`` is zero or more."""
-    return _match_words(
-        tuple(pattern.split(".")) if pattern else (), tuple(routing_key.split(".")) if routing_key else ()
-    )
-
-
-def _match_words(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not words
-    head = pattern[0]
-    if head == "#":
-        # "#" swallows nothing, or one more word and stays.
-        return _match_words(pattern[1:], words) or (bool(words) and _match_words(pattern, words[1:]))
-    if not words:
-        return False
-    return (head == "*" or head == words[0]) and _match_words(pattern[1:], words[1:])
-
-
-def headers_match(binding_arguments: dict[str, Any], headers: dict[str, Any] | None) -> bool:
-    """A headers-exchange binding: ``x-match`` ``all`` (default) or ``any`` over the non-``x-`` arguments."""
-    wanted = {k: v for k, v in binding_arguments.items() if not k.startswith("x-")}
-    headers = headers or {}
-    hits = (k in headers and headers[k] == v for k, v in wanted.items())
-    if binding_arguments.get("x-match", "all") == "any":
-        return any(hits)
-    return all(hits)
-
-
-class _Message:
-    __slots__ = ("body", "exchange", "routing_key", "headers", "redelivered")
-
-    def __init__(self, body: bytes, exchange: str, routing_key: str, headers: dict[str, Any] | None) -> None:
-        self.body = body
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.headers = headers
-        self.redelivered = False
-
-
-class _Exchange:
-    __slots__ = ("spec", "bindings")
-
-    def __init__(self, spec: ExchangeSpec) -> None:
-        self.spec = spec
-        self.bindings: list[tuple[str, str, dict[str, Any]]] = []  # (queue, routing key, arguments)
-
-
-class _Consumer:
-    __slots__ = ("tag", "queue", "handler", "prefetch", "connection", "unacked", "active")
-
-    def __init__(
-        self, tag: str, queue: _Queue, handler: MessageHandler, prefetch: int, connection: MemoryConnection
-    ):
-        self.tag = tag
-        self.queue = queue
-        self.handler = handler
-        self.prefetch = prefetch
-        self.connection = connection
-        self.unacked = 0
-        self.active = True
-
-    def has_room(self) -> bool:
-        return self.prefetch <= 0 or self.unacked < self.prefetch
-
-
-class _Queue:
-    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted")
-
-    def __init__(self, spec: QueueSpec, owner: MemoryConnection | None) -> None:
-        self.spec = spec
-        self.messages: deque[_Message] = deque()
-        self.consumers: list[_Consumer] = []
-        self.next_consumer = 0  # round-robin position
-        self.unacked = 0
-        self.owner = owner  # the declaring connection of an exclusive queue
-        self.deleted = False
-
-
-class MemoryBroker:
-    """The shared state of one ``memory://`` broker. Use `MemoryBroker.for_url`; every method takes `lock`."""
-
-    _registry: dict[str, MemoryBroker] = {}
-    _registry_lock = threading.Lock()
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.lock = threading.Lock()
-        self.exchanges: dict[str, _Exchange] = {}
-        self.queues: dict[str, _Queue] = {}
-
-    @classmethod
-    def for_url(cls, url: str) -> MemoryBroker:
-        """The process-global broker of ``url`` (created on first use)."""
-        name = broker_name(url)
-        with cls._registry_lock:
-            broker = cls._registry.get(name)
-            if broker is None:
-                broker = cls._registry[name] = cls(name)
-            return broker
-
-    @classmethod
-    def drop(cls, url: str) -> None:
-        """Forget the broker of ``url`` and everything queued in it (tests; a fresh start)."""
-        with cls._registry_lock:
-            cls._registry.pop(broker_name(url), None)
-
-    # --- declarations (caller holds the lock) -------------------------------------------------------------
-
-    def declare_exchange(self, spec: ExchangeSpec) -> None:
-        existing = self.exchanges.get(spec.name)
-        if existing is None:
-            self.exchanges[spec.name] = _Exchange(spec)
-        elif (existing.spec.type, existing.spec.arguments) != (spec.type, spec.arguments):
-            raise BrokerError(
-                f"exchange {spec.name!r} exists with other settings ({existing.spec.type}, {existing.spec.arguments})"
-                f" than declared ({spec.type}, {spec.arguments}): PRECONDITION_FAILED"
-            )
-
-    def declare_queue(self, spec: QueueSpec, owner: MemoryConnection) -> None:
-        existing = self.queues.get(spec.name)
-        if existing is None:
-            self.queues[spec.name] = _Queue(spec, owner if spec.exclusive else None)
-        else:
-            old = existing.spec
-            if (old.durable, old.auto_delete, old.exclusive, old.arguments) != (
-                spec.durable,
-                spec.auto_delete,
-                spec.exclusive,
-                spec.arguments,
-            ):
-                raise BrokerError(
-                    f"queue {spec.name!r} exists with other settings than declared: PRECONDITION_FAILED"
-                )
-            if existing.owner is not None and existing.owner is not owner:
-                raise BrokerError(f"queue {spec.name!r} is exclusive to another connection: RESOURCE_LOCKED")
-        for binding in spec.bindings:
-            exchange = self.exchanges.get(binding.exchange)
-            if exchange is None:
-                raise BrokerError(f"cannot bind queue {spec.name!r}: no exchange {binding.exchange!r}")
-            entry = (spec.name, binding.routing_key, dict(binding.arguments))
-            if entry not in exchange.bindings:
-                exchange.bindings.append(entry)
-
-    def delete_queue(self, q: _Queue) -> None:
-        """Drop a queue, its ready messages and its bindings (unacked copies are dropped when settled)."""
-        if self.queues.get(q.spec.name) is q:
-            del self.queues[q.spec.name]
-        q.deleted = True
-        q.messages.clear()
-        for exchange in self.exchanges.values():
-            exchange.bindings = [b for b in exchange.bindings if b[0] != q.spec.name]
-
-    # --- routing ------------------------------------------------------------------------------------------
-
-    def route(
-        self, exchange_name: str, routing_key: str, headers: dict[str, Any] | None
-    ) -> list[_Queue] | None:
-        """The queues a message reaches (following alternate exchanges), or None if the exchange is missing."""
-        if exchange_name == "":
-            q = self.queues.get(routing_key)  # the default exchange: direct to the queue of that name
-            return [q] if q is not None else []
-        exchange = self.exchanges.get(exchange_name)
-        if exchange is None:
-            return None
-        seen = {exchange_name}
-        while True:
-            names = self._bound_queues(exchange, routing_key, headers)
-            if names:
-                return [self.queues[n] for n in names if n in self.queues]
-            alternate = exchange.spec.alternate_exchange
-            if not alternate or alternate in seen or alternate not in self.exchanges:
-                return []
-            seen.add(alternate)
-            exchange = self.exchanges[alternate]
-
-    @staticmethod
-    def _bound_queues(exchange: _Exchange, routing_key: str, headers: dict[str, Any] | None) -> list[str]:
-        kind = exchange.spec.type
-        found: dict[str, None] = {}  # ordered set: a queue bound twice gets one copy
-        for queue_name, key, arguments in exchange.bindings:
-            if kind == topology.FANOUT:
-                hit = True
-            elif kind == topology.HEADERS:
-                hit = headers_match(arguments, headers)
-            elif kind == topology.TOPIC:
-                hit = (
-                    key == routing_key
-                    if ("*" not in key and "#" not in key)
-                    else topic_matches(key, routing_key)
-                )
-            else:  # direct
-                hit = key == routing_key
-            if hit:
-                found[queue_name] = None
-        return list(found)
-
-    def enqueue(self, q: _Queue, message: _Message, front: bool = False) -> None:
-        if q.deleted:
-            return
-        if front:
-            q.messages.appendleft(message)
-        else:
-            q.messages.append(message)
-
-    def dispatch(self, q: _Queue) -> None:
-        """Hand ready messages to consumers with room, round-robin."""
-        messages, consumers = q.messages, q.consumers
-        while messages and consumers:
-            count = len(consumers)
-            start = q.next_consumer % count
-            for i in range(count):
-                consumer = consumers[(start + i) % count]
-                if consumer.has_room():
-                    q.next_consumer = (start + i + 1) % count
-                    break
-            else:
-                return
-            consumer.connection._deliver(consumer, messages.popleft())
-
-    def dead_letter(self, q: _Queue, message: _Message) -> None:
-        """Republish a rejected message to the queue's dead-letter exchange, with ``x-death`` (RabbitMQ's
-        format, newest first; a second death in the same queue for the same reason counts up)."""
-        dlx = q.spec.dead_letter_exchange
-        if dlx is None:
-            return
-        headers = dict(message.headers or {})
-        deaths = [dict(d) for d in headers.get("x-death", [])]
-        for i, death in enumerate(deaths):
-            if death.get("queue") == q.spec.name and death.get("reason") == "rejected":
-                death["count"] = death.get("count", 1) + 1
-                death["time"] = time.time()
-                deaths.insert(0, deaths.pop(i))
-                break
-        else:
-            deaths.insert(
-                0,
-                {
-                    "count": 1,
-                    "reason": "rejected",
-                    "queue": q.spec.name,
-                    "time": time.time(),
-                    "exchange": message.exchange,
-                    "routing-keys": [message.routing_key],
-                },
-            )
-        headers["x-death"] = deaths
-        headers.setdefault("x-first-death-exchange", message.exchange)
-        headers.setdefault("x-first-death-queue", q.spec.name)
-        headers.setdefault("x-first-death-reason", "rejected")
-        routing_key = q.spec.arguments.get("x-dead-letter-routing-key", message.routing_key)
-        for target in self.route(dlx, routing_key, headers) or []:
-            self.enqueue(target, _Message(message.body, dlx, routing_key, headers))
-            self.dispatch(target)
-
 
 _CALL = object()  # inbox marker: a thread-safe callback
 _WAKE = object()  # inbox marker: just wake up (connection broken)
@@ -319,9 +50,9 @@ class MemoryConnection(Connection):
         self.name = name
         self._broker = MemoryBroker.for_url(url)
         self._inbox: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-        self._consumers: dict[str, _Consumer] = {}
+        self._consumers: dict[str, Consumer] = {}
         # delivery tag -> (message, queue, consumer or None for basic_get); ascending, for ack(multiple=True)
-        self._unacked: dict[int, tuple[_Message, _Queue, _Consumer | None]] = {}
+        self._unacked: dict[int, tuple[Message, Queue, Consumer | None]] = {}
         self._tags = itertools.count(1)
         self._consumer_tags = itertools.count(1)
         self._closed = False
@@ -338,13 +69,13 @@ class MemoryConnection(Connection):
         if self._closed:
             raise BrokerError(f"connection {self.name!r} to {self.url} is closed")
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> Queue:
         q = self._broker.queues.get(name)
         if q is None:
             raise BrokerError(f"no queue {name!r} on {self.url}: NOT_FOUND")
         return q
 
-    def _deliver(self, consumer: _Consumer, message: _Message) -> None:
+    def _deliver(self, consumer: Consumer, message: Message) -> None:
         """Called by the broker (lock held, any thread): record the delivery and queue it for our owner."""
         tag = next(self._tags)
         self._unacked[tag] = (message, consumer.queue, consumer)
@@ -353,7 +84,7 @@ class MemoryConnection(Connection):
         delivery = _delivery(consumer.queue.spec.name, message, tag)
         self._inbox.put((consumer, delivery))
 
-    def _settle(self, tag: int) -> tuple[_Message, _Queue]:
+    def _settle(self, tag: int) -> tuple[Message, Queue]:
         """Forget an unacked delivery (lock held); the caller decides its fate."""
         try:
             message, q, consumer = self._unacked.pop(tag)
@@ -374,7 +105,7 @@ class MemoryConnection(Connection):
         self._broker.enqueue(q, message, front=True)
         self._broker.dispatch(q)
 
-    def _remove_consumer(self, consumer: _Consumer) -> None:
+    def _remove_consumer(self, consumer: Consumer) -> None:
         consumer.active = False
         self._consumers.pop(consumer.tag, None)
         q = consumer.queue
@@ -398,7 +129,7 @@ class MemoryConnection(Connection):
         broker = self._broker
         with broker.lock:
             self._check_open()
-            routed: list[tuple[list[_Queue], OutgoingMessage]] = []
+            routed: list[tuple[list[Queue], OutgoingMessage]] = []
             for m in messages:
                 targets = broker.route(m.exchange, m.routing_key, m.headers)
                 if targets is None:
@@ -409,11 +140,11 @@ class MemoryConnection(Connection):
                         f"message to exchange {m.exchange!r} with routing key {m.routing_key!r} routes to no queue"
                     )
                 routed.append((targets, m))
-            touched: dict[int, _Queue] = {}
+            touched: dict[int, Queue] = {}
             for targets, m in routed:
                 headers = dict(m.headers) if m.headers else None
                 for q in targets:
-                    q.messages.append(_Message(m.body, m.exchange, m.routing_key, headers))
+                    q.messages.append(Message(m.body, m.exchange, m.routing_key, headers))
                     touched[id(q)] = q
             for q in touched.values():
                 broker.dispatch(q)
@@ -424,7 +155,7 @@ class MemoryConnection(Connection):
             self._check_open()
             q = self._queue(queue)
             tag = f"{self.name}.ctag{next(self._consumer_tags)}"
-            consumer = _Consumer(tag, q, on_message, max(0, prefetch), self)
+            consumer = Consumer(tag, q, on_message, max(0, prefetch), self)
             self._consumers[tag] = consumer
             q.consumers.append(consumer)
             self._broker.dispatch(q)
@@ -550,7 +281,7 @@ class MemoryConnection(Connection):
         broker = self._broker
         for consumer in list(self._consumers.values()):
             self._remove_consumer(consumer)
-        touched: dict[int, _Queue] = {}
+        touched: dict[int, Queue] = {}
         # Newest first onto the front of each queue, so the oldest ends up first again.
         for tag in reversed(list(self._unacked)):
             message, q, consumer = self._unacked.pop(tag)
@@ -579,7 +310,7 @@ class MemoryConnection(Connection):
         self._inbox.put((_WAKE, None))
 
 
-def _delivery(queue: str, message: _Message, tag: int) -> Delivery:
+def _delivery(queue: str, message: Message, tag: int) -> Delivery:
     """What a consumer (or a get) receives of a stored message."""
     return Delivery(queue=queue, body=message.body, delivery_tag=tag, routing_key=message.routing_key,
                     exchange=message.exchange, redelivered=message.redelivered,

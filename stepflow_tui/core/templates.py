@@ -171,3 +171,64 @@ def template_variables(
         result["source_path"] = source_path
         result.update(path_variables(source_path))
     return result
+
+
+# --- StepFlow's ``<%= … %>`` expressions inside templates ---------------------------------------------------
+
+_EEX_TAG = re.compile(r"<%(=?)(.*?)%>", re.DOTALL)
+
+
+def split_expressions(template: str) -> list[tuple[str, str]]:
+    """Split ``template`` into ("text", part) and ("expression", source) pieces. Only output tags
+    ``<%= … %>`` are expressions; a statement tag ``<% … %>`` or an unclosed ``<%`` raises `TemplateError`."""
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    for match in _EEX_TAG.finditer(template):
+        if not match.group(1):
+            raise TemplateError(f"EEx statement {match.group(0)!r} in {template!r} is not supported "
+                                "(only <%= expression %>)")
+        if match.start() > position:
+            pieces.append(("text", template[position:match.start()]))
+        pieces.append(("expression", match.group(2)))
+        position = match.end()
+    rest = template[position:]
+    if "<%" in rest:
+        raise TemplateError(f"unclosed '<%' in {template!r} (an expression is written <%= … %>)")
+    if rest or not pieces:
+        pieces.append(("text", rest))
+    return pieces
+
+
+def check_template_with_expressions(template: str) -> list[str]:
+    """Check a template that may hold ``<%= … %>`` expressions: its ``{name}`` parts and every expression
+    (against the safe subset of `core.expressions`). Return the variable names the expressions read; raise
+    `TemplateError` naming the expression that is not supported."""
+    from stepflow_tui.core.expressions import ExpressionError, compile_expression
+
+    names: list[str] = []
+    for kind, piece in split_expressions(template):
+        if kind == "text":
+            check_template(piece)
+            continue
+        try:
+            names.extend(name for name in compile_expression(piece).names if name not in names)
+        except ExpressionError as error:
+            raise TemplateError(str(error)) from None
+    return names
+
+
+def render_with_expressions(template: str, variables: Mapping[str, Any]) -> str:
+    """Render ``template`` as StepFlow does: ``{name}`` parts substituted, each ``<%= … %>`` evaluated by the
+    safe evaluator over ``variables`` and inserted as `format_value` shows it. Errors are `TemplateError`."""
+    from stepflow_tui.core.expressions import ExpressionError, compile_expression
+
+    parts: list[str] = []
+    for kind, piece in split_expressions(template):
+        if kind == "text":
+            parts.append(render(piece, variables))
+            continue
+        try:
+            parts.append(format_value(compile_expression(piece).evaluate(variables)))
+        except ExpressionError as error:
+            raise TemplateError(str(error)) from None
+    return "".join(parts)

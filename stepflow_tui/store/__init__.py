@@ -1,6 +1,6 @@
 """The state store: a ``State`` persisted in TinyDB files (lock file, atomic writes, batched flushes).
 
-    store = Store(path)            # path: default_path() unless --db / $STEPFLOW_DB
+    store = Store(path)            # path: --db, else $STEPFLOW_DB, else cli.default_db()
     state = store.open()           # StoreLocked / StoreCorrupt / StoreError
     with store.lock:               # mutate the State, mark what changed (state.mark_job, ...)
         ...
@@ -12,9 +12,10 @@
 The layout and the guarantees are described in docs/state.md.
 """
 
+from .documents import FORMAT_VERSION, SHARD_SIZE
 from .errors import StoreCorrupt, StoreError, StoreLocked
 from .storage import AtomicJSONStorage
-from .store import FORMAT_VERSION, SHARD_SIZE, FlushStats, Store, default_path, read_state
+from .store import FlushStats, Store, read_state
 
 __all__ = [
     "FORMAT_VERSION",
@@ -25,6 +26,5 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "StoreLocked",
-    "default_path",
     "read_state",
 ]

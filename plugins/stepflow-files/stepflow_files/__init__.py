@@ -19,9 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
-from stepflow_tui import hookimpl
-from stepflow_tui.plugins import JobType
-from stepflow_tui.worker.context import JobContext, WorkerImplementation
+from stepflow_tui import JobContext, JobType, WorkerImplementation, hookimpl
 
 __version__ = "0.1.0"
 

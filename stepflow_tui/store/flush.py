@@ -1,0 +1,197 @@
+"""What a flush writes: the Store's view of its files, and the plan that brings them up to date with a State.
+
+`Persisted` mirrors what is on disk (or about to be): which jobs each shard holds, their serialised entries
+(an LRU of whole shards), the workflows' index documents and definitions, and what is still to be written.
+`Persisted.plan` serialises what a State marks dirty or deleted into a `Plan`; `store.Store` writes it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepflow_tui.core.model import State
+
+from .documents import FORMAT_VERSION, SHARD_SIZE, shard_entry, shard_text, workflow_body, workflow_text
+from .storage import dumps, tinydb_text
+
+#: Jobs whose serialised shard documents stay in memory between flushes (whole shards, by recency of use).
+CACHED_JOBS = 8000
+
+
+@dataclass
+class Plan:
+    """What one flush writes, serialised under the state lock, written after releasing it."""
+
+    shards: dict[int, str | None] = field(default_factory=dict)  # None: the shard is now empty, remove it
+    definitions: dict[int, str | None] = field(default_factory=dict)  # None: workflow deleted, remove it
+    index: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+class Persisted:
+    """What is on disk (or about to be), filled by the load and owned by flush under its flush lock."""
+
+    def __init__(self) -> None:
+        self.shard_size = SHARD_SIZE  # jobs per shard: that of the files once loaded
+        self.shard_members: dict[int, set[int]] = {}  # shard -> job ids persisted in it
+        # shard -> job id -> the job's entry in the shard's JSON (see documents.shard_entry)
+        self.shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()
+        self.job_workflow: dict[int, int] = {}  # job id -> workflow id, to drop a deleted workflow's jobs
+        # workflow id -> (its index document without updated_at, updated_at), as the next index holds them
+        self.workflow_docs: dict[int, tuple[str, str]] = {}
+        self.definitions: dict[int, Any] = {}  # workflow id -> the definition object its file holds
+        self.written_meta: dict[str, Any] | None = None
+        self.pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
+        self.pending_definitions: set[int] = set()  # definition files to write (or remove) still
+        self.pending_index = False
+
+    def cached_shard(self, shard: int, state: State) -> dict[int, str]:
+        """The serialised documents of a shard, serialising its jobs from the State on first use."""
+        cache = self.shard_cache.get(shard)
+        if cache is not None:
+            self.shard_cache.move_to_end(shard)
+            return cache
+        members = self.shard_members.setdefault(shard, set())
+        cache = {}
+        for job_id in sorted(members):
+            job = state.jobs.get(job_id)
+            if job is None:  # dropped from the State without a delete mark: the State is the truth
+                members.discard(job_id)
+                self.job_workflow.pop(job_id, None)
+                continue
+            cache[job_id] = shard_entry(job)
+        self.shard_cache[shard] = cache
+        return cache
+
+    def plan(self, state: State) -> Plan:
+        """Serialise what ``state`` marks dirty or deleted (and what an earlier flush failed to write), and
+        clear the State's marks."""
+        plan = Plan()
+        deleted_workflows = set(state.deleted_workflows)
+        deleted_workflows |= {wf_id for wf_id in state.dirty_workflows if wf_id not in state.workflows}
+        deleted_jobs = set(state.deleted_jobs)
+        deleted_jobs |= {job_id for job_id in state.dirty_jobs if job_id not in state.jobs}
+        index_dirty = self.pending_index
+        if deleted_workflows:
+            index_dirty = True
+            deleted_jobs |= self._drop_workflows(deleted_workflows, state)
+        self._drop_jobs(deleted_jobs)
+        self._update_jobs(state, deleted_jobs)
+        index_dirty |= self._update_workflows(state, deleted_workflows)
+        self._plan_shards(plan, state)
+        self._plan_index(plan, state, index_dirty)
+        self._plan_definitions(plan, state)
+        state.dirty_jobs.clear()
+        state.dirty_workflows.clear()
+        state.deleted_jobs.clear()
+        state.deleted_workflows.clear()
+        return plan
+
+    def _drop_workflows(self, deleted_workflows: set[int], state: State) -> set[int]:
+        """Forget deleted workflows; return the ids of their jobs (persisted or in the State)."""
+        for wf_id in deleted_workflows:
+            self.workflow_docs.pop(wf_id, None)
+            if self.definitions.pop(wf_id, None) is not None or wf_id in self.pending_definitions:
+                self.pending_definitions.add(wf_id)  # its file goes after the index
+        # Rare (an operator's delete): a scan of what is persisted is fine.
+        deleted_jobs = {j for j, wf in self.job_workflow.items() if wf in deleted_workflows}
+        deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
+        return deleted_jobs
+
+    def _drop_jobs(self, deleted_jobs: set[int]) -> None:
+        for job_id in deleted_jobs:
+            shard = job_id // self.shard_size
+            self.job_workflow.pop(job_id, None)
+            members = self.shard_members.get(shard)
+            if members is not None and job_id in members:
+                members.discard(job_id)
+                cache = self.shard_cache.get(shard)
+                if cache is not None:
+                    cache.pop(job_id, None)
+                self.pending_shards.add(shard)
+
+    def _update_jobs(self, state: State, deleted_jobs: set[int]) -> None:
+        for job_id in state.dirty_jobs:
+            if job_id in deleted_jobs:
+                continue
+            job = state.jobs[job_id]
+            if job.workflow_id not in state.workflows:
+                continue  # would be an orphan on load anyway
+            shard = job_id // self.shard_size
+            cache = self.cached_shard(shard, state)
+            cache[job_id] = shard_entry(job)
+            self.shard_members[shard].add(job_id)
+            self.job_workflow[job_id] = job.workflow_id
+            self.pending_shards.add(shard)
+
+    def _update_workflows(self, state: State, deleted_workflows: set[int]) -> bool:
+        """Serialise the dirty workflows; True if the index must be rewritten for them."""
+        index_dirty = False
+        for wf_id in state.dirty_workflows:
+            if wf_id in deleted_workflows:
+                continue
+            body, updated_at = workflow_body(state.workflows[wf_id])
+            known = self.workflow_docs.get(wf_id)
+            # A job status change marks its workflow, but often changes nothing in the index but updated_at,
+            # which the load rebuilds from the jobs: then the index (and its two fsyncs) is not rewritten.
+            if known is None or known[0] != body:
+                index_dirty = True
+            self.workflow_docs[wf_id] = (body, updated_at)
+        return index_dirty
+
+    def _plan_shards(self, plan: Plan, state: State) -> None:
+        for shard in sorted(self.pending_shards):
+            if self.shard_members.get(shard):
+                plan.shards[shard] = shard_text(self.cached_shard(shard, state))
+            else:
+                self.shard_members.pop(shard, None)
+                self.shard_cache.pop(shard, None)
+                plan.shards[shard] = None
+
+    def _plan_index(self, plan: Plan, state: State, index_dirty: bool) -> None:
+        meta = {
+            "format": FORMAT_VERSION,
+            "next_workflow_id": state.next_workflow_id,
+            "next_job_id": state.next_job_id,
+            "shard_size": self.shard_size,
+            "shards": sorted(shard for shard, members in self.shard_members.items() if members),
+        }
+        if index_dirty or meta != self.written_meta:
+            documents = []
+            for wf_id in sorted(state.workflows):
+                workflow = state.workflows[wf_id]
+                known = self.workflow_docs.get(wf_id)
+                if known is None:  # loaded and not changed since: serialised once, then kept
+                    known = self.workflow_docs[wf_id] = workflow_body(workflow)
+                documents.append((wf_id, workflow_text(*known)))
+                if self.definitions.get(wf_id) is not workflow.definition:
+                    # New since the last index (or loaded from a format 1 index): its file comes first.
+                    self.pending_definitions.add(wf_id)
+            plan.index = tinydb_text({"meta": [(1, dumps(meta))], "workflows": documents})
+            plan.meta = meta
+            self.pending_index = True
+        else:
+            for wf_id in state.dirty_workflows:
+                workflow = state.workflows.get(wf_id)
+                if workflow is not None and self.definitions.get(wf_id) is not workflow.definition:
+                    self.pending_definitions.add(wf_id)  # replaced in place: never by the engine
+
+    def _plan_definitions(self, plan: Plan, state: State) -> None:
+        for wf_id in sorted(self.pending_definitions):
+            workflow = state.workflows.get(wf_id)
+            if workflow is None:
+                plan.definitions[wf_id] = None
+            else:
+                plan.definitions[wf_id] = tinydb_text({"definition": [(wf_id, dumps(workflow.definition))]})
+                self.definitions[wf_id] = workflow.definition
+
+    def evict(self) -> None:
+        """Drop the serialised documents of all but the most recently used shards."""
+        # Bounded memory, and the active shards (new jobs get the highest ids) rarely need serialising again.
+        for shard in list(self.shard_cache):
+            if len(self.shard_cache) <= max(8, CACHED_JOBS // self.shard_size):
+                break
+            if shard not in self.pending_shards:
+                del self.shard_cache[shard]

@@ -1,0 +1,219 @@
+"""Loading a State from the state files, and the recovery from an interrupted flush or delete.
+
+Steps' ``job_ids`` and ``counts`` and each workflow's ``updated_at`` are rebuilt from the jobs. Jobs the index
+does not know (a flush whose index never landed) are left out, and their shards rewritten by the next flush.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepflow_tui.core.model import Job, State, Workflow, empty_counts
+
+from .documents import FORMAT_VERSION, SHARD_SIZE, data_files, definition_path, job_from_document, shard_path
+from .errors import StoreCorrupt, StoreError
+from .flush import Persisted
+from .storage import AtomicJSONStorage, keep_corrupt_copy, remove_temp_files
+
+log = logging.getLogger(__name__)
+
+
+def without_gc(load: Callable[[], State]) -> State:
+    """Run ``load`` with the cyclic GC off, and freeze what it loaded out of the collector's reach."""
+    # Loading allocates ~10 containers per job and none is garbage: the cyclic GC would only rescan them
+    # again and again (a third of the load time at 100,000 jobs).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        state = load()
+        # The loaded State lives as long as the process: move it (and whatever exists now) out of the
+        # collector's reach, or every full collection scans it again — a 0.6 s pause at 100,000 jobs, during
+        # which the workbench froze (bench/tui.py). Jobs are freed by reference counting when deleted.
+        gc.freeze()
+        return state
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class StateLoader:
+    """Reads the files of the state at ``path`` into a State, and fills ``persisted`` with what they hold.
+
+    ``owner=False`` (``read_state``): write nothing, and tolerate the changes a live owner makes while we
+    read (a shard removed, shards written before their index).
+    """
+
+    def __init__(self, path: Path, shard_dir: Path, persisted: Persisted, owner: bool = True) -> None:
+        self.path = path
+        self.shard_dir = shard_dir
+        self.persisted = persisted
+        self.owner = owner
+
+    def load(self) -> State:
+        """Load everything (see the class docstring). Raises ``StoreCorrupt`` or ``StoreError``."""
+        owner = self.owner
+        if owner:
+            # We own the lock: temp files are leftovers of a writer that died mid-write.
+            remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
+            remove_temp_files(self.shard_dir)
+        shard_files, definition_files = data_files(self.shard_dir)
+        data = AtomicJSONStorage(self.path, keep_copies=owner).read()
+        if data is None:
+            if shard_files and owner:
+                # Starting empty would drop these jobs and reuse their ids: refuse instead.
+                raise StoreCorrupt(str(self.path), f"the file is missing but {self.shard_dir} holds jobs")
+            return State()
+        meta = self._read_meta(data)
+        shard_size = self.persisted.shard_size = meta.get("shard_size", 1000)  # format 1: 1,000 then
+        if not isinstance(shard_size, int) or shard_size < 1:
+            raise self._corrupt(self.path, f"invalid shard_size {shard_size!r} in the meta document")
+        state = State()
+        for doc_id, document in data.get("workflows", {}).items():
+            workflow = self._read_workflow(doc_id, document, definition_files)
+            if workflow is not None:
+                state.workflows[workflow.id] = workflow
+
+        listed = {int(shard) for shard in meta.get("shards", [])}
+        missing = sorted(listed - set(shard_files))
+        if missing and owner:
+            raise StoreCorrupt(
+                str(shard_path(self.shard_dir, missing[0])), "the job shard listed in the index is missing"
+            )
+        index_next_job_id = int(meta.get("next_job_id", 1 << 62))
+        max_job_id, max_workflow_id = self._read_jobs(state, shard_files, index_next_job_id)
+        max_workflow_id = max([max_workflow_id, *state.workflows, *definition_files])
+        if owner:
+            # Definitions of workflows the index does not list: written by a flush whose index never
+            # landed, or left by a delete interrupted after its index. Their ids are not reused (above).
+            for wf_id, path in definition_files.items():
+                if wf_id not in state.workflows:
+                    path.unlink(missing_ok=True)
+        # Ids are never reused, even those of jobs written by a flush whose index never landed.
+        state.next_job_id = max(int(meta.get("next_job_id", 1)), max_job_id + 1)
+        state.next_workflow_id = max(int(meta.get("next_workflow_id", 1)), max_workflow_id + 1)
+        self.persisted.written_meta = meta
+        return state
+
+    def _read_jobs(self, state: State, shard_files: dict[int, Path], index_next_job_id: int) -> tuple[int, int]:
+        """Add the jobs of every shard to ``state`` and its steps; return the highest job and workflow ids
+        seen (orphans included)."""
+        persisted = self.persisted
+        steps = {(wf.id, step.id): step for wf in state.workflows.values() for step in wf.steps}
+        for step in steps.values():
+            step.job_ids = []
+            step.counts = empty_counts()
+        latest: dict[int, str] = {}  # workflow id -> time of its latest job status change
+        max_job_id = max_workflow_id = orphans = 0
+        for shard in sorted(shard_files):
+            members: set[int] = set()
+            for job in self._read_shard(shard, shard_files[shard]):
+                max_job_id = max(max_job_id, job.id)
+                max_workflow_id = max(max_workflow_id, job.workflow_id)
+                step = steps.get((job.workflow_id, job.step_id))
+                if step is None or job.id >= index_next_job_id:
+                    # Written by a flush whose index never landed (it died, or a live owner is between
+                    # its shard and index writes), or left by a half-done delete: not part of the state
+                    # the index describes; the next flush rewrites the shard without it.
+                    orphans += 1
+                    persisted.pending_shards.add(shard)
+                    continue
+                state.jobs[job.id] = job
+                step.job_ids.append(job.id)
+                step.counts[job.status.value] += 1
+                step.counts["total"] += 1
+                members.add(job.id)
+                persisted.job_workflow[job.id] = job.workflow_id
+                try:
+                    changed = job.history[-1][1]
+                    if changed > latest.get(job.workflow_id, ""):
+                        latest[job.workflow_id] = changed
+                except (IndexError, TypeError, KeyError):
+                    pass  # no history (or not the engine's): updated_at stays as the index has it
+            if members:
+                persisted.shard_members[shard] = members
+        _rebuild_updated_at(state, latest)
+        if orphans:
+            # Expected while reading a live owner's files; after a crash, worth a line in the log.
+            log.log(
+                logging.WARNING if self.owner else logging.DEBUG,
+                "%s: ignored %d jobs the index does not know (an interrupted flush or delete)",
+                self.path,
+                orphans,
+            )
+        return max_job_id, max_workflow_id
+
+    def _read_workflow(self, doc_id: str, document: Any, definition_files: dict[int, Path]) -> Workflow | None:
+        """A workflow of the index, with its definition (inline in format 1, in its own file in format 2).
+        None if its definition file is missing while reading a live owner's files (it was just deleted)."""
+        try:
+            values = dict(document)
+            workflow_id = int(values["id"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._corrupt(self.path, f"workflow document {doc_id}: {error!r}") from None
+        if "definition" not in values:
+            path = definition_files.get(workflow_id, definition_path(self.shard_dir, workflow_id))
+            definitions = AtomicJSONStorage(path, keep_copies=self.owner).read()
+            if definitions is None:
+                if not self.owner:
+                    return None
+                raise StoreCorrupt(str(path), f"the definition of workflow {workflow_id} listed in the index "
+                                              "is missing")
+            try:
+                values["definition"] = definitions["definition"][str(workflow_id)]
+            except (KeyError, TypeError):
+                raise self._corrupt(path, f"no definition of workflow {workflow_id}") from None
+            self.persisted.definitions[workflow_id] = values["definition"]
+        try:
+            return Workflow.from_dict(values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise self._corrupt(self.path, f"workflow document {doc_id}: {error!r}") from None
+
+    def _corrupt(self, path: Path, detail: str) -> StoreCorrupt:
+        return StoreCorrupt(str(path), detail, keep_corrupt_copy(path) if self.owner else None)
+
+    def _read_meta(self, data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        meta_table = data.get("meta")
+        if not meta_table:
+            if any(data.values()):
+                raise StoreError(
+                    f"{self.path} is not a stepflow state file (no meta table); use another --db"
+                )
+            return {"format": FORMAT_VERSION, "shard_size": SHARD_SIZE}
+        meta = meta_table.get("1")
+        if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+            raise self._corrupt(self.path, "the meta document has no format version")
+        if meta["format"] > FORMAT_VERSION:
+            raise StoreError(
+                f"state file {self.path} has format version {meta['format']}, newer than this stepflow "
+                f"understands ({FORMAT_VERSION}); upgrade stepflow or use another --db"
+            )
+        return meta
+
+    def _read_shard(self, shard: int, path: Path) -> list[Job]:
+        # The shard's TinyDB table is read straight from the storage: TinyDB's Table.all() copies every
+        # document into a Document, which costs as much as parsing the file.
+        data = AtomicJSONStorage(path, keep_copies=self.owner).read() or {}
+        jobs = []
+        for doc_id, document in data.get("jobs", {}).items():
+            try:
+                job = job_from_document(document)
+            except (KeyError, TypeError, ValueError) as error:
+                raise self._corrupt(path, f"job document {doc_id}: {error!r}") from None
+            if str(job.id) != doc_id or job.id // self.persisted.shard_size != shard:
+                raise self._corrupt(path, f"job document {doc_id} holds job {job.id}")
+            jobs.append(job)
+        jobs.sort(key=lambda job: job.id)
+        return jobs
+
+
+def _rebuild_updated_at(state: State, latest: dict[int, str]) -> None:
+    for wf_id, changed in latest.items():
+        # The index is not rewritten when only updated_at changed (every job status change sets it
+        # to that change's time): the jobs, flushed with it, hold the newer value.
+        workflow = state.workflows[wf_id]
+        if not isinstance(workflow.updated_at, str) or changed > workflow.updated_at:
+            workflow.updated_at = changed
