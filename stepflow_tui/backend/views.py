@@ -86,6 +86,18 @@ class Update:
     messages: tuple[str, ...] = field(default_factory=tuple)  # notices for the operator (errors, warnings)
 
 
+def merge_updates(first: Update, second: Update) -> Update:
+    """One update that says everything both say (the later connection state wins)."""
+    return Update(
+        workflow_ids=first.workflow_ids | second.workflow_ids,
+        job_ids=first.job_ids | second.job_ids,
+        queues=first.queues or second.queues,
+        workers=first.workers or second.workers,
+        connection=second.connection if second.connection is not None else first.connection,
+        messages=first.messages + second.messages,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 # The HTTP API (stepflow_tui/service) and its client (backend/remote.py) exchange these as plain JSON objects.
 

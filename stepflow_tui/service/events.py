@@ -12,8 +12,7 @@ import threading
 
 from aiohttp import web
 
-from stepflow_tui.backend.views import Update, update_to_dict
-from stepflow_tui.tui.source import merge_updates
+from stepflow_tui.backend.views import Update, merge_updates, update_to_dict
 
 from .keys import HEARTBEAT, HUB
 

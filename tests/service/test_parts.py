@@ -174,9 +174,9 @@ def test_remote_backend_has_the_backend_api() -> None:
     """What the workbench (`WorkbenchBackend`) and the CLI use of `Backend`, with the same parameters."""
     import inspect
 
+    from stepflow_tui.backend import WorkbenchBackend
     from stepflow_tui.backend.backend import Backend
     from stepflow_tui.backend.remote import RemoteBackend
-    from stepflow_tui.tui.source import WorkbenchBackend
 
     names = {n for n, v in vars(WorkbenchBackend).items() if callable(v) and not n.startswith("_")}
     names |= {"running_count", "wait_until_running", "stop", "start"}
