@@ -51,7 +51,7 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
-from stepflow_tui.core.engine import timeout_reason
+from stepflow_tui.core.dispatch import timeout_reason
 from stepflow_tui.core.protocol import (
     DROP_JOBS,
     DROPPED_REASON,
