@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from stepflow_tui.backend.backend import _page
+from stepflow_tui.backend.reads import _page
 from stepflow_tui.core.model import JobStatus
 
 IDS = list(range(10, 30))  # a step's jobs, in its order

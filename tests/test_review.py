@@ -121,7 +121,8 @@ def test_following_a_paused_workflow_with_nothing_running_ends_and_says_how_to_g
     import io
     import threading
 
-    from stepflow_tui.cli import EXIT_FAILED, follow
+    from stepflow_tui.cli.follow import follow
+    from stepflow_tui.cli.options import EXIT_FAILED
 
     foreign = ForeignWorker(memory_url, "ext")
     try:

@@ -1,9 +1,9 @@
 """The workbench app: wires a backend to the main screen. Read this file as the table of contents.
 
-- `source.py`        the `WorkbenchBackend` protocol the app needs, and `UpdateRelay` (coalesced updates)
-- `screens/main.py`  header, tree, detail, queues, log, and the actions (s r a p d x / w l ? q)
+- `source.py`        `UpdateRelay`: the backend's updates, coalesced, into the UI thread
+- `screens/main.py`  header, tree, detail, queues, log; its actions (s r a p d x / w l ? q) in `main_commands.py`
 - `screens/*.py`     start (picker + form), confirm, filter, workers, help — one per module
-- `widgets/*.py`     the tree, the detail pane, the queues panel, the header, the log panel
+- `widgets/*.py`     the tree (`fast_tree.py`: its Textual overrides), the detail, queues, header and log panes
 - `keys.py`          every key with its help text (footer, command palette, help screen)
 """
 
@@ -20,10 +20,11 @@ from textual.app import App, SystemCommand
 from textual.message import Message
 from textual.screen import Screen
 
+from stepflow_tui.backend import WorkbenchBackend
 from stepflow_tui.tui.collector import IdleCollector
 from stepflow_tui.tui.keys import WORKBENCH_KEYS, display_key
 from stepflow_tui.tui.screens.main import MainScreen
-from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
+from stepflow_tui.tui.source import UpdateRelay
 
 
 def utc_now() -> datetime:

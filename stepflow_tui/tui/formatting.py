@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from stepflow_tui.backend.views import JobView, StepView, WorkflowView
+from stepflow_tui.backend import WORKFLOW_FINAL, JobView, StepView, WorkflowView
 
 #: Icon and style of every status (jobs, steps, workflows share the vocabulary).
 STATUS_ICONS: dict[str, str] = {
@@ -46,9 +46,6 @@ STATUS_MEANINGS: tuple[tuple[str, str], ...] = (
     ("paused", "workflow does not dispatch its queued jobs until resumed (p)"),
     ("aborted", "workflow stopped by the operator (a); its unfinished jobs are stopped"),
 )
-#: Statuses a workflow can be in once nothing more will happen.
-FINISHED_WORKFLOW = frozenset({"completed", "error", "aborted"})
-FINAL_JOB = frozenset({"completed", "error", "skipped", "stopped"})
 #: The step counts shown on a step line, in order.
 STEP_COUNT_KEYS: tuple[str, ...] = ("completed", "processing", "queued", "retrying", "error", "skipped", "stopped")
 
@@ -90,7 +87,7 @@ def age(value: str | None, now: datetime) -> str:
 
 def workflow_status(view: WorkflowView) -> str:
     """The status to show: ``paused`` wins while the workflow is still running."""
-    if view.paused and view.status not in FINISHED_WORKFLOW:
+    if view.paused and view.status not in WORKFLOW_FINAL:
         return "paused"
     return view.status
 

@@ -116,7 +116,7 @@ class FakeJobState:
 
 @dataclass
 class FakeBackend:
-    """Implements `stepflow_tui.tui.source.WorkbenchBackend` over fixed data."""
+    """Implements `stepflow_tui.backend.WorkbenchBackend` over fixed data."""
 
     read_only: bool = False
     broker_display_url: str = "amqp://stepflow:***@rabbit.example:5672/prod"

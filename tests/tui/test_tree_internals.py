@@ -1,5 +1,6 @@
-"""WorkflowTree overrides three Textual internals for speed and garbage (widgets/tree.py). Each must give what
-Textual's own gives, so that a Textual upgrade that changes them fails here, not on an operator's screen."""
+"""FastTree overrides Textual internals for speed and garbage (widgets/fast_tree.py); WorkflowTree inherits them
+and overrides none itself. Each must give what Textual's own gives, so that a Textual upgrade that changes them
+fails here, not on an operator's screen."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ import gc
 
 from textual.widgets import Tree
 
-from stepflow_tui.tui.widgets.tree import NodeRef
+from stepflow_tui.tui.widgets.fast_tree import FastTree
+from stepflow_tui.tui.widgets.tree import NodeRef, WorkflowTree
 
 from .helpers import big_step, load_page, make_app, settle
 
 SIZE = (120, 36)
+
+
+def test_the_overrides_live_in_the_base_widget_only():
+    overridden = {"_build", "_clear_line_cache", "get_label_width"}
+    assert overridden <= set(vars(FastTree))
+    assert not overridden & set(vars(WorkflowTree))
 
 
 def line_index(tree) -> list[tuple[int, bool, int, int]]:
@@ -31,7 +39,7 @@ async def test_the_line_index_matches_textuals_and_leaves_no_garbage_cycle():
             tree.show_root = show_root
             Tree._build(tree)
             textual_lines, textual_size, textual_cursor = line_index(tree), tree.virtual_size, tree.cursor_line
-            tree._build()
+            FastTree._build(tree)
             assert line_index(tree) == textual_lines
             assert len(textual_lines) > 400 or show_root  # (with the root shown, its line alone: collapsed)
             assert (tree.virtual_size, tree.cursor_line) == (textual_size, textual_cursor)
@@ -56,7 +64,7 @@ async def test_label_width_matches_rendering_the_label():
                  tree.node_for(NodeRef("job", 15, 1, 100_000)), tree.node_for(NodeRef("more", 15, 1))]
         for node in nodes + list(tree.root.children):
             assert node is not None
-            assert tree.get_label_width(node) == Tree.get_label_width(tree, node), str(node.label)
+            assert FastTree.get_label_width(tree, node) == Tree.get_label_width(tree, node), str(node.label)
 
 
 async def test_clearing_the_line_cache_leaves_no_cycle():

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
-from stepflow_tui.tui.widgets.tree import FILTER_STATUSES, TreeFilter
+from stepflow_tui.tui.widgets.tree_refs import FILTER_STATUSES, TreeFilter
 
 
 class FilterScreen(ModalScreen[TreeFilter | None]):

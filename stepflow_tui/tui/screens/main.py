@@ -1,11 +1,9 @@
-"""The main screen: header, tree, detail pane, queues panel, log panel — and the actions on the selection."""
+"""The main screen: header, tree, detail pane, queues panel, log panel; its actions are in `main_commands.py`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Any
 
@@ -16,35 +14,36 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Tree
 
-from stepflow_tui.backend.views import Update, WorkerView, WorkflowView
-from stepflow_tui.broker.base import QueueState
-from stepflow_tui.core.definitions import WorkflowDefinition
-from stepflow_tui.ops import NO_ORIGIN, redrive_summary
-from stepflow_tui.tui.formatting import FINAL_JOB, FINISHED_WORKFLOW, workflow_status
+from stepflow_tui.backend import (
+    JOB_FINAL,
+    WORKFLOW_FINAL,
+    QueueState,
+    Update,
+    WorkbenchBackend,
+    WorkerView,
+    WorkflowDefinition,
+    WorkflowView,
+)
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
-from stepflow_tui.tui.screens.confirm import ConfirmScreen
-from stepflow_tui.tui.screens.filter import FilterScreen
-from stepflow_tui.tui.screens.help import HelpScreen
-from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
+from stepflow_tui.tui.screens.main_commands import MainCommands
 from stepflow_tui.tui.screens.workers import WorkersScreen
-from stepflow_tui.tui.source import UpdateRelay, WorkbenchBackend
+from stepflow_tui.tui.source import UpdateRelay
 from stepflow_tui.tui.widgets.detail import DetailPane, job_detail, step_detail, workflow_detail
 from stepflow_tui.tui.widgets.footer import WorkbenchFooter
 from stepflow_tui.tui.widgets.header import StatusHeader
 from stepflow_tui.tui.widgets.log import LogPanel, PanelLogHandler
 from stepflow_tui.tui.widgets.queues import QueuesPanel
-from stepflow_tui.tui.widgets.tree import PAGER_LINES, NodeRef, TreeFilter, WorkflowTree
+from stepflow_tui.tui.widgets.tree import WorkflowTree
+from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef
 
 logger = logging.getLogger("stepflow_tui.tui")
 
 #: Seconds between redraws of the detail pane's relative times while it shows a live item.
 DETAIL_TICK = 2.0
-#: How long a command may take before the operator is told it timed out (the backend keeps working on it).
-COMMAND_TIMEOUT = 30.0
 
 
-class MainScreen(Screen[None]):
-    """Everything an operator watches, and the keys that act on the selection."""
+class MainScreen(MainCommands, Screen[None]):
+    """Everything an operator watches, and the keys that act on the selection (`MainCommands`)."""
 
     CSS_PATH = "main.tcss"
     BINDINGS = [Binding(key.key, key.action, key.label, tooltip=key.help) for key in WORKBENCH_KEYS]
@@ -252,9 +251,9 @@ class MainScreen(Screen[None]):
         if ref.kind == "job":
             record = self._detail_record
             return (record is not None and record.get("id") == ref.job_id
-                    and record.get("status") not in FINAL_JOB)
+                    and record.get("status") not in JOB_FINAL)
         view = self.tree.views.get(ref.workflow_id)
-        return view is not None and view.status not in FINISHED_WORKFLOW
+        return view is not None and view.status not in WORKFLOW_FINAL
 
     def _redraw_detail(self) -> None:
         """Draw the detail of the selection again with the clock's time, from what is already read."""
@@ -278,258 +277,9 @@ class MainScreen(Screen[None]):
         if self._ready and not self._detail_is_live():
             self._redraw_detail()
 
-    def _definition(self, identifier: str) -> WorkflowDefinition | None:
-        return next((d for d in self.definitions if d.identifier == identifier), None)
-
-    # -- commands -----------------------------------------------------------------------------------------
-    @work(thread=True, group="commands", exit_on_error=False, description="run a command")
-    def run_command(self, what: str, call: Callable[[], Future[Any]],
-                    on_done: Callable[[Any], None] | None = None) -> None:
-        """Send a command and wait for its future off the UI thread; notify when it fails."""
-        logger.info("%s", what)
-        try:
-            result = call().result(timeout=COMMAND_TIMEOUT)
-        except FutureTimeout:
-            message = f"{what}: no answer from the backend after {COMMAND_TIMEOUT:.0f}s"
-        except Exception as error:  # every failure becomes a notification, never a crash
-            message = f"{what} failed: {error}"
-        else:
-            if on_done is not None:
-                self.app.call_from_thread(on_done, result)
-            return
-        logger.error("%s", message)
-        self.app.call_from_thread(self.notify, message, severity="error", timeout=8)
-
-    def refused(self, action: str) -> bool:
-        """In read-only mode: say so and return True."""
-        if self.read_only:
-            self.notify(f"read-only mode: {action} refused", severity="warning")
-            return True
-        return False
-
-    def _selected(self, *kinds: str) -> NodeRef | None:
-        ref = self.tree.selected_ref
-        if ref is None or ref.kind not in kinds:
-            wanted = " or ".join(kinds)
-            self.notify(f"select a {wanted} first", severity="warning")
-            return None
-        return ref
-
-    def _workflow_of_selection(self, action: str) -> WorkflowView | None:
-        ref = self._selected("workflow", "step", "job", *PAGER_LINES)
-        if ref is None:
-            return None
-        view = self.tree.views.get(ref.workflow_id)
-        if view is None:
-            self.notify(f"{action}: workflow #{ref.workflow_id} is gone", severity="warning")
-        return view
-
-    # -- actions ------------------------------------------------------------------------------------------
-    def action_start(self) -> None:
-        if self.refused("start"):
-            return
-        if not self.definitions:
-            self.notify("no workflow definitions are installed (see `stepflow plugins`)", severity="warning")
-            return
-        self.app.push_screen(DefinitionPicker(self.definitions), self._picked)
-
-    def _picked(self, definition: WorkflowDefinition | None) -> None:
-        if definition is not None:
-            self.app.push_screen(StartForm(definition), lambda values: self._start(definition, values))
-
-    def _start(self, definition: WorkflowDefinition, values: dict[str, str] | None) -> None:
-        if values is None:
-            return
-
-        def started(workflow_id: int) -> None:
-            self.notify(f"started workflow #{workflow_id} {definition.identifier}")
-            self._select_when_shown = workflow_id
-            if workflow_id in self.tree.views:
-                self.tree.select_workflow(workflow_id)
-
-        self.run_command(f"start {definition.identifier}",
-                         lambda: self.backend.start_workflow(definition.identifier, values), started)
-
-    def action_retry(self) -> None:
-        if self.refused("retry"):
-            return
-        ref = self._selected("workflow", "step", "job")
-        if ref is None:
-            return
-        if ref.kind == "job" and ref.job_id is not None:
-            job_id = ref.job_id
-            self.run_command(f"retry job #{job_id}", lambda: self.backend.retry_job(job_id),
-                             lambda _: self.notify(f"job #{job_id} queued again"))
-            return
-        self._confirm_retry(ref)
-
-    @work(thread=True, group="commands", exit_on_error=False, description="count failed jobs")
-    def _confirm_retry(self, ref: NodeRef) -> None:
-        try:
-            count = self.backend.count_failed(ref.workflow_id, ref.step_id)
-        except Exception as error:  # tell, do not crash
-            self.app.call_from_thread(self.notify, f"cannot count failed jobs: {error}", severity="error")
-            return
-        self.app.call_from_thread(self._ask_retry, ref, count)
-
-    def _ask_retry(self, ref: NodeRef, count: int) -> None:
-        view = self.tree.views.get(ref.workflow_id)
-        name = f"workflow #{ref.workflow_id}" + (f" {view.identifier}" if view else "")
-        if ref.kind == "step" and view is not None:
-            step = next((s for s in view.steps if s.id == ref.step_id), None)
-            name = f"step '{step.label or step.name if step else ref.step_id}'"
-        if count == 0:
-            self.notify(f"no failed jobs in {name}", severity="information")
-            return
-        jobs = "job" if count == 1 else "jobs"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_command(f"retry {count} failed {jobs} of {name}",
-                                 lambda: self.backend.retry_failed(ref.workflow_id, ref.step_id),
-                                 lambda n: self.notify(f"{n} {jobs} queued again"))
-
-        detail = f"Workflow #{ref.workflow_id}. Each failed job gets a new order; its history is kept."
-        self.app.push_screen(ConfirmScreen(f"Retry {count} failed {jobs} of {name}?", detail,
-                                           confirm_label="Retry"), answered)
-
-    def action_abort(self) -> None:
-        if self.refused("abort"):
-            return
-        view = self._workflow_of_selection("abort")
-        if view is None:
-            return
-        if view.status in FINISHED_WORKFLOW:
-            self.notify(f"workflow #{view.id} has ended ({view.status}): nothing to abort", severity="warning")
-            return
-        workflow_id = view.id
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_command(f"abort workflow #{workflow_id}", lambda: self.backend.abort(workflow_id),
-                                 lambda _: self.notify(f"workflow #{workflow_id} aborted"))
-
-        left = view.total - view.done - view.counts.get("error", 0)
-        self.app.push_screen(ConfirmScreen(
-            f"Abort workflow #{workflow_id} {view.identifier}?",
-            f"{left} unfinished jobs are stopped; nothing more is dispatched.", confirm_label="Abort",
-            destructive=True), answered)
-
-    def action_pause(self) -> None:
-        if self.refused("pause/resume"):
-            return
-        view = self._workflow_of_selection("pause")
-        if view is None:
-            return
-        if view.status in FINISHED_WORKFLOW:
-            self.notify(f"workflow #{view.id} has ended ({view.status}): nothing to pause", severity="warning")
-            return
-        workflow_id = view.id
-        if view.paused or workflow_status(view) == "paused":
-            self.run_command(f"resume workflow #{workflow_id}", lambda: self.backend.resume(workflow_id),
-                             lambda _: self.notify(f"workflow #{workflow_id} resumed"))
-        else:
-            self.run_command(f"pause workflow #{workflow_id}", lambda: self.backend.pause(workflow_id),
-                             lambda _: self.notify(f"workflow #{workflow_id} paused: queued jobs wait"))
-
-    def action_delete(self) -> None:
-        if self.refused("delete"):
-            return
-        view = self._workflow_of_selection("delete")
-        if view is None:
-            return
-        if view.status not in FINISHED_WORKFLOW:
-            self.notify(f"workflow #{view.id} is {workflow_status(view)}: abort it before deleting it",
-                        severity="warning")
-            return
-        workflow_id = view.id
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_command(f"delete workflow #{workflow_id}", lambda: self.backend.delete(workflow_id),
-                                 lambda _: self.notify(f"workflow #{workflow_id} deleted"))
-
-        self.app.push_screen(ConfirmScreen(
-            f"Delete workflow #{workflow_id} {view.identifier} and its {view.total} jobs?",
-            "Its state and history are removed; output files stay where they are.", confirm_label="Delete",
-            destructive=True), answered)
-
-    def action_cancel_job(self) -> None:
-        if self.refused("cancel job"):
-            return
-        ref = self._selected("job")
-        if ref is None or ref.job_id is None:
-            return
-        job_id = ref.job_id
-        status = self.tree.job_status(job_id)
-        if status in FINAL_JOB:
-            self.notify(f"job #{job_id} has ended ({status}): nothing to cancel", severity="warning")
-            return
-        self.run_command(f"cancel job #{job_id}", lambda: self.backend.cancel_job(job_id),
-                         lambda _: self.notify(f"job #{job_id} cancelled"))
-
     @on(QueuesPanel.RedriveRequested)
     def _on_redrive_requested(self, _event: QueuesPanel.RedriveRequested) -> None:
         self.action_redrive()
 
-    def action_redrive(self) -> None:
-        """Redrive the dead letters (from the queues panel's R, or the command palette)."""
-        if not self.refused("redrive dead letters"):
-            self._count_dead_letters()
-
-    @work(thread=True, group="commands", exit_on_error=False, description="count dead letters")
-    def _count_dead_letters(self) -> None:
-        """A dry run first: the confirmation shows what is there now, per original queue."""
-        try:
-            counts = self.backend.redrive_dead_letters(dry_run=True).result(timeout=COMMAND_TIMEOUT)
-        except Exception as error:  # tell, do not crash
-            self.app.call_from_thread(self.notify, f"cannot count the dead letters: {error}", severity="error")
-            return
-        self.app.call_from_thread(self._ask_redrive, counts)
-
-    def _ask_redrive(self, counts: dict[str, int]) -> None:
-        total, lines = redrive_summary(counts)
-        if total == 0:
-            stay = counts.get(NO_ORIGIN, 0)
-            self.notify("no dead letters to redrive" + (f" ({stay} without x-death stay)" if stay else ""))
-            return
-
-        def done(result: dict[str, int]) -> None:
-            sent = sum(n for q, n in result.items() if q != NO_ORIGIN)
-            self.notify(f"redriven {sent} dead letter(s): "
-                        + ", ".join(f"{n} to {q}" for q, n in sorted(result.items()) if q != NO_ORIGIN))
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run_command(f"redrive {total} dead letter(s)", lambda: self.backend.redrive_dead_letters(),
-                                 done)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Redrive {total} dead letter{'s' if total != 1 else ''} to their queues?",
-            f"In job_dead_letter now, by the queue each died in:\n{lines}\n\nEach goes back to its exchange "
-            "and routing key, and leaves job_dead_letter once the broker has it.", confirm_label="Redrive"),
-            answered)
-
-    def action_filter(self) -> None:
-        self.app.push_screen(FilterScreen(self.tree.tree_filter), self._filtered)
-
-    def _filtered(self, tree_filter: TreeFilter | None) -> None:
-        if tree_filter is None:
-            return
-        self.tree.set_filter(tree_filter)
-        shown = len(self.tree.root.children)
-        if tree_filter.active:
-            self.notify(f"filter {tree_filter.describe()}: {shown} of {len(self.tree.views)} workflows shown")
-
-    def action_workers(self) -> None:
-        self.app.push_screen(WorkersScreen(self.backend, self.clock))
-
-    def action_toggle_log(self) -> None:
-        log = self.query_one(LogPanel)
-        log.display = not log.display
-
-    def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
-
-    def action_quit(self) -> None:
-        self.app.exit(0)
+    def _definition(self, identifier: str) -> WorkflowDefinition | None:
+        return next((d for d in self.definitions if d.identifier == identifier), None)

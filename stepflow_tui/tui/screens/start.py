@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from stepflow_tui.core.definitions import StartParameter, WorkflowDefinition
+from stepflow_tui.backend import StartParameter, WorkflowDefinition
 
 
 def field_error(parameter: StartParameter, value: Any) -> str | None:

@@ -11,9 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from stepflow_tui.backend.views import WorkerView
+from stepflow_tui.backend import WorkbenchBackend, WorkerView
 from stepflow_tui.tui.formatting import age
-from stepflow_tui.tui.source import WorkbenchBackend
 
 JOB_TYPES_WIDTH = 30  # cut with "…"; the full list is in each worker's status (``stepflow plugins``)
 

@@ -12,8 +12,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stepflow_tui.backend.views import StepView, WorkflowView
-from stepflow_tui.core.definitions import WorkflowDefinition
+from stepflow_tui.backend import StepView, WorkflowDefinition, WorkflowView
 from stepflow_tui.tui.formatting import (
     STATUS_ICONS,
     STATUS_STYLES,

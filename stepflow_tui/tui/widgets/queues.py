@@ -12,18 +12,23 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from stepflow_tui.broker.base import QueueState
+from stepflow_tui.backend import (
+    CATCH_QUEUE_NAMES,
+    JOB_DEAD_LETTER,
+    JOB_QUEUE_NOT_FOUND,
+    RESPONSE_QUEUE_NAMES,
+    QueueState,
+)
 
-DEAD_LETTER_QUEUE = "job_dead_letter"
 #: Shown even when the backend does not list them: where lost and refused messages end up.
-ALWAYS_SHOWN = ("job_queue_not_found", DEAD_LETTER_QUEUE)
+ALWAYS_SHOWN = (JOB_QUEUE_NOT_FOUND, JOB_DEAD_LETTER)
 
 
 class QueuesPanel(DataTable):
     """One row per queue; rows are updated in place."""
 
-    BINDINGS = [Binding("R", "redrive", "Redrive dead letters", tooltip="On the job_dead_letter row: send the "
-                        "dead letters back to their queues (after a confirmation with the counts)")]
+    BINDINGS = [Binding("R", "redrive", "Redrive dead letters", tooltip=f"On the {JOB_DEAD_LETTER} row: send "
+                        "the dead letters back to their queues (after a confirmation with the counts)")]
 
     class RedriveRequested(Message):
         """The operator asked to send the dead letters back to the queues they died in."""
@@ -77,14 +82,14 @@ class QueuesPanel(DataTable):
             return None
 
     def action_redrive(self) -> None:
-        if self.cursor_queue != DEAD_LETTER_QUEUE:
-            self.notify(f"put the cursor on the {DEAD_LETTER_QUEUE} row to redrive its messages",
+        if self.cursor_queue != JOB_DEAD_LETTER:
+            self.notify(f"put the cursor on the {JOB_DEAD_LETTER} row to redrive its messages",
                         severity="warning")
             return
         self.post_message(self.RedriveRequested())
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value == DEAD_LETTER_QUEUE:
+        if event.row_key.value == JOB_DEAD_LETTER:
             event.stop()
             self.post_message(self.RedriveRequested())
 
@@ -94,13 +99,13 @@ def _order(state: QueueState) -> tuple[int, str]:
     then the job queues; then the empty not-found queues and the response queues. A small panel shows the job
     queues, not three empty system queues."""
     name = state.name
-    lost = name in ALWAYS_SHOWN or name.endswith("not_found")
+    lost = name in CATCH_QUEUE_NAMES
     if lost and state.exists and state.ready > 0:
         return (-2, name)
-    if name == DEAD_LETTER_QUEUE:
+    if name == JOB_DEAD_LETTER:
         return (-1, name)
     if lost:
         return (1, name)
-    if name in ("job_completed", "job_error", "job_progression"):
+    if name in RESPONSE_QUEUE_NAMES:
         return (2, name)
     return (0, name)

@@ -4,93 +4,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
-from rich.cells import cell_len
-from rich.text import Text
-from textual import on, work
-from textual.geometry import Size
+from textual import on
 from textual.widgets import Tree
-from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
-from textual.worker import get_current_worker
 
-from stepflow_tui.backend.views import JobView, StepView, WorkflowView
-from stepflow_tui.tui.formatting import (
-    FINISHED_WORKFLOW,
-    job_line,
-    job_view_line,
-    step_line,
-    workflow_line,
-    workflow_status,
-)
-from stepflow_tui.tui.source import WorkbenchBackend
+from stepflow_tui.backend import WORKFLOW_FINAL, StepView, WorkbenchBackend, WorkflowView
+from stepflow_tui.tui.formatting import job_line, step_line, workflow_line
+from stepflow_tui.tui.widgets.fast_tree import FastTree
+from stepflow_tui.tui.widgets.job_pages import JobPages
+from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, StepKey, TreeFilter
 
-#: Job statuses (a filter on one of these also filters the job pages of a step).
-JOB_STATUSES = ("queued", "processing", "retrying", "completed", "error", "skipped", "stopped")
-#: Every status the filter offers.
-FILTER_STATUSES = ("pending", "queued", "processing", "paused", "retrying", "completed", "error", "skipped",
-                   "stopped", "aborted")
-
-#: Kinds of the lines that load a page of a step's jobs.
-PAGER_LINES = ("more", "earlier")
-
-StepKey = tuple[int, int]
+__all__ = ["NodeRef", "TreeFilter", "WorkflowTree", "PAGER_LINES"]  # NodeRef, TreeFilter: the tests' vocabulary
 
 
-@dataclass(frozen=True, slots=True)
-class NodeRef:
-    """What a tree node stands for. ``kind`` is workflow, step, job, more (the "load more" line at the end of
-    a step's listed jobs) or earlier (the "load earlier" line above them). ``offset`` of a more or earlier line is
-    where the page it loads starts."""
-
-    kind: str
-    workflow_id: int
-    step_id: int | None = None
-    job_id: int | None = None
-    offset: int = 0
-
-    @property
-    def step_key(self) -> StepKey | None:
-        return (self.workflow_id, self.step_id) if self.step_id is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class TreeFilter:
-    """Which workflows the tree shows: a status (of the workflow, or of any of its jobs) and a text."""
-
-    status: str | None = None
-    text: str = ""
-
-    @property
-    def active(self) -> bool:
-        return bool(self.status or self.text.strip())
-
-    @property
-    def job_status(self) -> str | None:
-        """The status job pages are filtered by, when the filter's status is a job status."""
-        return self.status if self.status in JOB_STATUSES else None
-
-    def matches(self, view: WorkflowView) -> bool:
-        """True when the workflow should be shown."""
-        text = self.text.strip().lower()
-        if text and text not in f"#{view.id} {view.identifier} {view.label}".lower():
-            return False
-        if not self.status:
-            return True
-        return self.status in (view.status, workflow_status(view)) or view.counts.get(self.status, 0) > 0
-
-    def describe(self) -> str:
-        parts = []
-        if self.status:
-            parts.append(f"status={self.status}")
-        if self.text.strip():
-            parts.append(f"text={self.text.strip()!r}")
-        return " ".join(parts)
-
-
-class WorkflowTree(Tree[NodeRef]):
+class WorkflowTree(JobPages, FastTree[NodeRef]):
     """Workflows, their steps and (on expand, a page at a time) their jobs.
 
     Updates change only the nodes concerned (`apply_workflow`, `apply_jobs`); selection and expansion stay.
@@ -126,57 +55,6 @@ class WorkflowTree(Tree[NodeRef]):
         self._tokens = itertools.count(1)
         #: What each listed job line shows: (status, progress, error).
         self._job_shown: dict[int, tuple[str, int, str | None]] = {}
-
-    def get_label_width(self, node: TreeNode[NodeRef]) -> int:
-        """The width of a node's line as `render_label` draws it, without drawing it (Textual's default
-        renders every label, with its styles, each time it rebuilds its line index: half of a rebuild)."""
-        width = node.label.cell_len if isinstance(node.label, Text) else cell_len(str(node.label))
-        if node.allow_expand:
-            width += cell_len(self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE)
-        return width
-
-    def _clear_line_cache(self) -> None:
-        # Textual's LRUCache.clear() drops its ring of [prev, next, key, strip] links whole: a reference cycle
-        # holding every cached line with its caches, which only a full garbage collection frees. The tree
-        # clears it on every insertion or removal; paging left ~100,000 such objects per minute to the
-        # collector (a 150 ms full collection). Emptying the links first lets reference counting free them.
-        links = getattr(self._line_cache, "_cache", None)
-        if isinstance(links, dict):
-            for link in links.values():
-                if isinstance(link, list):
-                    link.clear()
-        super()._clear_line_cache()
-
-    def _build(self) -> None:
-        """Textual's index of the visible lines (same lines, same order, same side effects), built with a stack
-        instead of a recursive closure: a recursive closure is a reference cycle, so each of Textual's builds
-        left the previous index — every line, and every node it listed, dropped ones included — for the cyclic
-        collector (tens of thousands of objects per page while paging, freed only by a full collection)."""
-        roots = [self.root] if self.show_root else list(self.root._children)
-        lines: list[_TreeLine[NodeRef]] = []
-        # as in Textual, every top-level line counts as a last child
-        stack: list[tuple[list[TreeNode[NodeRef]], TreeNode[NodeRef], bool]] = [
-            ([], node, True) for node in reversed(roots)]
-        while stack:
-            path, node, last = stack.pop()
-            child_path = [*path, node]
-            node._line = len(lines)
-            lines.append(_TreeLine(child_path, last))
-            if node._expanded:
-                children = node._children
-                count = len(children)
-                stack.extend((child_path, children[index], index == count - 1)
-                             for index in range(count - 1, -1, -1))
-        self._tree_lines_cached = lines
-        guide_depth, show_root = self.guide_depth, self.show_root
-        width = max((self.get_label_width(line.node) + line._get_guide_width(guide_depth, show_root)
-                     for line in lines), default=self.size.width)
-        self.virtual_size = Size(width, len(lines))
-        if self.cursor_line != -1:
-            if self.cursor_node is not None:
-                self.cursor_line = self.cursor_node._line
-            if self.cursor_line >= len(lines):
-                self.cursor_line = -1
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
@@ -245,14 +123,14 @@ class WorkflowTree(Tree[NodeRef]):
         while parent is not None and not parent.is_root:
             parent.expand()
             parent = parent.parent
-        self._move_to(node)
+        self.move_to_visible(node)
         return True
 
     def select_workflow(self, workflow_id: int) -> None:
         """Move the cursor to a workflow (no-op when it is not shown)."""
         node = self._workflow_nodes.get(workflow_id)
         if node is not None:
-            self._move_to(node)
+            self.move_to_visible(node)
 
     # -- feeding it ---------------------------------------------------------------------------------------
     def show_workflows(self, views: Iterable[WorkflowView], *, expand_running: bool = False) -> None:
@@ -270,7 +148,7 @@ class WorkflowTree(Tree[NodeRef]):
             if not self.tree_filter.matches(view):
                 continue
             node = self._add_workflow_node(view)
-            running = expand_running and view.status not in FINISHED_WORKFLOW
+            running = expand_running and view.status not in WORKFLOW_FINAL
             if view.id in expanded_workflows or running:
                 node.expand()
             for step in view.steps:
@@ -340,10 +218,7 @@ class WorkflowTree(Tree[NodeRef]):
         if self._job_shown.get(job_id) == shown:
             return False
         self._job_shown[job_id] = shown
-        # What TreeNode.set_label does, minus its per-node repaint callback (the line cache is keyed on
-        # ``_updates``, so the next repaint draws the new label).
-        node._label = self.process_label(job_line(job_id, status, progress, error))
-        node._updates += 1
+        self.relabel_quietly(node, job_line(job_id, status, progress, error))
         return True
 
     def refresh_ages(self) -> None:
@@ -366,164 +241,6 @@ class WorkflowTree(Tree[NodeRef]):
         ref = event.node.data
         if ref is not None and ref.kind in PAGER_LINES:
             self.load_page(ref.workflow_id, ref.step_id or 0, ref.offset)
-
-    def load_page(self, workflow_id: int, step_id: int, offset: int) -> None:
-        """List the page of a step's jobs that starts at ``offset``: the next one (at the end of the listed
-        window), or the one before it (read on a thread: a step may hold 100,000 jobs)."""
-        key = (workflow_id, step_id)
-        if key in self._loading:
-            return
-        window = self._window.get(key)
-        limit = self.PAGE_SIZE
-        earlier = window is not None and offset < window[0]
-        if earlier:
-            limit = window[0] - offset
-        token = self._loading[key] = next(self._tokens)
-        line = (self._earlier_nodes if earlier else self._more_nodes).get(key)
-        if line is not None:
-            line.set_label(Text("… loading", style="dim italic"))
-        status = self.tree_filter.job_status
-        anchors: dict[str, int] = {}
-        if status is not None and window is not None:
-            # Under a status filter, offsets shift as jobs change status: page from the first / last listed
-            # job instead, so that no job is skipped or listed twice.
-            listed = self._listed_job_ids(key)
-            if listed:
-                anchors = {"before": listed[0]} if earlier else {"after": listed[-1]}
-        self._fetch_page(key, offset, limit, status, token, anchors)
-
-    def _listed_job_ids(self, key: StepKey) -> list[int]:
-        step_node = self._step_nodes.get(key)
-        if step_node is None:
-            return []
-        return [child.data.job_id for child in step_node.children
-                if child.data is not None and child.data.kind == "job" and child.data.job_id is not None]
-
-    @work(thread=True, group="tree-pages", exit_on_error=False, description="list a page of jobs")
-    def _fetch_page(self, key: StepKey, offset: int, limit: int, status: str | None, token: int,
-                    anchors: dict[str, int]) -> None:
-        try:
-            jobs = self.backend.jobs(key[0], key[1], offset=offset, limit=limit, status=status, **anchors)
-        except Exception as error:  # a backend error must not kill the tree: say it, allow a new try
-            self.app.call_from_thread(self._page_failed, key, str(error), token)
-            return
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._add_page, key, offset, jobs, token)
-
-    def _page_read(self, key: StepKey, token: int) -> bool:
-        """Whether the read ``token`` of ``key`` is the one awaited (then it is no longer pending)."""
-        if self._loading.get(key) != token:
-            return False  # stale: the tree was rebuilt or the workflow removed meanwhile
-        del self._loading[key]
-        return True
-
-    def _page_failed(self, key: StepKey, message: str, token: int) -> None:
-        if not self._page_read(key, token):
-            return
-        self._sync_pager_lines(key)
-        self.notify(f"cannot list jobs of step {key[1]} of workflow #{key[0]}: {message}", severity="error")
-
-    def _add_page(self, key: StepKey, offset: int, jobs: list[JobView], token: int) -> None:
-        if not self._page_read(key, token):
-            return
-        step_node = self._step_nodes.get(key)
-        if step_node is None:  # deleted or filtered out meanwhile
-            return
-        selected = self.selected_ref
-        window = self._window.get(key)
-        before = window is not None and offset < window[0]
-        added = [job for job in jobs if job.id not in self._job_nodes]
-        if window is not None and not added:
-            # Nothing new (under a status filter: no job with that status before / after those listed, or
-            # only jobs already listed): nothing more that way; the pager line goes.
-            self._window[key] = (0, window[1]) if before else (window[0], max(window[1],
-                                                                             self._expected_jobs(key)))
-            self._sync_pager_lines(key)
-            self._restore(selected)
-            return
-        for lines in (self._more_nodes, self._earlier_nodes):
-            line = lines.pop(key, None)
-            if line is not None:
-                line.remove()
-        for index, job in enumerate(added):
-            self._job_shown[job.id] = (job.status, job.progress, job.error)
-            self._job_nodes[job.id] = step_node.add_leaf(
-                job_view_line(job), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
-        if window is None:
-            window = (offset, offset + len(jobs))
-        elif before:
-            window = (offset, window[1])
-        else:
-            window = (window[0], max(window[1], offset + len(jobs)))
-        # keep at most MAX_LISTED lines: drop lines from the far end of the window (whole pages at its start)
-        children = list(step_node.children)
-        excess = len(children) - self.MAX_LISTED
-        if excess > 0:
-            drop = excess if before else min(len(children) - len(added),
-                                             -(-excess // self.PAGE_SIZE) * self.PAGE_SIZE)
-            for node in (children[-drop:] if before else children[:drop]):
-                self._forget_job(node)
-            window = (window[0], window[1] - drop) if before else (window[0] + drop, window[1])
-        self._window[key] = window
-        self._sync_pager_lines(key)
-        if selected is not None and selected.kind in PAGER_LINES and selected.step_key == key and added:
-            # the operator asked for a page: leave the cursor on the new job next to where they were
-            self._move_to(self._job_nodes.get(added[-1 if before else 0].id) or step_node)
-        elif selected is not None and selected.kind == "job" and selected.step_key == key \
-                and selected.job_id not in self._job_nodes:
-            # the selected line was dropped with its page: the pager line that takes it back
-            pager = (self._more_nodes if before else self._earlier_nodes).get(key)
-            self._move_to(pager or step_node)
-        else:
-            self._restore(selected)
-
-    def _forget_job(self, node: TreeNode[NodeRef]) -> None:
-        if node.data is not None and node.data.job_id is not None:
-            self._job_nodes.pop(node.data.job_id, None)
-            self._job_shown.pop(node.data.job_id, None)
-        node.remove()
-
-    def _expected_jobs(self, key: StepKey) -> int:
-        """How many job lines the step would list in full under the current filter."""
-        view = self.views.get(key[0])
-        step = next((s for s in view.steps if s.id == key[1]), None) if view else None
-        if step is None:
-            return 0
-        status = self.tree_filter.job_status
-        return step.counts.get(status, 0) if status else step.job_count
-
-    def _sync_pager_lines(self, key: StepKey) -> None:
-        """Add, relabel or drop the "… load earlier" and "… load more" lines of a listed step."""
-        if key not in self._window or key in self._loading:
-            return
-        step_node = self._step_nodes.get(key)
-        if step_node is None:
-            return
-        start, end = self._window[key]
-        expected = self._expected_jobs(key)
-        left = expected - end
-        more_label = Text(f"… load {min(left, self.PAGE_SIZE)} more ({left:,} left)", style="italic cyan")
-        self._sync_line(self._more_nodes, key, step_node, left > 0, more_label, NodeRef("more", *key, offset=end))
-        before = min(start, expected)  # under a status filter, fewer may match by now
-        earlier_label = Text(f"… load {min(before, self.PAGE_SIZE)} earlier ({before:,} before)",
-                             style="italic cyan")
-        self._sync_line(self._earlier_nodes, key, step_node, before > 0, earlier_label,
-                        NodeRef("earlier", *key, offset=max(0, start - self.PAGE_SIZE)))
-
-    @staticmethod
-    def _sync_line(lines: dict[StepKey, TreeNode[NodeRef]], key: StepKey, step_node: TreeNode[NodeRef],
-                   wanted: bool, label: Text, ref: NodeRef) -> None:
-        line = lines.get(key)
-        if not wanted:
-            if line is not None:
-                del lines[key]
-                line.remove()
-        elif line is None:
-            first = ref.kind == "earlier"
-            lines[key] = step_node.add_leaf(label, ref, before=0 if first else None)
-        else:
-            line.data = ref
-            line.set_label(label)
 
     # -- nodes --------------------------------------------------------------------------------------------
     def _add_workflow_node(self, view: WorkflowView) -> TreeNode[NodeRef]:
@@ -567,11 +284,4 @@ class WorkflowTree(Tree[NodeRef]):
         if node is None:
             node = self._workflow_nodes.get(selected.workflow_id)
         if node is not None and node is not self.cursor_node:
-            self._move_to(node)
-
-    def _move_to(self, node: TreeNode[NodeRef]) -> None:
-        self._tree_lines  # noqa: B018 - rebuilds the line index so node._line is current before moving
-        while node._line < 0 and node.parent is not None and not node.parent.is_root:
-            node = node.parent  # inside a collapsed node: the nearest visible ancestor
-        if node._line >= 0:
-            self.move_cursor(node)
+            self.move_to_visible(node)

@@ -1,0 +1,29 @@
+"""The backend's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepflow_tui.core.definitions import WorkflowDefinition
+
+
+@dataclass
+class BackendConfig:
+    broker_url: str = "memory://"
+    db_path: Path = Path("stepflow-state.json")
+    definitions: dict[str, WorkflowDefinition] = field(default_factory=dict)
+    registry: Any = None  # stepflow_tui.plugins.Registry: job types, worker implementations
+    #: Start in-process workers for every installed job type; None = only on memory://.
+    local_workers: bool | None = None
+    local_concurrency: int = 4
+    read_only: bool = False
+    batch_size: int = 1000  # responses applied per flush
+    publish_batch: int = 500  # orders per confirmed publish
+    window: int = 5000  # orders sent and not finished, at most
+    update_interval: float = 0.1  # seconds between coalesced updates
+    queue_interval: float = 1.0  # seconds between queue state polls
+    worker_status_interval: float = 5.0
+    clock: Callable[[], str] | None = None

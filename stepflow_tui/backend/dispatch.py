@@ -1,0 +1,124 @@
+"""Dispatch: publishing the engine's outbox (confirmed, bounded by the window), stop orders, status requests,
+and polling the queues' states."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from stepflow_tui.backend.config import BackendConfig
+from stepflow_tui.backend.updates import Updates
+from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import (
+    BrokerError,
+    Connection,
+    ConnectionLost,
+    OutgoingMessage,
+    PublishFailed,
+    QueueState,
+)
+from stepflow_tui.core import protocol
+from stepflow_tui.core.engine import Engine
+from stepflow_tui.core.model import Job
+from stepflow_tui.core.protocol import STOP_PROCESS, TIMEOUT_HEADER, DirectMessage
+
+
+class Dispatcher:
+    """What the broker thread sends, and the queue states it polls. Runs on the broker thread only."""
+
+    def __init__(self, *, config: BackendConfig, lock: AbstractContextManager[Any], engine: Engine,
+                 stats: dict[str, int], updates: Updates, stopping: threading.Event,
+                 job_types: Callable[[], set[str]]) -> None:
+        self._config = config
+        self._lock = lock
+        self._engine = engine
+        self._stats = stats
+        self._updates = updates
+        self._stopping = stopping
+        self._job_types = job_types
+        self.queue_states: list[QueueState] = []
+        self._last_queue_poll = 0.0
+
+    def publish_outbox(self, conn: Connection) -> None:
+        """Publish the orders the engine queued, in confirmed batches, while the window has room."""
+        engine = self._engine
+        lock = self._lock
+        while not self._stopping.is_set():
+            budget = min(self._config.publish_batch, self._config.window - engine.in_flight)
+            if budget <= 0:
+                return
+            with lock:
+                jobs = engine.take_outbox(budget)
+            if not jobs:
+                return
+            with lock:
+                timeouts = [engine.job_timeout(job) for job in jobs]
+            # The timeout header is a string: AMQP header tables (pika) have no float type.
+            messages = [OutgoingMessage(topology.JOB_SUBMIT, topology.job_queue(job.job_type),
+                                        protocol.JobOrder(job.id, job.parameters).encode(),
+                                        headers={TIMEOUT_HEADER: f"{timeout:g}"} if timeout else None)
+                        for job, timeout in zip(jobs, timeouts, strict=True)]
+            try:
+                conn.publish(messages)
+            except PublishFailed as exc:
+                with lock:
+                    engine.requeue_unsent(jobs)
+                self._updates.notice(f"publishing {len(jobs)} orders failed: {exc}; will retry")
+                return
+            except ConnectionLost:
+                with lock:
+                    engine.requeue_unsent(jobs)
+                raise
+            self._stats["published"] += len(jobs)
+            with lock:
+                engine.mark_dispatched(jobs)
+                self._updates.collect(engine.state)
+
+    def send_stop_orders(self, conn: Connection | None, jobs: Iterable[Job]) -> None:
+        """Tell the workers running these jobs to stop them (nothing when disconnected)."""
+        if conn is None:
+            return
+        messages = []
+        for job in jobs:
+            if not job.worker:
+                continue
+            body = DirectMessage(STOP_PROCESS, job_id=job.id).encode()
+            messages.append(OutgoingMessage(topology.DIRECT_MESSAGING, "", body,
+                                            headers={"instance_id": job.worker}, persistent=False))
+        if messages:
+            try:
+                conn.publish(messages)
+            except BrokerError as exc:
+                self._updates.notice(f"could not send stop orders: {exc}")
+
+    @staticmethod
+    def ask_status(conn: Connection) -> None:
+        """Ask every worker for its status (those that started before us announced themselves to queues
+        that did not exist yet)."""
+        try:
+            conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
+                                          headers={"broadcast": True}, persistent=False)])
+        except PublishFailed:
+            pass  # no worker's direct queue exists yet: nobody to ask
+
+    def poll_soon(self) -> None:
+        """Poll the queues on the next round (to show a change at once)."""
+        self._last_queue_poll = 0.0
+
+    def poll_queues(self, conn: Connection) -> bool:
+        """Poll the system and job queues every ``queue_interval`` seconds; True when it polled."""
+        now = time.monotonic()
+        if now - self._last_queue_poll < self._config.queue_interval:
+            return False
+        self._last_queue_poll = now
+        names = list(topology.system_queue_names())
+        for job_type in sorted(self._job_types()):
+            names.append(topology.job_queue(job_type))
+        states = conn.queue_states(names)
+        if states != self.queue_states:
+            self.queue_states = states
+            self._updates.changed_queues = True
+        return True

@@ -1,0 +1,292 @@
+"""The broker thread's loop: connect (reconnect with a capped, growing delay), then round after round:
+process broker events (deliveries pile up in a batch) -> run queued commands -> apply the batch to the
+engine under the store lock -> flush the store once -> ack the batch (multiple=True) -> publish the orders
+the engine queued -> post an update."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from stepflow_tui.backend.config import BackendConfig
+from stepflow_tui.backend.dispatch import Dispatcher
+from stepflow_tui.backend.drops import DropList
+from stepflow_tui.backend.updates import Updates
+from stepflow_tui.backend.workers import WorkerRegistry
+from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
+from stepflow_tui.core import protocol
+from stepflow_tui.core.engine import Engine
+from stepflow_tui.store import Store, StoreError
+
+log = logging.getLogger("stepflow_tui.backend")
+
+RESPONSE_QUEUES = (topology.JOB_COMPLETED, topology.JOB_ERROR, topology.JOB_PROGRESSION)
+#: The queues the backend consumes.
+CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, topology.WORKER_DISCOVERY,
+                   topology.WORKER_STATUS)
+FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
+MAX_DELAY = 10.0  # the delay doubles up to this
+
+
+class BrokerLoop:
+    """Owns the broker connection; `run` is the broker thread's body."""
+
+    def __init__(self, *, config: BackendConfig, store: Store, engine: Engine, stats: dict[str, int],
+                 updates: Updates, workers: WorkerRegistry, drops: DropList, dispatcher: Dispatcher,
+                 stopping: threading.Event, started: threading.Event,
+                 run_commands: Callable[[], None]) -> None:
+        self._config = config
+        self._store = store
+        self._engine = engine
+        self._state = engine.state
+        self._stats = stats
+        self._updates = updates
+        self._workers = workers
+        self._drops = drops
+        self._dispatcher = dispatcher
+        self._stopping = stopping
+        self._run_commands = run_commands
+        self.conn: Connection | None = None
+        self._started = started  # set once connected
+        self._wake = threading.Event()
+        self._batch: list[Delivery] = []
+        self._first = True  # resume unfinished work on the first connection only
+        # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
+        self.flush_error: str | None = None
+        self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
+
+    # ------------------------------------------------------------------ connection
+    def run(self) -> None:
+        """Connect, serve, reconnect, until stopping is set; then run the last commands and post an update."""
+        delay = FIRST_DELAY
+        while not self._stopping.is_set():
+            try:
+                conn = connect(self._config.broker_url, name="stepflow-backend")
+            except ConnectionLost as exc:
+                self._updates.set_connection("reconnecting",
+                                             f"broker unreachable ({exc}); retrying in {delay:.1f} s")
+                self._idle(delay)
+                delay = min(delay * 2, MAX_DELAY)
+                continue
+            except BrokerError as exc:
+                self._updates.set_connection("error", str(exc))
+                self._idle(MAX_DELAY)
+                continue
+            delay = self._serve(conn, delay)
+        self._run_commands()
+        self._updates.emit(force=True)
+
+    def _serve(self, conn: Connection, delay: float) -> float:
+        """Run the loop on ``conn`` until it fails or stopping is set; return the next reconnection delay."""
+        self.conn = conn
+        try:
+            self._open(conn)
+            delay = FIRST_DELAY
+            self._loop(conn)
+        except ConnectionLost as exc:
+            self._forget_batch()  # unacked: the broker redelivers them
+            self._updates.set_connection("reconnecting", f"connection lost ({exc}); reconnecting")
+            self._idle(delay)
+            delay = min(delay * 2, MAX_DELAY)
+        except BrokerError as exc:
+            self._forget_batch()
+            self._updates.set_connection("error", str(exc))
+            self._idle(5.0)
+        except Exception as exc:  # a bug must not end the thread while the app goes on showing 'connected'
+            log.exception("the broker loop failed")
+            self._forget_batch()  # unacked: the broker redelivers them on the next connection
+            message = f"internal error ({type(exc).__name__}: {exc}); reconnecting"
+            self._updates.set_connection("error", message)
+            self._idle(5.0)
+        finally:
+            self.conn = None
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection may raise anything
+                pass
+        return delay
+
+    def _open(self, conn: Connection) -> None:
+        conn.declare_backend_topology()
+        prefetch = self._config.batch_size * 2
+        for name in CONSUMED_QUEUES:
+            conn.consume(name, self._on_delivery, prefetch=prefetch)
+        with self._store.lock:
+            if self._first:
+                resent = self._engine.resume_unfinished(orders_survived=conn.durable)
+                if resent:
+                    log.info("resuming: %d job orders to send", resent)
+            self._first = False
+        self._dispatcher.ask_status(conn)
+        self._updates.set_connection("connected", None)
+        self._started.set()
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        self._batch.append(delivery)
+
+    def _forget_batch(self) -> None:
+        self._batch.clear()
+        self._held_ack = None
+
+    def wake_up(self) -> None:
+        """Make the loop run its next round now (from any thread)."""
+        self._wake.set()
+        conn = self.conn
+        if conn is not None:
+            try:
+                conn.call_threadsafe(lambda: None)
+            except Exception:  # the connection may be closing; the loop wakes up by itself soon
+                pass
+
+    def _idle(self, seconds: float) -> None:
+        """Wait while disconnected, still serving commands (they change state; orders go out later)."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(min(remaining, 0.2))
+            self._wake.clear()
+            self._run_commands()
+            self.flush()
+            self._updates.emit()
+
+    def _loop(self, conn: Connection) -> None:
+        engine = self._engine
+        while not self._stopping.is_set():
+            timeout = 0.05 if (self._batch or engine.pending_count()) else 0.2
+            retry_in = engine.next_retry_in()
+            if retry_in is not None:
+                timeout = min(timeout, retry_in)  # a delayed retry goes out when it is due
+            conn.process_events(timeout)
+            self._run_commands()
+            self._apply_batch(conn)
+            self._check_jobs()
+            self._drops.send(conn)
+            if self.flush():
+                self._ack_held(conn)  # after a failed flush: what it held is on disk now
+            self._dispatcher.publish_outbox(conn)
+            if self._dispatcher.poll_queues(conn) and self._workers.lost_changed(time.monotonic()):
+                self._updates.changed_workers = True
+            self._updates.emit()
+        # leaving: apply what we hold, so nothing acked is lost and nothing applied is left unacked
+        self._apply_batch(conn)
+        self.flush()
+
+    # ------------------------------------------------------------------ batch -> apply -> flush -> ack
+    def _apply_batch(self, conn: Connection) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        garbage: list[tuple[Delivery, str]] = []
+        with self._store.lock:
+            for delivery in batch:
+                try:
+                    changed = self._apply(delivery)
+                except protocol.ProtocolError as exc:
+                    garbage.append((delivery, str(exc)))
+                    continue
+                except Exception as exc:  # a message the engine cannot apply must not stop every other one
+                    log.exception("cannot apply a message from %s", delivery.queue)
+                    garbage.append((delivery, f"cannot apply it: {type(exc).__name__}: {exc}"))
+                    continue
+                self._stats["applied" if changed else "ignored"] += 1
+        flushed = self.flush()  # before the acks: an acked message's effect is on disk
+        for delivery, reason in garbage:
+            self._stats["garbage"] += 1
+            log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
+                        topology.JOB_DEAD_LETTER, reason)
+            conn.reject(delivery.delivery_tag, requeue=False)
+        # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
+        # tag); a multiple ack passing over rejected ones is fine.
+        rejected = {delivery.delivery_tag for delivery, _ in garbage}
+        kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
+        if kept:
+            self._held_ack = max(kept + ([self._held_ack] if self._held_ack is not None else []))
+        if flushed:
+            self._ack_held(conn)
+
+    def _ack_held(self, conn: Connection) -> None:
+        """Ack every delivery applied so far (its effect is on disk): one multiple ack."""
+        if self._held_ack is not None:
+            conn.ack(self._held_ack, multiple=True)
+            self._held_ack = None
+
+    def _apply(self, delivery: Delivery) -> bool:
+        """Route one message to the engine (or the worker registry); True when it changed something."""
+        queue_name = delivery.queue
+        engine = self._engine
+        if queue_name in RESPONSE_QUEUES:
+            message = protocol.decode_response(queue_name, delivery.body)
+            if message.job_id not in self._state.jobs:
+                # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
+                # and counted and logged so that an operator can see it.
+                self._stats["unknown"] += 1
+                log.warning("ignored a message from %s about unknown job #%d", queue_name, message.job_id)
+                return False
+            if isinstance(message, protocol.JobCompleted):
+                return engine.on_completed(message)
+            if isinstance(message, protocol.JobFailed):
+                return engine.on_failed(message)
+            return engine.on_progression(message)
+        if queue_name == topology.JOB_QUEUE_NOT_FOUND:
+            return engine.on_queue_not_found(protocol.decode_not_found(delivery.body))
+        if queue_name in (topology.WORKER_DISCOVERY, topology.WORKER_STATUS):
+            status = protocol.decode_worker_status(delivery.body)
+            if status.instance_id not in self._workers and status.kind != "terminated":
+                self._drops.tell_new_worker(status.instance_id)
+            self._workers.record(status)
+            self._updates.changed_workers = True
+            return True
+        return False
+
+    def flush(self) -> bool:
+        """Write what changed; False when the state file cannot be written (the operator is told once per
+        error; the store keeps what it could not write and the next call tries again)."""
+        # Only the broker thread mutates the state, so nothing can dirty it between these two steps; the
+        # store takes its lock to serialise and writes the files outside it (readers are not held up by fsync).
+        with self._store.lock:
+            self._updates.collect(self._state)
+            dirty = self._state.dirty
+        if not (dirty or self.flush_error):
+            return True
+        try:
+            self._store.flush(self._state)
+        except StoreError as exc:
+            message = f"{exc}; nothing is acknowledged until it can be written"
+            if message != self.flush_error:
+                self._updates.last_error = message
+                self._updates.notice(message)
+            self.flush_error = message
+            return False
+        if self.flush_error:
+            self.flush_error = None
+            self._updates.notice(f"state file {self._store.path} written again")
+        self._stats["flushes"] += 1
+        return True
+
+    # ------------------------------------------------------------------ liveness
+    def _check_jobs(self) -> None:
+        """Fail jobs that ran past their timeout's guard, and jobs still held by a lost worker after a grace
+        of one more status interval (time for RabbitMQ to redeliver them to another worker)."""
+        now = time.monotonic()
+        lost_jobs = False
+        for status, seen in self._workers.newly_lost(now):
+            reason = f"worker {status.label} {status.instance_id} lost (unseen for {now - seen:.0f} s)"
+            with self._store.lock:
+                jobs = self._engine.processing_jobs_of(status.instance_id)
+                for job in jobs:
+                    lost_jobs = True
+                    self._engine.fail_job(job.id, reason)
+            if jobs:
+                self._updates.notice(f"{reason}: {len(jobs)} job(s) it held failed")
+        with self._store.lock:
+            overdue = self._engine.fail_overdue()
+        for job in overdue:
+            log.warning("job #%d: %s (its worker did not stop it)", job.id, job.error)
+        if lost_jobs or overdue:
+            with self._store.lock:
+                self._updates.collect(self._state)

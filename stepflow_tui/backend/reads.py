@@ -1,0 +1,118 @@
+"""Reads of the state for other threads (under the store's lock), and the immutable views they return."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from stepflow_tui.backend.views import JobView, StepView, WorkflowView
+from stepflow_tui.core.engine import Engine, EngineError
+from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow
+
+
+class StateReader:
+    """Thread-safe reads of the backend's state: each one holds the store's lock and returns copies."""
+
+    def __init__(self, lock: AbstractContextManager[Any], state: State, engine: Engine) -> None:
+        self._lock = lock
+        self._state = state
+        self._engine = engine
+
+    def workflows(self) -> list[WorkflowView]:
+        """Every workflow, by id."""
+        with self._lock:
+            return [workflow_view(w) for w in sorted(self._state.workflows.values(), key=lambda w: w.id)]
+
+    def workflow(self, workflow_id: int) -> WorkflowView | None:
+        """One workflow, or None."""
+        with self._lock:
+            workflow = self._state.workflows.get(workflow_id)
+            return workflow_view(workflow) if workflow is not None else None
+
+    def jobs(self, workflow_id: int, step_id: int, offset: int, limit: int, status: str | None,
+             after: int | None, before: int | None) -> list[JobView]:
+        """A page of a step's jobs (see `Backend.jobs`)."""
+        with self._lock:
+            workflow = self._state.workflows.get(workflow_id)
+            if workflow is None:
+                return []
+            try:
+                job_ids = workflow.step(step_id).job_ids
+            except KeyError:
+                return []
+            page = _page(job_ids, self._state.jobs, offset, limit, status, after, before)
+            return [job_view(job) for job in page]
+
+    def job(self, job_id: int) -> dict | None:
+        """A job's full record (``Job.to_dict()``), a copy; or None."""
+        with self._lock:
+            job = self._state.jobs.get(job_id)
+            return None if job is None else _deep_copy(job.to_dict())
+
+    def running_count(self, workflow_id: int) -> int:
+        """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
+        or reported processing."""
+        with self._lock:
+            workflow = self._state.workflows.get(workflow_id)
+            if workflow is None:
+                return 0
+            jobs = self._state.jobs
+            return sum(1 for step in workflow.steps for i in step.job_ids
+                       if (job := jobs.get(i)) is not None and job.status not in JOB_FINAL
+                       and (job.dispatched or job.status == JobStatus.PROCESSING))
+
+    def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
+        """Failed jobs of the workflow (of one step when given); 0 for an unknown workflow."""
+        with self._lock:
+            try:
+                return len(self._engine.failed_jobs(workflow_id, step_id))
+            except EngineError:
+                return 0
+
+
+def _page(job_ids: list[int], jobs: dict[int, Any], offset: int, limit: int, status: str | None,
+          after: int | None, before: int | None) -> list[Any]:
+    """See `Backend.jobs`."""
+    def matching(ids: Iterable[int]) -> Iterator[Any]:
+        return (jobs[i] for i in ids if i in jobs and (status is None or jobs[i].status.value == status))
+
+    if after is not None or before is not None:
+        anchor = after if after is not None else before
+        try:
+            position = job_ids.index(anchor)
+        except ValueError:
+            return []
+        if after is not None:
+            return list(itertools.islice(matching(job_ids[position + 1:]), limit))
+        found = list(itertools.islice(matching(reversed(job_ids[:position])), limit))
+        return found[::-1]
+    if status is None:
+        return list(matching(job_ids[offset:offset + limit]))
+    return list(itertools.islice(matching(job_ids), offset, offset + limit))
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def workflow_view(workflow: Workflow) -> WorkflowView:
+    """The immutable view of a workflow and its steps."""
+    steps = tuple(StepView(id=s.id, name=s.name, label=s.label, status=s.status.value, counts=dict(s.counts),
+                           job_count=len(s.job_ids)) for s in workflow.steps)
+    return WorkflowView(id=workflow.id, identifier=workflow.identifier, label=workflow.label,
+                        version=workflow.version, status=workflow.status.value, paused=workflow.paused,
+                        parameters=dict(workflow.parameters), counts=workflow.counts(), steps=steps,
+                        created_at=workflow.created_at, updated_at=workflow.updated_at,
+                        finished_at=workflow.finished_at)
+
+
+def job_view(job: Job) -> JobView:
+    """The immutable view of a job (for lists)."""
+    return JobView(id=job.id, workflow_id=job.workflow_id, step_id=job.step_id, job_type=job.job_type,
+                   status=job.status.value, progress=job.progress, error=job.error)
