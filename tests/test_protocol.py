@@ -114,7 +114,8 @@ def test_failed_stepflow_forms() -> None:
 def test_progression_round_trip_and_clamping() -> None:
     progression = JobProgression(job_id=6, progression=40, datetime="2026-01-01T00:00:00Z", instance_id="w")
     assert json.loads(progression.encode()) == {"job_id": 6, "progression": 40,
-                                                "datetime": "2026-01-01T00:00:00Z", "instance_id": "w"}
+                                                "datetime": "2026-01-01T00:00:00Z", "instance_id": "w",
+                                                "docker_container_id": "w"}  # StepFlow's name for it
     assert decode_response("job_progression", progression.encode()) == progression
     assert json.loads(JobProgression(6, 250).encode())["progression"] == 100
     assert json.loads(JobProgression(6, -3).encode())["progression"] == 0

@@ -135,6 +135,13 @@ def test_a_poison_order_put_aside_for_good_does_not_come_back(conn: Connection) 
     assert [s.ready for s in conn.queue_states(names)] == [0, 0, 0]
 
 
+def test_the_sdks_broadcast_string_reaches_our_worker(conn: Connection) -> None:
+    queue = conn.declare_direct_queue("ours-1", ["sdk"])
+    conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
+                                  headers={"broadcast": topology.BROADCAST})])
+    assert wait_for(lambda: conn.get(queue), 10, "the broadcast").headers == {"broadcast": "true"}
+
+
 def test_a_poll_nobody_takes_expires(conn: Connection) -> None:
     conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
                                   headers={"broadcast": topology.BROADCAST}, expiration_ms=200)])

@@ -330,3 +330,8 @@ class Backend:
     def workers(self) -> list[WorkerView]:
         """The known workers, live ones first."""
         return self._workers.views()
+
+    def dropped_job_ids(self) -> list[int]:
+        """Job ids whose orders must not run (aborted workflows), oldest first: the black list SDK workers
+        read from ``GET /api/step_flow/blacklist``."""
+        return self._drops.ids()

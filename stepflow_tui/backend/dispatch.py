@@ -23,7 +23,10 @@ from stepflow_tui.broker.base import (
 from stepflow_tui.core import protocol
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import Job
-from stepflow_tui.core.protocol import STOP_PROCESS, TIMEOUT_HEADER, DirectMessage
+from stepflow_tui.core.protocol import STATUS_REQUEST, STOP_PROCESS, TIMEOUT_HEADER, DirectMessage
+
+#: The interval a worker that states none (an SDK worker) is taken to have.
+SDK_STATUS_INTERVAL = 5.0
 
 
 class Dispatcher:
@@ -41,6 +44,7 @@ class Dispatcher:
         self._job_types = job_types
         self.queue_states: list[QueueState] = []
         self._last_queue_poll = 0.0
+        self._last_status_poll = 0.0
 
     def publish_outbox(self, conn: Connection) -> None:
         """Publish the orders the engine queued, in confirmed batches, while the window has room."""
@@ -94,15 +98,28 @@ class Dispatcher:
             except BrokerError as exc:
                 self._updates.notice(f"could not send stop orders: {exc}")
 
-    @staticmethod
-    def ask_status(conn: Connection) -> None:
-        """Ask every worker for its status (those that started before us announced themselves to queues
-        that did not exist yet)."""
+    def ask_status(self, conn: Connection) -> None:
+        """Ask every worker for its status now (``broadcast: "true"``, the string the SDK binds). A poll nobody
+        takes expires in ``direct_messaging_not_found`` within one poll interval instead of piling up."""
+        self._last_status_poll = time.monotonic()
+        expiration = max(1, int(self.status_poll_interval * 1000))
         try:
-            conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", b'{"type": "status"}',
-                                          headers={"broadcast": True}, persistent=False)])
+            conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", DirectMessage(STATUS_REQUEST).encode(),
+                                          headers={"broadcast": topology.BROADCAST}, persistent=False,
+                                          expiration_ms=expiration)])
         except PublishFailed:
-            pass  # no worker's direct queue exists yet: nobody to ask
+            pass  # nothing declared the alternate exchange's queue yet: nobody to ask
+
+    @property
+    def status_poll_interval(self) -> float:
+        """Seconds between status polls: SDK workers speak only when asked and count as lost after 3 times
+        their (unstated, so 5 s) interval."""
+        return min(self._config.worker_status_interval, SDK_STATUS_INTERVAL)
+
+    def poll_status(self, conn: Connection) -> None:
+        """Ask for the workers' statuses when a poll interval went by."""
+        if time.monotonic() - self._last_status_poll >= self.status_poll_interval:
+            self.ask_status(conn)
 
     def poll_soon(self) -> None:
         """Poll the queues on the next round (to show a change at once)."""

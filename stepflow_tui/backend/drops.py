@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, OutgoingMessage, PublishFailed
 from stepflow_tui.core.model import Job, JobStatus, State, WorkflowStatus
-from stepflow_tui.core.protocol import DROP_JOBS, UNDROP_JOBS, DirectMessage
+from stepflow_tui.core.protocol import DROP_JOBS, UNDROP_JOBS, DirectMessage, black_list
 
 log = logging.getLogger("stepflow_tui.backend")
 
@@ -68,20 +68,30 @@ class DropList:
         self._to_send.append((ids, None, UNDROP_JOBS))
         return True
 
+    def ids(self) -> list[int]:
+        """The dropped job ids, oldest first (what ``GET /api/step_flow/blacklist`` serves SDK workers)."""
+        return list(self._drops.copy())  # dict.copy is atomic: safe from the service's thread
+
     def tell_new_worker(self, instance_id: str) -> None:
-        """A worker we did not know may hold orders of aborted workflows: tell it which to drop."""
+        """A worker of ours we did not know may hold orders of aborted workflows: tell it which to drop, in one
+        message (an SDK worker reads the list from ``GET /api/step_flow/blacklist`` when it starts)."""
         if self._drops:
             self._to_send.append((list(self._drops), instance_id, DROP_JOBS))
 
     def send(self, conn: Connection) -> None:
-        """Publish the drop / undrop messages in order (raises BrokerError other than PublishFailed)."""
+        """Publish the black-list messages in order (raises BrokerError other than PublishFailed): to all, one
+        job id a message (the SDK's form); to one new worker of ours, the whole list in one."""
         while self._to_send:
             job_ids, instance_id, kind = self._to_send[0]
-            body = DirectMessage(kind, job_ids=job_ids).encode()
-            headers = {"instance_id": instance_id} if instance_id else {"broadcast": True}
+            if instance_id:
+                messages = [DirectMessage(kind, job_id=job_ids[0], job_ids=job_ids)]
+                headers: dict[str, str] = {"instance_id": instance_id}
+            else:
+                messages = black_list(kind, job_ids)
+                headers = {"broadcast": topology.BROADCAST}
             try:
-                conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", body, headers=headers,
-                                              persistent=False)])
+                conn.publish([OutgoingMessage(topology.DIRECT_MESSAGING, "", message.encode(), headers=headers,
+                                              persistent=False) for message in messages])
             except PublishFailed as exc:
                 # Unroutable: no worker is listening now; each new one gets the list when it shows up.
                 log.info("drop list not delivered (%s); new workers will get it", exc)

@@ -13,20 +13,34 @@ from collections.abc import Callable
 from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
+from stepflow_tui.backend.rejections import (
+    REJECTIONS_BEFORE_FAILING,
+    Rejections,
+    rejection_note,
+    unknown_parameters,
+)
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker import topology
-from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
+from stepflow_tui.broker.base import (
+    BrokerError,
+    Connection,
+    ConnectionLost,
+    Delivery,
+    TopologyConflict,
+    connect,
+)
 from stepflow_tui.core import protocol
 from stepflow_tui.core.engine import Engine
+from stepflow_tui.core.model import JobStatus
 from stepflow_tui.store import Store, StoreError
 
 log = logging.getLogger("stepflow_tui.backend")
 
-RESPONSE_QUEUES = (topology.JOB_COMPLETED, topology.JOB_ERROR, topology.JOB_PROGRESSION)
+RESPONSE_QUEUES = (topology.JOB_COMPLETED, topology.JOB_ERROR, topology.JOB_PROGRESSION, topology.JOB_STOPPED)
+WORKER_QUEUES = (topology.WORKER_DISCOVERY, topology.WORKER_STATUS)
 #: The queues the backend consumes.
-CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, topology.WORKER_DISCOVERY,
-                   topology.WORKER_STATUS)
+CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, *WORKER_QUEUES, topology.JOB_REJECTED)
 FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
 
@@ -53,6 +67,7 @@ class BrokerLoop:
         self._started = started  # set once connected
         self._wake = threading.Event()
         self._batch: list[Delivery] = []
+        self._rejections = Rejections()
         self._first = True  # resume unfinished work on the first connection only
         # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
         self.flush_error: str | None = None
@@ -86,6 +101,13 @@ class BrokerLoop:
             self._open(conn)
             delay = FIRST_DELAY
             self._loop(conn)
+        except TopologyConflict as exc:
+            # Reconnecting cannot fix it: say it once, serve commands, and wait for the operator.
+            self._forget_batch()
+            log.error("%s", exc)
+            self._updates.set_connection("error", str(exc))
+            while not self._stopping.is_set():
+                self._idle(MAX_DELAY)
         except ConnectionLost as exc:
             self._forget_batch()  # unacked: the broker redelivers them
             self._updates.set_connection("reconnecting", f"connection lost ({exc}); reconnecting")
@@ -169,6 +191,7 @@ class BrokerLoop:
             if self.flush():
                 self._ack_held(conn)  # after a failed flush: what it held is on disk now
             self._dispatcher.publish_outbox(conn)
+            self._dispatcher.poll_status(conn)
             if self._dispatcher.poll_queues(conn) and self._workers.lost_changed(time.monotonic()):
                 self._updates.changed_workers = True
             self._updates.emit()
@@ -199,7 +222,7 @@ class BrokerLoop:
             self._stats["garbage"] += 1
             log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
                         topology.JOB_DEAD_LETTER, reason)
-            conn.reject(delivery.delivery_tag, requeue=False)
+            conn.dead_letter(delivery)  # not reject: worker_status and job_rejected have no dead-letter exchange
         # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
         # tag); a multiple ack passing over rejected ones is fine.
         rejected = {delivery.delivery_tag for delivery, _ in garbage}
@@ -221,6 +244,9 @@ class BrokerLoop:
         engine = self._engine
         if queue_name in RESPONSE_QUEUES:
             message = protocol.decode_response(queue_name, delivery.body)
+            if isinstance(message, protocol.WorkerNotice):
+                self._updates.notice(f"a worker reported an error about no job: {message.message}")
+                return False
             if message.job_id not in self._state.jobs:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.
@@ -234,14 +260,38 @@ class BrokerLoop:
             return engine.on_progression(message)
         if queue_name == topology.JOB_QUEUE_NOT_FOUND:
             return engine.on_queue_not_found(protocol.decode_not_found(delivery.body))
-        if queue_name in (topology.WORKER_DISCOVERY, topology.WORKER_STATUS):
-            status = protocol.decode_worker_status(delivery.body)
-            if status.instance_id not in self._workers and status.kind != "terminated":
+        if queue_name == topology.JOB_REJECTED:
+            return self._on_rejected(delivery)
+        if queue_name in WORKER_QUEUES:
+            status = protocol.decode_worker_status(delivery.body, delivery.routing_key)
+            # Only ours read a whole list in one message; an SDK worker fetches it over HTTP when it starts.
+            if status.instance_id not in self._workers and status.kind != "terminated" and status.job_types:
                 self._drops.tell_new_worker(status.instance_id)
             self._workers.record(status)
             self._updates.changed_workers = True
             return True
         return False
+
+    def _on_rejected(self, delivery: Delivery) -> bool:
+        """A worker rejected a job's order (a copy from ``job_rejected``; the order itself waits in job_delayed
+        and comes back): show the count on the job; fail it after REJECTIONS_BEFORE_FAILING, black-listing it."""
+        job = self._state.jobs.get(protocol.decode_not_found(delivery.body))
+        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+            return False
+        queue = topology.job_queue(job.job_type)
+        count = self._rejections.record(job.id, queue, delivery.headers)
+        note = rejection_note(count, unknown_parameters(self._workers.statuses(), job.job_type, job.parameters))
+        if count < REJECTIONS_BEFORE_FAILING:
+            if count == 1:
+                self._updates.notice(f"job #{job.id}: {note}")
+            job.error = note
+            self._state.mark_job(job)
+            return True
+        self._rejections.forget(job.id)
+        self._engine.fail_job(job.id, note, allow_retry=False)
+        self._drops.drop([job])  # the order still bounces: every worker must drop it when it comes back
+        self._updates.notice(f"job #{job.id} failed: {note}")
+        return True
 
     def flush(self) -> bool:
         """Write what changed; False when the state file cannot be written (the operator is told once per

@@ -11,6 +11,8 @@ from stepflow_tui.core.protocol import WorkerStatus
 
 #: A worker unseen for this many of its status intervals is lost.
 LOST_AFTER_INTERVALS = 3
+#: Terminated workers kept to show (stopped), the most recent ones.
+KEEP_TERMINATED = 50
 
 
 def is_lost(seen: float, interval: float, now: float) -> bool:
@@ -25,7 +27,9 @@ class SeenWorker(NamedTuple):
 
 
 class WorkerRegistry:
-    """Worker statuses by instance id. Only the broker thread changes it; readers take a copy."""
+    """Worker statuses by instance id. Only the broker thread changes it; readers take a copy. An SDK worker
+    speaks only when asked and gives no interval (5 s by default): the backend polls at least that often
+    (`Dispatcher.poll_status`), so a worker that answers is never lost."""
 
     def __init__(self) -> None:
         self._workers: dict[str, SeenWorker] = {}
@@ -39,19 +43,28 @@ class WorkerRegistry:
         return instance_id in self._workers
 
     def record(self, status: WorkerStatus) -> None:
-        """A worker spoke (discovery, status, terminated): it is seen now, or forgotten when it terminated."""
+        """A worker spoke (discovery, status, terminated): it is seen now; a terminated one is kept, stopped
+        (never lost), among the `KEEP_TERMINATED` most recent."""
+        self._workers.pop(status.instance_id, None)  # re-inserted last: the most recent at the end
         self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), utc_now())
         self._lost_since.pop(status.instance_id, None)
         self.lost_handled.discard(status.instance_id)
         if status.kind == "terminated":
-            self._workers.pop(status.instance_id, None)
+            ended = [i for i, seen in self._workers.items() if seen.status.kind == "terminated"]
+            for instance_id in ended[:-KEEP_TERMINATED]:
+                del self._workers[instance_id]
+
+    @staticmethod
+    def _is_lost(status: WorkerStatus, seen: float, now: float) -> bool:
+        """The lost rule for one worker; a terminated one is stopped, never lost."""
+        return status.kind != "terminated" and is_lost(seen, status.interval, now)
 
     def newly_lost(self, now: float) -> list[tuple[WorkerStatus, float]]:
         """Lost workers whose grace (one more status interval) is over and whose jobs are still to fail,
         with when each was last seen; each is returned once (until it shows up again)."""
         found = []
         for instance_id, (status, seen, _) in list(self._workers.items()):
-            if instance_id in self.lost_handled or not is_lost(seen, status.interval, now):
+            if instance_id in self.lost_handled or not self._is_lost(status, seen, now):
                 continue
             since = self._lost_since.setdefault(instance_id, now)
             if now - since < status.interval:
@@ -62,16 +75,20 @@ class WorkerRegistry:
 
     def lost_changed(self, now: float) -> bool:
         """Whether the set of lost workers changed since the last call."""
-        lost = frozenset(i for i, (s, seen, _) in self._workers.items() if is_lost(seen, s.interval, now))
+        lost = frozenset(i for i, (s, seen, _) in self._workers.items() if self._is_lost(s, seen, now))
         changed = lost != self._lost
         self._lost = lost
         return changed
+
+    def statuses(self) -> list[WorkerStatus]:
+        """The last status of every known worker."""
+        return [seen.status for seen in list(self._workers.values())]
 
     def job_types(self) -> set[str]:
         """Every job type a known worker runs."""
         types: set[str] = set()
         for status, _, _ in list(self._workers.values()):
-            types.update(status.job_types)
+            types.update(status.served_types)
         return types
 
     def views(self) -> list[WorkerView]:
@@ -80,8 +97,8 @@ class WorkerRegistry:
         views = []
         for status, seen, seen_at in list(self._workers.values()):
             views.append(WorkerView(
-                instance_id=status.instance_id, label=status.label, job_types=tuple(status.job_types),
+                instance_id=status.instance_id, label=status.label, job_types=tuple(status.served_types),
                 activity=status.activity, current_jobs=tuple(status.current_jobs), hostname=status.hostname,
                 pid=status.pid, version=status.version, last_seen=seen_at,
-                lost=is_lost(seen, status.interval, now)))
+                lost=self._is_lost(status, seen, now)))
         return sorted(views, key=lambda w: (w.lost, w.label, w.instance_id))

@@ -222,7 +222,9 @@ def direct_queue_spec(instance_id: str, job_types: Sequence[str]) -> QueueSpec:
     carry ``instance_id`` = this id, or ``broadcast`` = the string "true" (as the SDK binds it), or ``job_type``
     = one of ``job_types`` (as given: one binding each, because a headers binding matches one value per header)."""
     bindings = [
-        Binding(DIRECT_MESSAGING, arguments={"x-match": "any", "instance_id": instance_id, "broadcast": BROADCAST})
+        Binding(DIRECT_MESSAGING, arguments={"x-match": "any", "instance_id": instance_id, "broadcast": BROADCAST}),
+        # An earlier stepflow-tui backend broadcast a boolean: ours still hear it.
+        Binding(DIRECT_MESSAGING, arguments={"x-match": "all", "broadcast": True}),
     ]
     bindings += [Binding(DIRECT_MESSAGING, arguments={"x-match": "all", "job_type": t}) for t in job_types]
     return QueueSpec(direct_queue(instance_id), durable=False, auto_delete=True, bindings=tuple(bindings))

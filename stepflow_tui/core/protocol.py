@@ -207,8 +207,8 @@ class JobCompleted:
 
 @dataclass
 class JobFailed:
-    """worker -> backend, ``job_response`` / ``job_error``. On the wire: status "error" and a ``message``
-    parameter (``{"job_id", "error": "..."}`` is accepted too)."""
+    """worker -> backend, ``job_response`` / ``job_error``. On the wire: status "error", a ``message``
+    parameter and ``error`` (StepFlow's backend matches either; ``{"job_id", "error": "..."}`` is read too)."""
 
     job_id: int
     message: str
@@ -223,6 +223,7 @@ class JobFailed:
             parameters.append({"id": "traceback", "type": "string", "value": self.traceback})
         data: dict[str, Any] = {
             "job_id": self.job_id,
+            "error": self.message,  # StepFlow's backend reads it whatever the parameters hold
             "status": "stopped" if self.stopped else "error",
             "execution_duration": self.execution_duration,
             "parameters": parameters,
@@ -256,6 +257,7 @@ class JobProgression:
             "progression": clamp_progression(self.progression),
             "datetime": self.datetime,
             "instance_id": self.instance_id,
+            "docker_container_id": self.instance_id,  # what StepFlow's backend reads
         })
 
 
@@ -460,6 +462,8 @@ class DirectMessage:
             data["job_id"] = self.job_id
         if self.type == STOP_PROCESS:
             data["parameters"] = []
+        if self.type in _BLACK_LIST_TYPES and len(self.job_ids) > 1:
+            data["job_ids"] = self.job_ids  # ours read them all (one message to a new worker)
         return _dumps(data)
 
 
@@ -482,7 +486,7 @@ def decode_direct(body: bytes) -> DirectMessage:
         return DirectMessage(kind, job_id=_job_id(data))
     if kind in _BLACK_LIST_TYPES:
         ids = data.get("job_ids", [])
-        if "job_id" in data:
+        if "job_id" in data and not ids:
             ids = [_job_id(data)]
         elif not isinstance(ids, list) or not ids:
             raise ProtocolError(f"{kind} needs a job_id, got {_kind(data.get('job_id'))}")

@@ -31,8 +31,11 @@ from stepflow_tui.core.clock import utc_now
 from stepflow_tui.core.protocol import (
     DROP_JOBS,
     DROPPED_REASON,
+    RESUME_CONSUMING_JOBS,
     STATUS_REQUEST,
+    STOP_CONSUMING_JOBS,
     STOP_PROCESS,
+    STOP_WORKER,
     UNDROP_JOBS,
     DirectMessage,
     JobFailed,
@@ -57,6 +60,12 @@ POLL_INTERVAL = 0.25
 DIRECT_PREFETCH = 10
 #: How many dropped job ids (aborted workflows) a worker remembers; the oldest are forgotten first.
 DROPPED_IDS = 100_000
+#: Where each kind of worker message goes: the SDK's exchanges and routing keys.
+STATUS_ROUTES = {
+    "discovery": (topology.JOB_RESPONSE, topology.WORKER_DISCOVERY),
+    "status": (topology.WORKER_RESPONSE, topology.WORKER_STATUS),
+    "terminated": (topology.WORKER_RESPONSE, topology.WORKER_TERMINATED),
+}
 
 
 class ConnectionLoop:
@@ -79,6 +88,8 @@ class ConnectionLoop:
         self.conn: Connection | None = None
         self.dropped: OrderedDict[int, None] = OrderedDict()  # job ids never to run (aborted), bounded
         self._consumer_tags: list[str] = []
+        self._order_tags: list[str] = []  # the job queues' consumers (stop_consuming_jobs cancels them)
+        self.paused = False  # told stop_consuming_jobs
         self._deadline: float | None = None  # stop grace ends (monotonic)
         self._next_status = 0.0
 
@@ -139,8 +150,9 @@ class ConnectionLoop:
             conn.declare_job_queue(job_type)
         conn.declare_direct_queue(worker.instance_id, worker.job_types)
         if not self.stop_requested.is_set():
-            for queue_name in self.queues:
-                self._consumer_tags.append(conn.consume(queue_name, self._on_order, worker.prefetch))
+            self._order_tags.clear()
+            if not self.paused:
+                self._consume_orders(True)
             self._consumer_tags.append(conn.consume(self.direct_queue, self._on_direct, DIRECT_PREFETCH))
         self._publish_status("discovery")
         self._next_status = time.monotonic() + worker.status_interval
@@ -212,6 +224,7 @@ class ConnectionLoop:
     def _close_quietly(self) -> None:
         conn, self.conn = self.conn, None
         self._consumer_tags.clear()
+        self._order_tags.clear()
         if conn is not None:
             try:
                 conn.close()
@@ -230,7 +243,8 @@ class ConnectionLoop:
         except ProtocolError as exc:
             log.warning("order from queue %s is not valid, moved to the dead-letter queue %s: %s",
                         delivery.queue, topology.JOB_DEAD_LETTER, exc)
-            conn.reject(tag, requeue=False)
+            # Not reject: the job queue's dead-letter exchange (job_delayed) would bring it back every 5 s.
+            conn.dead_letter(delivery)
             return
         job_id = order.job_id
         executions = self.pool.executions
@@ -270,10 +284,11 @@ class ConnectionLoop:
         self.outbox.finish(execution, message)
 
     def _on_direct(self, delivery: Delivery) -> None:
-        """Messages for this worker only: ``{"type": "stop_process", "job_id": N}`` cancels a running job,
-        ``{"type": "status"}`` asks for a status message now, ``{"type": "drop_jobs", "job_ids": [...]}`` (sent
-        to every worker when a workflow is aborted) means: never run these jobs. Anything else is logged and
-        dropped."""
+        """Messages for this worker, in the SDK's variants: ``stop_process`` (``job_id``) cancels a running job,
+        ``status`` asks for a status message now, ``add_to_black_list`` (sent to every worker when a workflow
+        is aborted) means never run that job (``job_ids`` for several), ``delete_from_black_list`` run it again,
+        ``stop_consuming_jobs`` / ``resume_consuming_jobs`` pause / resume taking orders, ``stop_worker`` stops
+        gracefully. Anything else is logged and dropped."""
         conn = self._require_conn()
         try:
             message = decode_direct(delivery.body)
@@ -298,8 +313,30 @@ class ConnectionLoop:
             for job_id in message.job_ids:
                 self.dropped.pop(job_id, None)
             log.info("told to run %d retried job(s) again", len(message.job_ids))
+        elif message.type in (STOP_CONSUMING_JOBS, RESUME_CONSUMING_JOBS):
+            self._consume_orders(message.type == RESUME_CONSUMING_JOBS)
+        elif message.type == STOP_WORKER:
+            log.info("told to stop")
+            self.request_stop(self.grace)
         else:
             log.warning("ignored a direct message this worker does not understand: %.200r", body)
+
+    def _consume_orders(self, on: bool) -> None:
+        """Take orders from the job queues, or stop taking them (``stop_consuming_jobs``: running jobs go on,
+        the orders not taken stay in the queues for other workers)."""
+        conn = self._require_conn()
+        self.paused = not on
+        if on and not self._order_tags and not self.stop_requested.is_set():
+            for queue_name in self.queues:
+                tag = conn.consume(queue_name, self._on_order, self.worker.prefetch)
+                self._order_tags.append(tag)
+                self._consumer_tags.append(tag)
+        elif not on:
+            for tag in self._order_tags:
+                conn.cancel(tag)
+                self._consumer_tags.remove(tag)
+            self._order_tags.clear()
+        log.info("%s orders", "taking" if on else "not taking")
 
     def _drop(self, job_ids: list[Any]) -> None:
         """Remember ``job_ids`` as never to run; orders already held and not started are answered now, and
@@ -332,6 +369,7 @@ class ConnectionLoop:
         for consumer_tag in self._consumer_tags:
             conn.cancel(consumer_tag)
         self._consumer_tags.clear()
+        self._order_tags.clear()
         # Orders not started yet go back to the queue now, for another worker.
         for execution in self.pool.take_unstarted():
             for tag in execution.tags:
@@ -353,9 +391,11 @@ class ConnectionLoop:
         conn = self.conn
         if conn is None:
             return
-        routing_key = topology.WORKER_DISCOVERY if kind == "discovery" else topology.WORKER_STATUS
-        message = OutgoingMessage(topology.WORKER_RESPONSE, routing_key, self._status(kind).encode(),
-                                  persistent=False)
+        # The SDK's routes: a status no backend takes expires instead of piling up in worker_response_not_found.
+        exchange, routing_key = STATUS_ROUTES[kind]
+        expiration = None if kind != "status" else int(3 * self.worker.status_interval * 1000)
+        message = OutgoingMessage(exchange, routing_key, self._status(kind).encode(), persistent=False,
+                                  expiration_ms=expiration)
         try:
             conn.publish([message])
         except PublishFailed as exc:
