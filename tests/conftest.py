@@ -81,7 +81,7 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 #: Tests that run real processes, real terminals or a real RabbitMQ: the end-to-end kind (`-m e2e`).
 #: `pytest -m "not e2e"` is the fast feedback loop (pure logic, the embedded broker, the workbench on fakes).
-E2E_FOLDERS = ("rabbitmq", "faults", "service_e2e")
+E2E_FOLDERS = ("rabbitmq", "faults", "service_e2e", "sdk")
 E2E_FILES = ("test_tmux.py", "test_real_backend.py", "test_bench_smoke.py", "test_worker_isolation.py",
              "test_cli_resume.py")
 
