@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import NamedTuple
 
 from stepflow_tui.backend.views import WorkerView
@@ -45,7 +46,9 @@ class WorkerRegistry:
     def record(self, status: WorkerStatus) -> None:
         """A worker spoke (discovery, status, terminated): it is seen now; a terminated one is kept, stopped
         (never lost), among the `KEEP_TERMINATED` most recent."""
-        self._workers.pop(status.instance_id, None)  # re-inserted last: the most recent at the end
+        known = self._workers.pop(status.instance_id, None)  # re-inserted last: the most recent at the end
+        if known is not None and not status.parameters and known.status.parameters:
+            status = replace(status, parameters=known.status.parameters)  # an SDK status reply has no schema
         self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), utc_now())
         self._lost_since.pop(status.instance_id, None)
         self.lost_handled.discard(status.instance_id)

@@ -149,7 +149,8 @@ def input_variables(path: str) -> dict[str, str]:
 
 def render_parameters(parameters: Iterable[dict[str, Any]], variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The order's parameter list: ``template`` values rendered (sent as ``string``), ``array_of_templates``
-    as ``array_of_strings``, others as given (``value``, else ``default``)."""
+    as ``array_of_strings``, others as given (``value``, else ``default``); ``store`` kept (``BACKEND``: a
+    Media Cloud AI worker fetches the credential of that key from our API)."""
     out = []
     for parameter in parameters:
         kind = parameter.get("type", "string")
@@ -158,7 +159,10 @@ def render_parameters(parameters: Iterable[dict[str, Any]], variables: Mapping[s
             value, kind = render(value, variables), "string"
         elif kind == "array_of_templates" and isinstance(value, list):
             value, kind = [render(str(v), variables) for v in value], "array_of_strings"
-        out.append({"id": parameter["id"], "type": kind, "value": value})
+        rendered = {"id": parameter["id"], "type": kind, "value": value}
+        if parameter.get("store"):
+            rendered["store"] = parameter["store"]  # the worker resolves the value there (a credential key)
+        out.append(rendered)
     return out
 
 
