@@ -23,6 +23,8 @@ from .inputs import json_object
 from .keys import BACKEND, CREDENTIALS, TOKENS
 
 routes = web.RouteTableDef()
+#: What ``GET /api/step_flow`` says it is: the SDK (mcai-worker-sdk 2.1.1) reads the black list only from 1.8 on.
+STEP_FLOW_VERSION = "1.8.1"
 #: At most this many job ids in the drop list (as the backend keeps the most recent ones).
 MAX_DROPS = 100_000
 _PAGE = 5000
@@ -50,7 +52,9 @@ async def sessions(request: web.Request) -> web.Response:
 async def step_flow(request: web.Request) -> web.Response:
     """What this backend is, for Media Cloud AI workers."""
     backend = request.app[BACKEND]
-    return web.json_response({"application": "stepflow-tui", "version": stepflow_tui.__version__,
+    # "version" is the StepFlow version whose protocol this speaks: below 1.8 the SDK ignores the black list.
+    return web.json_response({"application": "stepflow-tui", "version": STEP_FLOW_VERSION,
+                              "stepflow_tui_version": stepflow_tui.__version__,
                               "broker": backend.broker_display_url, "connection": backend.connection_state})
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from helpers import wait_for
-from rabbitmq.conftest import fan_out_step, wait_consumers, workflow
+from rabbitmq.conftest import fan_out_step, queue_counts, wait_consumers, workflow
 
 from .conftest import LABEL, SDK_TYPE, SdkWorkers, Stack
 
@@ -140,3 +140,23 @@ def test_an_order_the_sdk_keeps_rejecting_fails_with_the_reason(stack: Any, sdk_
     assert harness.wait_finished(workflow_id, 25) == "error"
     error = harness.backend.job(job["id"])["error"]
     assert error.startswith("order rejected by a worker (3 times)") and "'bogus'" in error, error
+
+
+def test_an_sdk_worker_started_after_an_abort_reads_the_black_list_from_our_api(
+        stack: Any, sdk_workers: SdkWorkers, rabbitmq_url: str) -> None:
+    ours: Stack = stack([sdk_workflow("batch", param("sleep_ms", 100), count=3), sdk_workflow("after")])
+    harness = ours.start_backend()
+    first = sdk_workers.start(ours.api_url)  # declares job_sdktest, then goes away
+    first.send_signal(signal.SIGTERM)
+    wait_for(lambda: first.poll() is not None, 15, "the first SDK worker to exit")
+    workflow_id = harness.start_workflow("batch")
+    wait_for(lambda: (queue_counts(rabbitmq_url, "job_sdktest") or (0, 0))[0] == 3, 10, "3 orders queued")
+    harness.backend.abort(workflow_id).result(timeout=10)  # nobody hears the black-list broadcast now
+    dropped_ids = [job["id"] for job in sdk_jobs(harness, workflow_id)]
+    assert all(job_id in ours.backend.dropped_job_ids() for job_id in dropped_ids)
+    second = sdk_workers.start(ours.api_url)  # GET /api/step_flow/blacklist at start-up
+    after = harness.start_workflow("after")
+    assert harness.wait_finished(after, 20) == "completed"
+    log = sdk_workers.log(second)
+    assert f"Black listed jobs: BlackList {{ job_ids: {dropped_ids} }}" in log, log[-2000:]
+    assert not set(sdk_workers.processed(second)) & set(dropped_ids)
