@@ -26,9 +26,8 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 #: How many published results are remembered to answer redelivered orders without running them again.
 RECENT_RESULTS = 1024
-# A finished job's result waits at most this long for the jobs still running or queued here, so that one confirmed
-# (tx) publish carries many results: a commit is a broker round trip with an fsync, and committing each result as
-# it comes left the job threads idle, waiting for acks to bring the next orders (round 3 of docs/performance.md).
+# A finished result waits this long for its neighbours, so one confirmed (tx) publish carries many results
+# (a commit is a round trip with an fsync: docs/performance.md, round 3).
 FLUSH_DELAY = 0.005
 
 
