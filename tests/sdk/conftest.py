@@ -17,11 +17,21 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from helpers import wait_for
-from rabbitmq.conftest import BackendHarness, Processes, queue_counts
+from rabbitmq.conftest import (  # the RabbitMQ harness: these tests add the SDK to it
+    BackendHarness,
+    Processes,
+    fan_out_step,
+    queue_counts,
+    wait_consumers,
+    workflow,
+)
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
 from stepflow_tui.service import CredentialStore, ServiceThread, create_app
+
+__all__ = ["BackendHarness", "Processes", "SdkWorkers", "Stack", "fan_out_step", "queue_counts", "wait_consumers",
+           "workflow"]
 
 WORKER_APP = Path(__file__).parent / "worker_app"
 #: The full API token: the SDK logs in with it as BACKEND_PASSWORD (credentials need the full token).

@@ -9,9 +9,8 @@ import time
 from typing import Any
 
 from helpers import wait_for
-from rabbitmq.conftest import fan_out_step, queue_counts, wait_consumers, workflow
 
-from .conftest import LABEL, SDK_TYPE, SdkWorkers, Stack
+from .conftest import LABEL, SDK_TYPE, SdkWorkers, Stack, fan_out_step, queue_counts, wait_consumers, workflow
 
 
 def sdk_workflow(identifier: str, *parameters: dict[str, Any], count: int = 1) -> dict[str, Any]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rabbitmq.conftest import fan_out_step, wait_consumers, workflow
 
-from .conftest import LABEL, SDK_TYPE, SdkWorkers, Stack
+from .conftest import LABEL, SDK_TYPE, SdkWorkers, Stack, fan_out_step, wait_consumers, workflow
 
 
 def sdk_step(step_id: int, *parents: int, mode: str = "one_for_one", **parameters: Any) -> dict[str, Any]:
