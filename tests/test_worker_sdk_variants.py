@@ -4,8 +4,6 @@ instead of rejecting it into job_delayed's 5 s loop."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from helpers import wait_for
 
 from stepflow_tui.broker import topology
@@ -28,17 +26,29 @@ def ready(conn: Connection, queue: str) -> int:
     return conn.queue_states([queue])[0].ready
 
 
-def start(memory_url: str, ran: list[int]) -> tuple[Worker, Connection, list[tuple[str, Any]]]:
+class Answers(list):
+    """The results the worker published, taken from the result queues as they come."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def take(self) -> Answers:
+        for queue in (topology.JOB_COMPLETED, topology.JOB_ERROR):
+            while (delivery := self.conn.get(queue)) is not None:
+                self.append((queue, protocol.decode_response(queue, delivery.body)))
+                self.conn.ack(delivery.delivery_tag)
+        return self
+
+
+def start(memory_url: str, ran: list[int]) -> tuple[Worker, Connection, Answers]:
+    """A worker of job type ``rec`` (recording the job ids it runs) and a connection playing the backend."""
     worker = Worker(memory_url, {"rec": lambda ctx: ran.append(ctx.job_id)}, concurrency=1, status_interval=60)
     conn = connect(memory_url, name="test")
     conn.declare_backend_topology()
-    answers: list[tuple[str, Any]] = []
-    for name in (topology.JOB_COMPLETED, topology.JOB_ERROR):
-        conn.consume(name, lambda d: (answers.append((d.queue, protocol.decode_response(d.queue, d.body))),
-                                      conn.ack(d.delivery_tag)))
     worker.start_in_thread()
     assert worker.wait_ready(5)
-    return worker, conn, answers
+    return worker, conn, Answers(conn)
 
 
 def test_stop_and_resume_consuming_jobs(memory_url: str) -> None:
@@ -51,7 +61,7 @@ def test_stop_and_resume_consuming_jobs(memory_url: str) -> None:
         conn.process_events(0.3)
         assert ready(conn, topology.job_queue("rec")) == 1 and ran == []  # left for another worker
         direct(conn, protocol.DirectMessage(protocol.RESUME_CONSUMING_JOBS))
-        wait_for(lambda: (conn.process_events(0.01), ran == [1] and len(answers) == 1)[1], 5, "the order run")
+        wait_for(lambda: ran == [1] and len(answers.take()) == 1, 5, "the order run")
     finally:
         worker.stop(grace=1)
 
@@ -65,7 +75,7 @@ def test_a_black_listed_job_id_in_the_sdks_form_is_not_run(memory_url: str) -> N
         wait_for(lambda: 7 in worker._dropped, 5, "the worker to know the black list")
         order(conn, 7)
         order(conn, 8)
-        wait_for(lambda: (conn.process_events(0.01), len(answers) == 2)[1], 5, "two answers")
+        wait_for(lambda: len(answers.take()) == 2, 5, "two answers")
         assert ran == [8]
         stopped = [m for _, m in answers if isinstance(m, protocol.JobFailed)]
         assert [(m.job_id, m.stopped, m.message) for m in stopped] == [(7, True, protocol.DROPPED_REASON)]
