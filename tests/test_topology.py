@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
 from helpers import wait_for
 
+from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, OutgoingMessage, TopologyConflict, connect
 
@@ -173,3 +175,23 @@ def test_an_old_vhost_gets_one_clear_error(rabbitmq_url: str, kind: str, name: s
         assert conn.queue_states([topology.JOB_COMPLETED])  # the connection stays usable (no ConnectionLost)
     finally:
         conn.close()
+
+
+@pytest.mark.rabbitmq
+def test_the_backend_on_an_old_vhost_says_so_once_and_does_not_reconnect(
+        rabbitmq_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:  # worker_response as an earlier stepflow-tui declared it: no alternate exchange
+        connection.channel().exchange_declare("worker_response", "topic", durable=True)
+    finally:
+        connection.close()
+    backend = Backend(BackendConfig(broker_url=rabbitmq_url, db_path=tmp_path / "state.json", local_workers=False))
+    backend.start()
+    try:
+        wait_for(lambda: backend.connection_state == "error", 15, "the backend's error")
+        assert "exchange 'worker_response'" in (backend.last_error or "") and "delete" in backend.last_error
+        time.sleep(1.5)  # a reconnect loop would retry within this (its first delay is 0.5 s)
+        conflicts = [r for r in caplog.records if "earlier version of stepflow-tui" in r.getMessage()]
+        assert len(conflicts) == 1 and backend.connection_state == "error"
+    finally:
+        backend.stop()

@@ -104,8 +104,7 @@ class BrokerLoop:
         except TopologyConflict as exc:
             # Reconnecting cannot fix it: say it once, serve commands, and wait for the operator.
             self._forget_batch()
-            log.error("%s", exc)
-            self._updates.set_connection("error", str(exc))
+            self._updates.set_connection("error", str(exc))  # logged there, once
             while not self._stopping.is_set():
                 self._idle(MAX_DELAY)
         except ConnectionLost as exc:
