@@ -125,6 +125,9 @@ def test_our_direct_messages_are_the_sdks_variants() -> None:
         {"type": "add_to_black_list", "job_id": 13}, {"type": "add_to_black_list", "job_id": 15}]
     assert json.loads(black_list(DELETE_FROM_BLACK_LIST, [13])[0].encode()) == {
         "type": "delete_from_black_list", "job_id": 13}
+    # Several ids (to a new worker of ours): the SDK reads the first, ours all.
+    assert json.loads(DirectMessage(ADD_TO_BLACK_LIST, job_ids=[3, 4]).encode()) == {
+        "type": "add_to_black_list", "job_id": 3, "job_ids": [3, 4]}
     for kind in (STATUS_REQUEST, STOP_CONSUMING_JOBS, RESUME_CONSUMING_JOBS, STOP_WORKER):
         assert json.loads(DirectMessage(kind).encode()) == {"type": kind}
 

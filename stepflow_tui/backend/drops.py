@@ -84,7 +84,7 @@ class DropList:
         while self._to_send:
             job_ids, instance_id, kind = self._to_send[0]
             if instance_id:
-                messages = [DirectMessage(kind, job_id=job_ids[0], job_ids=job_ids)]
+                messages = [DirectMessage(kind, job_ids=job_ids)]
                 headers: dict[str, str] = {"instance_id": instance_id}
             else:
                 messages = black_list(kind, job_ids)

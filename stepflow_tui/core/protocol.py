@@ -458,8 +458,10 @@ class DirectMessage:
 
     def encode(self) -> bytes:
         data: dict[str, Any] = {"type": self.type}
-        if self.job_id is not None:
-            data["job_id"] = self.job_id
+        job_id = self.job_id if self.job_id is not None or self.type not in _BLACK_LIST_TYPES else (
+            self.job_ids[0] if self.job_ids else None)
+        if job_id is not None:
+            data["job_id"] = job_id
         if self.type == STOP_PROCESS:
             data["parameters"] = []
         if self.type in _BLACK_LIST_TYPES and len(self.job_ids) > 1:
