@@ -116,9 +116,10 @@ class Dispatcher:
         their (unstated, so 5 s) interval."""
         return min(self._config.worker_status_interval, SDK_STATUS_INTERVAL)
 
-    def poll_status(self, conn: Connection) -> None:
-        """Ask for the workers' statuses when a poll interval went by."""
-        if time.monotonic() - self._last_status_poll >= self.status_poll_interval:
+    def poll_status(self, conn: Connection, anyone: bool) -> None:
+        """Ask for the workers' statuses when a poll interval went by and ``anyone`` is known to answer (a
+        worker that starts later announces itself; a poll to nobody would sit in direct_messaging_not_found)."""
+        if anyone and time.monotonic() - self._last_status_poll >= self.status_poll_interval:
             self.ask_status(conn)
 
     def poll_soon(self) -> None:

@@ -190,7 +190,7 @@ class BrokerLoop:
             if self.flush():
                 self._ack_held(conn)  # after a failed flush: what it held is on disk now
             self._dispatcher.publish_outbox(conn)
-            self._dispatcher.poll_status(conn)
+            self._dispatcher.poll_status(conn, self._workers.any_running())
             if self._dispatcher.poll_queues(conn) and self._workers.lost_changed(time.monotonic()):
                 self._updates.changed_workers = True
             self._updates.emit()

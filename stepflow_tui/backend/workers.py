@@ -83,6 +83,10 @@ class WorkerRegistry:
         self._lost = lost
         return changed
 
+    def any_running(self) -> bool:
+        """Whether some known worker has not terminated (someone to poll)."""
+        return any(seen.status.kind != "terminated" for seen in list(self._workers.values()))
+
     def statuses(self) -> list[WorkerStatus]:
         """The last status of every known worker."""
         return [seen.status for seen in list(self._workers.values())]
