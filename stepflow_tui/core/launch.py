@@ -96,6 +96,23 @@ def segments_of(step_def: StepDefinition, variables: Mapping[str, Any]) -> list[
     return found
 
 
+def listed_paths(parameters: Sequence[dict[str, Any]], variables: Mapping[str, Any]) -> list[str] | None:
+    """A root step's inputs: its ``source_paths`` parameter, each item rendered when it is an
+    ``array_of_templates`` (as StepFlow's launcher); None when there is no such list (one job)."""
+    for parameter in parameters:
+        if parameter.get("id") == "source_paths":
+            value = _value(parameter)
+            if not isinstance(value, list):
+                return None
+            if parameter.get("type") == "array_of_templates":
+                try:
+                    return [templates.render_with_expressions(str(v), variables) for v in value]
+                except templates.TemplateError:
+                    return None  # the job renders the parameter again and fails with the reason
+            return [str(v) for v in value]
+    return None
+
+
 def _generated_destination(step_def: StepDefinition, variables: Mapping[str, Any], workflow_id: int,
                            source_path: str) -> str | None:
     """StepFlow's generated ``destination_path`` of a job with an input: ``<work_dir>/<workflow id>/`` + the

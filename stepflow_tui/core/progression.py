@@ -151,20 +151,21 @@ class Progression:
 
     def _job_specs(self, workflow: Workflow, step_def: StepDefinition, parameters: list[dict[str, Any]],
                    base: dict[str, Any], inputs: list[str] | None) -> list[launch.JobSpec]:
-        paths = inputs if inputs is not None else _list_parameter(parameters, "source_paths")
+        paths = inputs if inputs is not None else launch.listed_paths(parameters, base)
         if step_def.mode in (ONE_FOR_MANY, NOTIFICATION_MODE):
             return [launch.one_for_many_spec(step_def, parameters, base, paths)]
         own = [p for p in parameters if p.get("id") != "source_paths"] if paths is not None else parameters
         return launch.one_for_one_specs(step_def, own, base, paths, workflow.id)
 
     def _inputs(self, workflow: Workflow, step_def: StepDefinition) -> list[str]:
-        """The parents' jobs' destination paths, in job order, filtered by ``input_filter``."""
+        """The parents' jobs' destination paths, in job order, each once, filtered by ``input_filter``."""
         paths: list[str] = []
         for parent_id in step_def.parent_ids:
             for job_id in workflow.step(parent_id).job_ids:
                 job = self.state.jobs.get(job_id)
                 if job is not None and job.status == JobStatus.COMPLETED:
                     paths.extend(job.destination_paths)
+        paths = list(dict.fromkeys(paths))  # each path once, as StepFlow (segment jobs share destinations)
         for parameter in step_def.parameters:
             if parameter.get("type") == "filter":
                 rule = parameter.get("value", parameter.get("default")) or {}
@@ -341,13 +342,3 @@ def _done(definition: WorkflowDefinition, step: StepState) -> bool:
     if step.status in STEP_DONE:
         return True
     return step.status == StepStatus.ERROR and definition.step(step.id).allow_failure
-
-
-def _list_parameter(parameters: list[dict[str, Any]], parameter_id: str) -> list[str] | None:
-    """A list-valued parameter's value as strings (None if absent or not a list)."""
-    for parameter in parameters:
-        if parameter.get("id") == parameter_id:
-            value = parameter.get("value", parameter.get("default"))
-            if isinstance(value, list):
-                return [str(v) for v in value]
-    return None
