@@ -28,9 +28,6 @@ SEGMENT_VARIABLES = ("sdk_start_index", "sdk_stop_index")
 _STEP_KEYS = frozenset({"id", "name", "label", "parent_ids", "required_to_start", "mode", "parameters",
                         "max_retries", "retry_delay", "timeout", "icon", "condition", "multiple_jobs",
                         "allow_failure", "skip_destination_path", "work_dir", "description"})
-#: Fields validated and kept, that the engine does not act on yet: a warning says so (the engine phase of
-#: issue 13 empties this).
-NOT_YET_RUN: tuple[str, ...] = ()
 _EEX_WRAPPER = re.compile(r"^\s*<%=(.*)%>\s*$", re.DOTALL)
 
 
@@ -122,9 +119,6 @@ def parse_step(ctx: Context, raw: Any, index: int) -> StepDefinition:
         skip_destination_path=_parse_flag(ctx, raw, "skip_destination_path", here),
         work_dir=optional_string(ctx, raw, "work_dir", here),
     )
-    for key in NOT_YET_RUN:
-        if raw.get(key) not in (None, False, ""):
-            ctx.warn(f"{here}.{key}", "accepted, but not acted on yet by this version of stepflow-tui")
     return step
 
 
