@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from helpers import wait_for
-from test_stepflow_run import BUCKET_SECRET, ENCODER_KEY, SECRETS, Hooks, hooks, segment_workflow  # noqa: F401
+from stepflow_features import BUCKET_SECRET, ENCODER_KEY, SECRETS, Hooks, segment_workflow
 
 from stepflow_tui.service import CredentialStore, ServiceThread, create_app
 
@@ -113,7 +113,7 @@ print(json.dumps({"seen": seen, "modules": sorted(sys.modules)}), flush=True)
 
 
 def test_raw_worker_runs_segments_conditions_failures_credentials_and_hooks(
-        rabbitmq_url: str, tmp_path: Path, start_backend, hooks: Hooks) -> None:  # noqa: F811
+        rabbitmq_url: str, tmp_path: Path, start_backend, hooks: Hooks) -> None:
     assert "stepflow" not in RAW_WORKER.lower()  # written from the protocol alone
     script = tmp_path / "raw_segments.py"
     script.write_text(RAW_WORKER, encoding="utf-8")
