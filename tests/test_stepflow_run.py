@@ -91,6 +91,7 @@ def test_every_step_feature_end_to_end_on_memory(start_backend, hooks: Hooks, tm
     backend.stop()
     # The secrets were resolved by the worker and are nowhere: state files, logs, API answers, status --json.
     status = run_cli("status", "--json", db=tmp_path / "state.json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
     texts = {"logs": caplog.text, "api": json.dumps(api_answers), "status --json": status.stdout}
     for path in tmp_path.rglob("*"):
         if path.is_file() and not path.name.endswith(".credentials"):
