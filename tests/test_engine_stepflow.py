@@ -245,3 +245,20 @@ def test_hooks_fire_on_the_events_their_conditions_name():
 
 def test_dates_as_stepflow_formats_them():
     assert dates("2026-03-04T05:06:07.123456Z") == {"date_time": "2026_03_04__05_06_07", "date": "2026_03_04"}
+
+
+def test_a_notification_step_not_answered_is_called_again_after_a_restart():
+    engine = make_engine()
+    wf = engine.start_workflow(notifying(), {})
+    (work,) = engine.take_outbox(10)
+    complete(engine, work, ["/o/1"])
+    (call,) = engine.take_notifications()
+    # The backend stopped before the call's result: a new engine over the same (reloaded) state.
+    state = State(workflows={wf.id: Workflow.from_dict(wf.to_dict())},
+                  jobs={j.id: type(j).from_dict(j.to_dict()) for j in engine.state.jobs.values()},
+                  next_workflow_id=engine.state.next_workflow_id, next_job_id=engine.state.next_job_id)
+    again = Engine(state, clock=lambda: "2026-03-04T06:00:00Z", monotonic=lambda: 0.0)
+    assert again.resume_unfinished(orders_survived=True) == 1
+    assert again.take_outbox(10) == []  # never an order to a broker queue
+    (resent,) = again.take_notifications()
+    assert (resent.job_id, resent.url) == (call.job_id, call.url)
