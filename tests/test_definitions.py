@@ -447,3 +447,11 @@ def test_core_modules_stay_pure() -> None:
             "print(sorted(m for m in ('pika', 'textual', 'tinydb') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_hook_with_credentials_warns_that_they_are_not_sent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stepflow_tui.definitions")
+    hooks = [{"label": "ops", "endpoint": "http://ops/", "conditions": {"job_error": True}, "credentials": "OPS"}]
+    (definition,) = parse_definitions([workflow(notification_hooks=hooks)], SOURCE)
+    assert definition.notification_hooks[0]["endpoint"] == "http://ops/"
+    assert "field 'notification_hooks[0].credentials': not sent by stepflow-tui" in caplog.text
