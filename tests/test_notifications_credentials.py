@@ -134,4 +134,4 @@ def test_delivery_times_out(serve: Any) -> None:
 
 def test_delivery_to_nobody_is_a_reason_not_an_exception() -> None:
     error = deliver(call("http://127.0.0.1:9"), attempts=1)
-    assert error is not None and error.startswith("POST http://127.0.0.1:9/hook failed after 1 attempts")
+    assert error is not None and error.startswith("POST http://127.0.0.1:9/hook failed after 1 attempt:")

@@ -62,7 +62,8 @@ def deliver(notification: Notification, send: Callable[[Notification], None] = p
         if attempt < attempts:
             sleep(delay)
             delay *= 2
-    return f"{notification.method} {where(notification.url)} failed after {attempts} attempts: {reason}"
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return f"{notification.method} {where(notification.url)} failed after {tries}: {reason}"
 
 
 class Notifier:
