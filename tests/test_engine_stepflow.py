@@ -262,3 +262,63 @@ def test_a_notification_step_not_answered_is_called_again_after_a_restart():
     assert again.take_outbox(10) == []  # never an order to a broker queue
     (resent,) = again.take_notifications()
     assert (resent.job_id, resent.url) == (call.job_id, call.url)
+
+
+def split_encoding():
+    """The public split-encoding example's shape: a transfer and a splitter that report no paths (their orders'
+    generated destination_path is their output), segments as an output parameter, float expressions."""
+    return parse_definitions({"identifier": "split", "label": "Split", "schema_version": "1.8",
+                              "parameters": [{"id": "source_file", "type": "string"}],
+                              "start_parameters": [{"id": "source_file", "type": "file"}], "steps": [
+        {"id": 0, "name": "job_transfer", "parameters": [
+            {"id": "source_paths", "type": "array_of_templates", "value": ["{source_file}"]},
+            {"id": "secret", "type": "string", "store": "BACKEND", "value": "S3_SECRET"}]},
+        {"id": 1, "name": "job_splitter", "parent_ids": [0], "required_to_start": [0]},
+        {"id": 2, "name": "job_ffmpeg", "parent_ids": [1], "required_to_start": [1],
+         "multiple_jobs": "media_segments", "parameters": [
+            {"id": "command", "type": "string", "value": "ffmpeg -i {source_path} -ss {start} {output}"},
+            {"id": "start", "type": "template", "value": "<%= sdk_start_index / 1000.0 %>"},
+            {"id": "stop", "type": "template", "value": "<%= (sdk_stop_index + 1) / 1000.0 %>"},
+            {"id": "destination_path", "type": "template",
+             "value": "{work_directory}/{workflow_id}/part-{sdk_start_index}.wav"}]},
+        {"id": 3, "name": "job_transfer", "parent_ids": [2], "required_to_start": [2], "parameters": [
+            {"id": "input_filter", "type": "filter", "value": {"ends_with": [".wav"]}}]},
+    ]}, "test.json")[0]
+
+
+def test_a_job_that_reports_no_paths_produced_its_generated_destination():
+    ticks = itertools.count()
+    engine = Engine(State(), clock=lambda: f"2026-03-04T05:06:{next(ticks) % 60:02d}Z", monotonic=lambda: 0.0,
+                    work_directory="/data/work")
+    wf = engine.start_workflow(split_encoding(), {"source_file": "s3://bucket/in.mp4"})
+    (transfer,) = engine.take_outbox(10)
+    assert transfer.parameter("source_path") == "s3://bucket/in.mp4"
+    assert transfer.parameter("destination_path") == f"/data/work/{wf.id}/in.mp4"
+    complete(engine, transfer)  # a Media Cloud AI transfer reports no destination_paths
+    (splitter,) = engine.take_outbox(10)
+    assert splitter.parameter("source_path") == f"/data/work/{wf.id}/in.mp4"
+    complete(engine, splitter, outputs=[{"id": "media_segments", "type": "array_of_media_segments",
+                                         "value": [{"start": 0, "end": 999}, {"start": 1000, "end": 1999}]}])
+    parts = engine.take_outbox(10)
+    assert [(j.parameter("start"), j.parameter("stop")) for j in parts] == [("0.0", "1.0"), ("1.0", "2.0")]
+    assert parts[0].parameter("command") == "ffmpeg -i {source_path} -ss {start} {output}"  # strings as given
+    assert [j.parameter("destination_path") for j in parts] == [
+        f"/data/work/{wf.id}/part-0.wav", f"/data/work/{wf.id}/part-1000.wav"]
+    for job in parts:
+        complete(engine, job)
+    uploads = engine.take_outbox(10)
+    assert [j.parameter("source_path") for j in uploads] == [f"/data/work/{wf.id}/part-0.wav",
+                                                             f"/data/work/{wf.id}/part-1000.wav"]
+    for job in uploads:
+        complete(engine, job)
+    assert wf.status == WorkflowStatus.COMPLETED
+
+
+def test_a_job_that_reports_paths_is_believed():
+    engine = make_engine()
+    wf = engine.start_workflow(split_encoding(), {"source_file": "/in/a.mp4"})
+    (transfer,) = engine.take_outbox(10)
+    assert transfer.parameter("destination_path") == f"/{wf.id}/a.mp4"  # StepFlow's base without a work dir
+    complete(engine, transfer, ["/elsewhere/a.mp4"])
+    (splitter,) = engine.take_outbox(10)
+    assert splitter.parameter("source_path") == "/elsewhere/a.mp4"

@@ -93,7 +93,8 @@ class Backend:
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
         self.state = self.store.open()
-        self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
+        self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}),
+                             work_directory=self.config.work_directory)
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
         self._dispatcher = Dispatcher(config=self.config, lock=self.store.lock, engine=self.engine,

@@ -25,15 +25,16 @@ __all__ = ["Engine", "EngineError"]
 
 
 class Engine:
-    """Advances the workflows of ``state``: times from ``clock``, delays and deadlines from ``monotonic``."""
+    """Advances the workflows of ``state``: times from ``clock``, delays and deadlines from ``monotonic``;
+    ``work_directory`` is the workers' (StepFlow's ``workers_work_directory``), for generated destinations."""
 
     def __init__(self, state: State, clock: Callable[[], str] = clocks.utc_now,
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None, work_directory: str = "") -> None:
         self.state = state
         self.clock = clock
         self.monotonic = monotonic or clocks.monotonic
         self.dispatcher = Dispatcher(state, self.monotonic)
-        self.progression = Progression(state, clock, self.dispatcher)
+        self.progression = Progression(state, clock, self.dispatcher, work_directory)
         self.handlers = Handlers(self.progression)
         self.commands = Commands(self.progression)
         self._definitions = self.progression.definitions

@@ -45,10 +45,12 @@ def _value(parameter: Mapping[str, Any]) -> Any:
 
 
 def step_variables(definition: WorkflowDefinition, step_def: StepDefinition, *, workflow_id: int,
-                   start_parameters: Mapping[str, Any], outputs: Mapping[str, Any], now: str) -> dict[str, Any]:
+                   start_parameters: Mapping[str, Any], outputs: Mapping[str, Any], now: str,
+                   work_directory: str = "") -> dict[str, Any]:
     """The variables every job of ``step_def`` sees, later rows winning: the workflow ``parameters``' values,
     the start parameters, the outputs of completed jobs, the built-ins (``workflow_id``, ``workflow_reference``,
-    ``work_directory``, dates…), then the step's own plain parameters (StepFlow's order)."""
+    ``work_directory``: the step's ``work_dir``, else the workers' ``work_directory``; dates…), then the step's
+    own plain parameters (StepFlow's order)."""
     variables: dict[str, Any] = {}
     for parameter in definition.parameters:
         if "id" in parameter and _value(parameter) is not None:
@@ -57,7 +59,7 @@ def step_variables(definition: WorkflowDefinition, step_def: StepDefinition, *, 
     variables.update(outputs)
     variables.update(workflow_id=workflow_id, workflow_identifier=definition.identifier,
                      workflow_reference=definition.reference or "", step_id=step_def.id,
-                     step_name=step_def.name, work_directory=step_def.work_dir or "", **dates(now))
+                     step_name=step_def.name, work_directory=step_def.work_dir or work_directory, **dates(now))
     for parameter in step_def.parameters:
         if parameter.get("type") in STEP_VARIABLE_TYPES and "store" not in parameter:
             variables[str(parameter["id"])] = _value(parameter)
@@ -115,19 +117,15 @@ def listed_paths(parameters: Sequence[dict[str, Any]], variables: Mapping[str, A
 
 def _generated_destination(step_def: StepDefinition, variables: Mapping[str, Any], workflow_id: int,
                            source_path: str) -> str | None:
-    """StepFlow's generated ``destination_path`` of a job with an input: ``<work_dir>/<workflow id>/`` + the
-    rendered ``destination_filename``'s base name, or the input's. Only when the step names a ``work_dir``
-    or a ``destination_filename`` (we have no workers' default work directory) and does not
-    ``skip_destination_path``."""
+    """StepFlow's generated ``destination_path`` of a job with an input: ``<work_directory>/<workflow id>/`` +
+    the rendered ``destination_filename``'s base name, or the input's; none with ``skip_destination_path``."""
     if step_def.skip_destination_path:
         return None
     if any(p.get("id") == "destination_path" for p in step_def.parameters):
         return None  # the step's own destination_path is rendered with the other parameters
     filename = next((p for p in step_def.parameters if p.get("id") == "destination_filename"
                      and p.get("type") == "template"), None)
-    if filename is None and not step_def.work_dir:
-        return None
-    base = f"{(step_def.work_dir or '').rstrip('/')}/{workflow_id}/"
+    base = f"{str(variables.get('work_directory') or '').rstrip('/')}/{workflow_id}/"
     name = templates.render_with_expressions(str(_value(filename)), variables) if filename else source_path
     return base + posixpath.basename(name.replace("\\", "/"))
 

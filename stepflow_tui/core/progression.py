@@ -41,10 +41,13 @@ from stepflow_tui.core.notifications import (
 class Progression:
     """Advances the workflows of one `State`; times come from ``clock``."""
 
-    def __init__(self, state: State, clock: Callable[[], str], dispatcher: Dispatcher) -> None:
+    def __init__(self, state: State, clock: Callable[[], str], dispatcher: Dispatcher,
+                 work_directory: str = "") -> None:
         self.state = state
         self.clock = clock
         self.dispatcher = dispatcher
+        #: The workers' work directory (StepFlow's ``workers_work_directory``) for steps without ``work_dir``.
+        self.work_directory = work_directory
         #: Parsed definitions of the workflows, by id (parsed again from the state when missing).
         self.definitions: dict[int, WorkflowDefinition] = {}
         #: Webhook calls due (notification steps' jobs, hooks): the backend takes and sends them.
@@ -131,7 +134,8 @@ class Progression:
         step.launched_at = now
         step.status = StepStatus.QUEUED
         base = launch.step_variables(self.definition_of(workflow), step_def, workflow_id=workflow.id,
-                                     start_parameters=workflow.parameters, outputs=workflow.variables, now=now)
+                                     start_parameters=workflow.parameters, outputs=workflow.variables, now=now,
+                                     work_directory=self.work_directory)
         parameters = [p for p in step_def.parameters if p.get("type") != "filter"]
         inputs = self._inputs(workflow, step_def) if step_def.parent_ids else None
         try:
@@ -158,13 +162,16 @@ class Progression:
         return launch.one_for_one_specs(step_def, own, base, paths, workflow.id)
 
     def _inputs(self, workflow: Workflow, step_def: StepDefinition) -> list[str]:
-        """The parents' jobs' destination paths, in job order, each once, filtered by ``input_filter``."""
+        """The parents' completed jobs' destination paths, in job order, each once, filtered by ``input_filter``.
+        A job that reported none produced its order's ``destination_path`` (a Media Cloud AI worker often
+        reports nothing: StepFlow takes that parameter too)."""
         paths: list[str] = []
         for parent_id in step_def.parent_ids:
             for job_id in workflow.step(parent_id).job_ids:
                 job = self.state.jobs.get(job_id)
                 if job is not None and job.status == JobStatus.COMPLETED:
-                    paths.extend(job.destination_paths)
+                    given = job.parameter("destination_path")
+                    paths.extend(job.destination_paths or ([given] if isinstance(given, str) and given else []))
         paths = list(dict.fromkeys(paths))  # each path once, as StepFlow (segment jobs share destinations)
         for parameter in step_def.parameters:
             if parameter.get("type") == "filter":
