@@ -66,7 +66,7 @@ class DurationCache:
                     del self._by_workflow[workflow_id]
             totals: dict[str, list[float]] = defaultdict(lambda: [0.0] * (len(DURATION_BUCKETS) + 1))
             for view in views:
-                # updated_at has a resolution of a second: the counts tell two changes of one second apart
+                # a retried job changes the counts even if two changes share a timestamp
                 key = (view.updated_at, tuple(sorted(view.counts.items())))
                 cached = self._by_workflow.get(view.id)
                 if cached is None or cached[0] != key:

@@ -142,7 +142,8 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+        # StepFlow's timestamps have a resolution of a second (and its end_date is truncated to one)
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None, microsecond=0)
     except ValueError:
         return None
 
