@@ -198,10 +198,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup_metrics(app: web.Application) -> None:
-    """Serve ``GET /metrics`` for the app's backend (plus the process' own metrics)."""
+    """Serve ``GET /metrics`` (and ``/api/step_flow/metrics``, where StepFlow's router served them) for the app's
+    backend, plus the process' own metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BackendCollector(app[BACKEND]))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     app[REGISTRY] = registry
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/step_flow/metrics", metrics)

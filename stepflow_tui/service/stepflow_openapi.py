@@ -77,7 +77,7 @@ STEPFLOW_PATHS: dict[str, dict[str, Any]] = {
                                                      parameters=_PAGE)},
     "/api/step_flow/jobs": {"get": _op("StepFlow: jobs, newest first", parameters=_PAGE + _query(
         "workflow_id", "job_type", "step_id"))},
-    "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)", "responses": {
+    **{path: {"get": {"summary": "Prometheus metrics (text exposition format)", "responses": {
         "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
-        "401": _ERROR}}},
+        "401": _ERROR}}} for path in ("/metrics", "/api/step_flow/metrics")},
 }

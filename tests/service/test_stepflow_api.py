@@ -305,6 +305,7 @@ def test_stepflow_login_and_bare_token(served: Callable[..., Client]) -> None:
     assert client.get(f"{API}/workflows", token=token).status == 200  # Bearer <token>
     assert client.get("/metrics", token=None).status == 401
     assert client.get("/metrics", token=None, headers={"Authorization": token}).status == 200
+    assert client.get(f"{API}/metrics", token=token).status == 200  # where StepFlow's router served them
 
 
 def scrape(client: Client) -> dict[str, Any]:
