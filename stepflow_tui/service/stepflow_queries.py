@@ -23,6 +23,7 @@ MAX_SIZE = 1000
 #: Jobs shown per workflow in a list (a workflow shown alone shows them all).
 LIST_JOBS = 1000
 _READ_PAGE = 1000
+MAX_INTERVAL = 10**10  # seconds: about 300 years
 
 
 class StepFlowError(Exception):
@@ -212,6 +213,8 @@ def statistics(backend: Any, files: Any, query: Any) -> dict[str, Any]:
     start, end = start.replace(microsecond=0), end.replace(microsecond=0)
     default_interval = int((end - start).total_seconds()) // 60
     interval = max(1, query_int(query, "time_interval", default_interval, minimum=-(2**62)) or 1)
+    if interval > MAX_INTERVAL:  # bins further back than the calendar goes
+        raise StepFlowError(422, f"time_interval must be at most {MAX_INTERVAL} seconds")
     identifiers = set(query_list(query, "identifiers"))
     views = [v for v in backend.workflows() if not identifiers or v.identifier in identifiers]
     return statistics_json(views, start, end, interval)

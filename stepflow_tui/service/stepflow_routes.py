@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from stepflow_tui.core.definitions import DefinitionError, StartParameterError, resolve_start_parameters
+from stepflow_tui.core.engine import EngineError
 
 from . import stepflow_queries as queries
 from .commands import run_command
@@ -53,7 +54,7 @@ def stepflow_errors(handler: Handler) -> Handler:
             return web.json_response(error_body(exc.message), status=status)
         except (DefinitionError, StartParameterError) as exc:
             return web.json_response(error_body(str(exc)), status=422)
-        except ValueError as exc:  # the backend's EngineError: 404 unknown id, 409 wrong state, 503 not now
+        except EngineError as exc:  # 404 unknown id, 403 read-only, 409 wrong state, 503 not now
             error = engine_error(exc)
             return web.json_response(error_body(error.message, "Refused"), status=error.status)
 
@@ -93,6 +94,8 @@ async def definition(request: web.Request) -> web.Response:
 @_route("POST", "/definitions")
 async def add_definition(request: web.Request) -> web.Response:
     """Add (or replace, by identifier) a workflow definition: validated, then kept across restarts."""
+    if request.app[BACKEND].read_only:
+        raise StepFlowError(403, "read-only mode: definitions cannot be added", "Forbidden")
     body = await json_object(request)
     raw = body.get("workflow_definition", body)  # a bare definition, or wrapped as a Phoenix client sends it
     if not isinstance(raw, dict):

@@ -278,6 +278,7 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("GET", "/definitions?page=-1", None),
     ("GET", "/workflows_statistics?start_date=garbage", None),
     ("GET", "/workflows_statistics?time_interval=soon", None),
+    ("GET", "/workflows_statistics?time_interval=999999999999999999", None),
     ("GET", "/jobs?workflow_id=one", None),
     ("GET", "/worker_definitions?size=x", None),
 ]
