@@ -249,7 +249,7 @@ def test_a_progression_then_a_result_keeps_the_reported_start():
 def test_engine_times_match_strftime():
     from datetime import UTC, datetime, timedelta
 
-    from stepflow_tui.core.engine import TIME_FORMAT, format_time, seconds_before, utc_now
+    from stepflow_tui.core.clock import TIME_FORMAT, format_time, seconds_before, utc_now
 
     before = datetime.now(UTC).replace(tzinfo=None)
     text = utc_now()

@@ -20,8 +20,7 @@ from helpers import wait_for
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, connect
-from stepflow_tui.core import engine as engine_module
-from stepflow_tui.core import protocol
+from stepflow_tui.core import dispatch, protocol
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import JobStatus, State
@@ -199,7 +198,7 @@ def test_worker_answers_timeout_even_if_the_job_ignores_it_and_the_retry_complet
 def test_backend_fails_a_job_whose_foreign_worker_ignores_the_timeout(start_backend, memory_url: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # A shorter guard than the real timeout + max(10 s, timeout / 2), so the test stays quick.
-    monkeypatch.setattr(engine_module, "guard_seconds", lambda timeout: timeout + 0.3)
+    monkeypatch.setattr(dispatch, "guard_seconds", lambda timeout: timeout + 0.3)
     foreign = ForeignWorker(memory_url, "legacy")
     try:
         harness = start_backend([definition("t", step(1, "legacy", timeout=0.2))])
