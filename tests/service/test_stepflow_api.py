@@ -23,6 +23,7 @@ from stepflow_tui.broker.memory import MemoryBroker
 from stepflow_tui.core.definitions import load_definitions
 from stepflow_tui.plugins import load_registry
 from stepflow_tui.service import ServiceThread, create_app
+from stepflow_tui.worker.runner import Worker
 
 from .conftest import TOKEN, Client
 
@@ -42,6 +43,13 @@ DEFINITION_FULL = DEFINITION_SIMPLE | {"schema_version", "icon", "tags", "start_
 DEFINITION_WITH_STEPS = DEFINITION_SIMPLE | {"icon", "tags", "start_parameters", "parameters", "steps"}
 WORKER_DEFINITION = {"id", "queue_name", "label", "short_description", "description", "version", "parameters",
                      "created_at"}
+# The Ecto types of those fields (workflows/workflow.ex, jobs/job.ex, jobs/status.ex): what a client decodes
+WORKFLOW_TYPES = {"schema_version": str, "id": int, "identifier": str, "version_major": int, "version_minor": int,
+                  "version_micro": int, "tags": list, "reference": (str, type(None)), "steps": list,
+                  "parameters": list, "created_at": str}
+JOB_TYPES = {"id": int, "workflow_id": int, "name": str, "step_id": int, "params": list, "progressions": list,
+             "status": list, "inserted_at": str, "updated_at": str}
+STATUS_TYPES = {"id": int, "state": str, "description": dict, "inserted_at": str}
 STATISTICS = {"processing", "error", "completed", "bins"}
 BIN = {"bin", "start_date", "end_date", "processing", "error", "completed"}
 
@@ -56,6 +64,7 @@ def definitions(tmp_path: Path) -> dict[str, Any]:
         workflow("slow", [step(1, "sleep", parameters=[{"id": "seconds", "type": "number", "value": 60}])]),
         workflow("flaky", [step(1, "fail", parameters=[
             {"id": "unless_exists", "type": "string", "value": str(tmp_path / "fixed")}])]),
+        workflow("shouting", [step(1, "shout")]),  # only the worker started by a test runs it
     ])
     return {d.identifier: d for d in load_definitions(path)}
 
@@ -89,6 +98,7 @@ def served(tmp_path: Path) -> Iterator[Callable[..., Client]]:
             backend.stop()
 
     start.stop_all = stop_all  # type: ignore[attr-defined]
+    start.broker_url = url  # type: ignore[attr-defined]
     yield start
     stop_all()
     MemoryBroker.drop(url)
@@ -122,6 +132,11 @@ def wait_jobs(client: Client, workflow_id: int, state: str, count: int = 1) -> l
                     f"{count} job(s) of workflow #{workflow_id} {state}")
 
 
+def assert_types(found: dict[str, Any], types: dict[str, Any]) -> None:
+    wrong = {key: type(found[key]).__name__ for key, kind in types.items() if not isinstance(found[key], kind)}
+    assert not wrong, wrong
+
+
 def assert_reason(answer: Any, status: int = 422) -> str:
     assert answer.status == status, (answer.status, answer.body)
     errors = answer.body["errors"]
@@ -143,6 +158,10 @@ def test_launch_with_parameters_show_and_list(client: Client) -> None:
     assert first_step["status"] == "completed" and set(first_step["jobs"]) == STEP_JOBS
     assert first_step["jobs"]["completed"] == first_step["jobs"]["total"] == 1
     assert set(job) == JOB and job["workflow_id"] == created["id"] and job["step_id"] == 1
+    assert_types(detail, WORKFLOW_TYPES)
+    assert_types(job, JOB_TYPES)
+    for entry in job["status"]:
+        assert_types(entry, STATUS_TYPES)
     assert {"id": "message", "type": "string", "value": "hello-3"}.items() <= job["params"][0].items()
     assert [s["state"] for s in job["status"]][-1] == "completed"
     assert all(set(s) == STATUS and s["state"] in JOB_STATES for s in job["status"])
@@ -166,11 +185,11 @@ def test_launch_with_parameters_show_and_list(client: Client) -> None:
 def test_definitions_listed_shown_and_posted_across_restarts(served: Callable[..., Client]) -> None:
     client = served()
     listing = client.get(f"{API}/definitions").body
-    assert listing["total"] == 3 and all(set(d) == DEFINITION_FULL for d in listing["data"])
-    simple = client.get(f"{API}/definitions?mode=simple&size=2&page=1").body
-    assert simple["total"] == 3 and len(simple["data"]) == 1 and set(simple["data"][0]) == DEFINITION_SIMPLE
+    assert listing["total"] == 4 and all(set(d) == DEFINITION_FULL for d in listing["data"])
+    simple = client.get(f"{API}/definitions?mode=simple&size=3&page=1").body
+    assert simple["total"] == 4 and len(simple["data"]) == 1 and set(simple["data"][0]) == DEFINITION_SIMPLE
     assert [d["identifier"] for d in client.get(f"{API}/definitions?search=GREET").body["data"]] == ["greet"]
-    assert client.get(f"{API}/definitions?versions[]=1.0.0").body["total"] == 3
+    assert client.get(f"{API}/definitions?versions[]=1.0.0").body["total"] == 4
     assert client.get(f"{API}/definitions?versions[]=9.9.9").body["total"] == 0
     one = client.get(f"{API}/definitions/greet").body["data"]
     assert set(one) == DEFINITION_WITH_STEPS and one["steps"][0]["name"] == "noop"
@@ -185,7 +204,7 @@ def test_definitions_listed_shown_and_posted_across_restarts(served: Callable[..
 
     client = served()  # a new backend and app on the same state: the posted definition and the reference stay
     assert client.get(f"{API}/definitions/posted").body["data"]["version_major"] == 2
-    assert client.get(f"{API}/definitions").body["total"] == 4
+    assert client.get(f"{API}/definitions").body["total"] == 5
     assert show(client, created["id"])["reference"] == "kept"
 
 
@@ -353,3 +372,24 @@ def test_metrics_follow_the_state(client: Client) -> None:
     again = scrape(client)  # a second scrape counts nothing twice
     assert value(again, "step_flow_jobs_completed", "step_flow_jobs_completed_total", name="noop") == 2
     assert value(again, "stepflow_job_duration_seconds", "stepflow_job_duration_seconds_count", job_type="noop") == 2
+
+
+def test_a_worker_that_announces_itself_becomes_a_worker_definition(served: Callable[..., Client]) -> None:
+    client = served()
+    worker = Worker(served.broker_url, {"shout": lambda ctx: {}}, label="Shouter",  # type: ignore[attr-defined]
+                    status_interval=0.2, name="shouter")
+    worker.start_in_thread()
+    try:
+        def shouter() -> dict[str, Any] | None:
+            found = client.get(f"{API}/worker_definitions?size=100").body["data"]
+            return next((w for w in found if w["queue_name"] == "job_shout"), None)
+
+        definition = wait_for(shouter, TIMEOUT, "the shout worker in /worker_definitions")
+        assert set(definition) == WORKER_DEFINITION and definition["label"] == "Shouter"
+        assert isinstance(definition["id"], int) and definition["version"]
+        created = launch(client, "shouting")
+        wait_jobs(client, created["id"], "completed")
+    finally:
+        worker.stop(grace=1.0)
+        worker.wait_stopped(10)
+    wait_for(lambda: shouter() is None, TIMEOUT, "the terminated worker gone from /worker_definitions")
