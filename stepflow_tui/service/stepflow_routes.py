@@ -102,6 +102,7 @@ async def add_definition(request: web.Request) -> web.Response:
         raise StepFlowError(422, "workflow_definition must be a JSON object")
     files = request.app[FILES]
     added = await asyncio.to_thread(files.add_definition, raw)
+    # one dict store: atomic under the GIL, as the readers' copies of the dict (Backend.definitions) are
     request.app[BACKEND].config.definitions[added.identifier] = added
     return web.json_response({"data": definition_json(added, "with_steps")}, status=201)
 
