@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,43 @@ def test_a_worker_that_announces_itself_becomes_a_worker_definition(served: Call
         worker.stop(grace=1.0)
         worker.wait_stopped(10)
     wait_for(lambda: shouter() is None, TIMEOUT, "the terminated worker gone from /worker_definitions")
+
+
+def test_statistics_bins_count_back_from_the_end_date() -> None:
+    """workflow_view.ex "statistics.json": bin n covers [end - (n+1)·interval, end - n·interval]."""
+    from types import SimpleNamespace
+
+    from stepflow_tui.service.stepflow_views import statistics_json
+
+    def run(status: str, created: str, finished: str | None) -> SimpleNamespace:
+        return SimpleNamespace(status=status, created_at=created, finished_at=finished)
+
+    end = datetime(2026, 1, 1, 12, 0, 0)
+    views = [run("completed", "2026-01-01T11:00:30.5Z", "2026-01-01T11:59:10Z"),
+             run("error", "2026-01-01T11:58:00Z", "2026-01-01T11:58:30Z"),
+             run("processing", "2026-01-01T10:00:00Z", None),  # before the start: not counted
+             run("aborted", "2026-01-01T11:59:59Z", "2026-01-01T11:59:59.9Z")]
+    data = statistics_json(views, datetime(2026, 1, 1, 11, 0, 0), end, 60)["data"]
+    assert (data["processing"], data["completed"], data["error"]) == (3, 1, 1)
+    bins = {b["bin"]: b for b in data["bins"]}
+    assert sorted(bins) == [0, 1, 2, 59]
+    assert bins[0] == {"bin": 0, "start_date": "2026-01-01 11:59:00", "end_date": "2026-01-01 12:00:00",
+                       "processing": 1, "error": 0, "completed": 1}
+    assert (bins[1]["processing"], bins[1]["error"]) == (0, 1)  # the error workflow ended 90 s before the end
+    assert bins[2]["processing"] == 1 and bins[59]["processing"] == 1
+
+
+def test_posted_definitions_file_that_went_bad_is_logged_not_fatal(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from stepflow_tui.service.stepflow_files import StepFlowFiles
+
+    files = StepFlowFiles(tmp_path / "state.json")
+    files.add_definition(workflow("kept", [step(1, "noop")]))
+    files.set_reference(7, "ref")
+    text = files.definitions_path.read_text()
+    files.definitions_path.write_text(text.replace('"workflows": [', '"workflows": [{"identifier": "Bad!"}, '))
+    again = StepFlowFiles(tmp_path / "state.json")
+    assert [d.identifier for d in again.load()] == ["kept"] and again.reference(7) == "ref"
+    assert "no longer valid" in caplog.text
+    files.definitions_path.write_text("{not json")
+    assert StepFlowFiles(tmp_path / "state.json").load() == [] and "cannot be read" in caplog.text
