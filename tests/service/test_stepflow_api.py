@@ -201,10 +201,14 @@ def test_definitions_listed_shown_and_posted_across_restarts(served: Callable[..
     assert posted.status == 201 and posted.body["data"]["identifier"] == "posted"
     assert "steps" in assert_reason(client.post(f"{API}/definitions", {"identifier": "broken", "label": "x"}))
     created = launch(client, "posted", reference="kept")
+    newer = client.post(f"{API}/definitions", workflow("posted", [step(1, "noop"), step(2, "noop", parent_ids=[1])],
+                                                        version_major=3))
+    assert newer.status == 201 and len(newer.body["data"]["steps"]) == 2
+    assert [s["id"] for s in show(client, created["id"])["steps"]] == [1]  # started from version 2
     served.stop_all()  # type: ignore[attr-defined]
 
     client = served()  # a new backend and app on the same state: the posted definition and the reference stay
-    assert client.get(f"{API}/definitions/posted").body["data"]["version_major"] == 2
+    assert client.get(f"{API}/definitions/posted").body["data"]["version_major"] == 3
     assert client.get(f"{API}/definitions").body["total"] == 5
     assert show(client, created["id"])["reference"] == "kept"
 
