@@ -34,6 +34,14 @@ class StepFlowError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
+class ChangesetError(Exception):
+    """A field the created record refuses, rendered as StepFlow's ChangesetView: ``{"errors": {field: [...]}}``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field, self.message = field, message
+
+
 def query_int(query: Query, name: str, default: int | None, minimum: int = 0) -> int | None:
     """An integer query parameter (at least ``minimum``), or ``default``; 422 for anything else."""
     text = query.get(name)

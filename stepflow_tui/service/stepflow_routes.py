@@ -30,7 +30,7 @@ from .errors import ApiError, Handler, engine_error
 from .inputs import json_object, path_id
 from .keys import BACKEND
 from .stepflow_files import StepFlowFiles
-from .stepflow_queries import StepFlowError
+from .stepflow_queries import ChangesetError, StepFlowError
 from .stepflow_views import definition_json, error_body, workflow_json
 
 log = logging.getLogger("stepflow_tui.service")
@@ -49,6 +49,8 @@ def stepflow_errors(handler: Handler) -> Handler:
             return await handler(request)
         except StepFlowError as exc:
             return web.json_response(error_body(exc.reason, exc.message), status=exc.status)
+        except ChangesetError as exc:
+            return web.json_response({"errors": {exc.field: [exc.message]}}, status=422)
         except ApiError as exc:
             status = 422 if exc.status == 400 else exc.status
             return web.json_response(error_body(exc.message), status=status)
@@ -123,7 +125,9 @@ async def launch(request: web.Request) -> web.Response:
     if not isinstance(given, dict):
         raise StepFlowError(422, "parameters must be an object {parameter id: value}")
     if reference is not None and not isinstance(reference, str):
-        raise StepFlowError(422, "reference must be a string")
+        raise ChangesetError("reference", "is invalid")
+    if not reference:  # the workflow's changeset requires it (an empty string is blank to Ecto)
+        raise ChangesetError("reference", "can't be blank")
     known = {parameter.id for parameter in found.start_parameters}
     ignored = sorted(set(given) - known)
     if ignored:  # StepFlow's merge keeps only the definition's parameters

@@ -52,16 +52,18 @@ def definition_json(definition: Any, mode: str = "full") -> dict[str, Any]:
 
 
 def workflow_parameters(definition: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The workflow's ``parameters`` as StepFlow stores them: the definition's parameter list with each given
-    value merged in (its merge_parameters), start parameters first."""
+    """The workflow's ``parameters`` as StepFlow's merge_parameters leaves them: the definition's parameter list,
+    each one given a value at launch taking it; then the start parameters that list lacks, with their values."""
     merged: list[dict[str, Any]] = []
-    if definition is not None:
-        for parameter in definition.start_parameters:
+    for item in definition.raw.get("parameters", []) if definition is not None else []:
+        value = values.get(item.get("id"))
+        merged.append(dict(item, value=value) if value is not None else dict(item))
+    known = {item.get("id") for item in merged}
+    for parameter in definition.start_parameters if definition is not None else ():
+        if parameter.id not in known:
             merged.append({"id": parameter.id, "type": parameter.type, "label": parameter.label,
-                           "value": values.get(parameter.id, parameter.default)})
-        seen = {item["id"] for item in merged}
-        merged += [dict(item) for item in definition.raw.get("parameters", []) if item.get("id") not in seen]
-    known = {item["id"] for item in merged}
+                           "value": values.get(parameter.id)})
+    known |= {item.get("id") for item in merged}
     merged += [{"id": key, "type": "string", "value": value} for key, value in values.items() if key not in known]
     return merged
 

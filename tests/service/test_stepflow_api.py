@@ -59,7 +59,8 @@ def definitions(tmp_path: Path) -> dict[str, Any]:
     path = write_workflows(tmp_path / "workflows.json", [
         workflow("greet", [step(1, "noop", parameters=[{"id": "message", "type": "template",
                                                          "value": "{text}-{count}"}])],
-                 tags=["demo"], start_parameters=[
+                 tags=["demo"], parameters=[{"id": "text", "type": "string", "value": "to_change"}],
+                 start_parameters=[
                      {"id": "text", "label": "Text", "type": "string", "default": "hi"},
                      {"id": "count", "label": "Count", "type": "number", "required": True}]),
         workflow("slow", [step(1, "sleep", parameters=[{"id": "seconds", "type": "number", "value": 60}])]),
@@ -111,6 +112,7 @@ def client(served: Callable[..., Client]) -> Client:
 
 
 def launch(client: Client, identifier: str, path: str = "/launch_workflow", **body: Any) -> dict[str, Any]:
+    body.setdefault("reference", f"ref-{identifier}")  # StepFlow's workflow changeset requires one
     answer = client.post(API + path, {"workflow_identifier": identifier, **body})
     assert answer.status == 201, answer.body
     assert set(answer.body["data"]) == WORKFLOW_CREATED
@@ -139,18 +141,33 @@ def assert_types(found: dict[str, Any], types: dict[str, Any]) -> None:
 
 
 def assert_reason(answer: Any, status: int = 422) -> str:
+    """WorkflowDefinitionView's error.json: ``{"errors": [{"reason", "message"}]}``; its reason."""
     assert answer.status == status, (answer.status, answer.body)
     errors = answer.body["errors"]
     assert isinstance(errors, list) and errors[0]["reason"] and errors[0]["message"], answer.body
     return errors[0]["reason"]
 
 
+def assert_stepflow_error(answer: Any, status: int = 422) -> None:
+    """Either of StepFlow's error bodies: error.json's reasons, or ChangesetView's ``{field: [messages]}``."""
+    assert answer.status == status, (answer.status, answer.body)
+    errors = answer.body["errors"]
+    if isinstance(errors, dict):
+        assert errors and all(isinstance(m, list) and m and all(isinstance(x, str) for x in m)
+                              for m in errors.values()), answer.body
+    else:
+        assert_reason(answer, status)
+
+
 def test_launch_with_parameters_show_and_list(client: Client) -> None:
     created = launch(client, "greet", parameters={"count": 3, "text": "hello", "not_a_parameter": 1},
                      reference="media-42")
     assert created["identifier"] == "greet" and created["reference"] == "media-42" and created["tags"] == ["demo"]
-    assert {"id": "text", "value": "hello"}.items() <= next(p for p in created["parameters"]
-                                                            if p["id"] == "text").items()
+    # test/api/workflows_test.exs "valid with valid parameters": the value lands in the parameters list
+    assert [p for p in created["parameters"] if p["id"] == "text"] == [{"id": "text", "type": "string",
+                                                                        "value": "hello"}]
+    assert {"id": "count", "value": 3}.items() <= next(p for p in created["parameters"]
+                                                       if p["id"] == "count").items()
     [job] = wait_jobs(client, created["id"], "completed")
     detail = show(client, created["id"])
     assert WORKFLOW | {"jobs", "artifacts", "rights"} <= set(detail)
@@ -278,10 +295,12 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("POST", "/launch_workflow", {}),
     ("POST", "/launch_workflow", {"workflow_identifier": 12}),
     ("POST", "/launch_workflow", {"workflow_identifier": "nope"}),
-    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": [1]}),
-    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {}}),  # count is required
-    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {"count": "many"}}),
+    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": [1], "reference": "r"}),
+    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {}, "reference": "r"}),  # count required
+    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {"count": "many"}, "reference": "r"}),
     ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {"count": 1}, "reference": 5}),
+    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {"count": 1}}),  # no reference
+    ("POST", "/workflows", {"workflow_identifier": "greet", "parameters": {"count": 1}, "reference": ""}),
     ("POST", "/definitions", {"identifier": "Not Valid!"}),
     ("POST", "/definitions", {"workflow_definition": "text"}),
     ("POST", "/workflows/{id}/events", {}),
@@ -315,10 +334,18 @@ def test_bad_requests_are_422_with_a_reason_never_500(client: Client) -> None:
         raw = body if isinstance(body, bytes) else None
         answer = client.call(method, path, None if raw else body, raw=raw)
         assert answer.status == 422, (method, path, body, answer.status, answer.body)
-        assert_reason(answer)
+        assert_stepflow_error(answer)
     assert_reason(client.get(f"{API}/workflows/424242"), 404)
     assert_reason(client.post(f"{API}/workflows/424242/events", {"event": "abort"}), 404)
     assert client.call("PUT", f"{API}/workflows/{workflow_id}", {}).status == 403
+    # the bodies StepFlow's own tests expect (test/api/workflows_test.exs, workflow_definitions_test.exs)
+    incorrect = "Incorrect parameters"
+    assert client.post(f"{API}/launch_workflow", {}).body == {"errors": [
+        {"message": incorrect, "reason": "Missing Workflow identifier parameter"}]}
+    assert client.get(f"{API}/definitions/empty_workflow.json").body == {"errors": [
+        {"message": incorrect, "reason": "Unable to locate workflow with this identifier"}]}
+    no_reference = client.post(f"{API}/workflows", {"workflow_identifier": "greet", "parameters": {"count": 1}})
+    assert no_reference.status == 422 and no_reference.body == {"errors": {"reference": ["can't be blank"]}}
 
 
 def test_stepflow_login_and_bare_token(served: Callable[..., Client]) -> None:
