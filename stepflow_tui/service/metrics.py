@@ -43,10 +43,16 @@ def _time(text: str | None) -> datetime | None:
 
 def job_duration(record: dict[str, Any]) -> float | None:
     """How long a finished job ran: the worker's execution duration, else from its start to its end."""
+    seconds: float | None = None
     if record.get("execution_duration") is not None:
-        return float(record["execution_duration"])
-    started, finished = _time(record.get("started_at")), _time(record.get("finished_at"))
-    return (finished - started).total_seconds() if started and finished else None
+        try:
+            seconds = float(record["execution_duration"])
+        except (TypeError, ValueError):  # what a foreign worker reported: not ours to trust
+            seconds = None
+    if seconds is None:
+        started, finished = _time(record.get("started_at")), _time(record.get("finished_at"))
+        seconds = (finished - started).total_seconds() if started and finished else None
+    return seconds if seconds is not None and 0 <= seconds < math.inf else None
 
 
 class DurationCache:

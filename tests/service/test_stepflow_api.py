@@ -465,3 +465,15 @@ def test_posted_definitions_file_that_went_bad_is_logged_not_fatal(tmp_path: Pat
     assert "no longer valid" in caplog.text
     files.definitions_path.write_text("{not json")
     assert StepFlowFiles(tmp_path / "state.json").load() == [] and "cannot be read" in caplog.text
+
+
+def test_job_duration_trusts_no_foreign_figure() -> None:
+    from stepflow_tui.service.metrics import job_duration
+
+    times = {"started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:02.5Z"}
+    assert job_duration({"execution_duration": 1.5, **times}) == 1.5
+    assert job_duration({"execution_duration": None, **times}) == 2.5
+    assert job_duration({"execution_duration": "soon", **times}) == 2.5
+    assert job_duration({"execution_duration": float("nan")}) is None
+    assert job_duration({"execution_duration": -3.0}) is None
+    assert job_duration({}) is None
