@@ -170,10 +170,22 @@ async def update(request: web.Request) -> web.Response:
     raise StepFlowError(403, "Forbidden to update workflow with this identifier")
 
 
+async def _abort(request: web.Request, view: Any) -> None:
+    """Abort unless it has ended (StepFlow answers ok for a workflow with nothing left to stop)."""
+    backend = request.app[BACKEND]
+    if view.status in FINAL_STATUSES:
+        return
+    try:
+        await run_command(request, lambda: backend.abort(view.id))
+    except EngineError:
+        now = await asyncio.to_thread(backend.workflow, view.id)
+        if now is not None and now.status not in FINAL_STATUSES:
+            raise  # not the race with its last job: a real refusal
+
+
 async def _delete(request: web.Request, view: Any) -> None:
     backend = request.app[BACKEND]
-    if view.status not in FINAL_STATUSES:  # StepFlow deletes a running workflow: stop its jobs first
-        await run_command(request, lambda: backend.abort(view.id))
+    await _abort(request, view)  # StepFlow deletes a running workflow: stop its jobs first
     await run_command(request, lambda: backend.delete(view.id))
     await asyncio.to_thread(request.app[FILES].set_reference, view.id, None)
 
@@ -201,8 +213,7 @@ async def events(request: web.Request) -> web.Response:
     body = await json_object(request)
     event, backend = body.get("event"), request.app[BACKEND]
     if event in ("abort", "stop"):
-        if view.status not in FINAL_STATUSES:
-            await run_command(request, lambda: backend.abort(view.id))
+        await _abort(request, view)
     elif event == "retry":
         job_id = _job_id(body)
         record = await asyncio.to_thread(backend.job, job_id)
