@@ -66,11 +66,12 @@ STEPFLOW_PATHS: dict[str, dict[str, Any]] = {
         "get": _op("StepFlow: a workflow with its jobs and their status history", parameters=_ID,
                    errors=("401", "404", "422")),
         "put": _op("StepFlow: refused, as StepFlow refuses it", parameters=_ID, errors=("401", "403")),
-        "delete": {**_op("StepFlow: delete a workflow", parameters=_ID, errors=("401", "404", "422")),
-                   "responses": {"204": {"description": "deleted"}, "401": _ERROR, "404": _ERROR, "422": _ERROR}}},
+        "delete": {**_op("StepFlow: delete a workflow", parameters=_ID),
+                   "responses": {"204": {"description": "deleted"},
+                                 **{code: _ERROR for code in ("401", "404", "409", "422", "503")}}}},
     "/api/step_flow/workflows/{id}/events": {"post": _op("StepFlow: abort, stop, retry (job_id), delete, pause, "
                                                          "resume", parameters=_ID, body=_EVENT,
-                                                         errors=("401", "403", "404", "422"))},
+                                                         errors=("401", "403", "404", "409", "422", "503"))},
     "/api/step_flow/workflows_statistics": {"get": _op("StepFlow: workflow statistics in time bins", parameters=_query(
         "start_date", "end_date", "time_interval", "identifiers"))},
     "/api/step_flow/worker_definitions": {"get": _op("StepFlow: the workers that announced themselves",
