@@ -135,6 +135,8 @@ def worker_definitions_json(workers: Iterable[Any]) -> list[dict[str, Any]]:
     """WorkerDefinitionView's ``worker_definition.json``: one per worker and job queue it consumes."""
     found = []
     for worker in workers:
+        if worker.activity == "Terminated":
+            continue  # listed (stopped) in the workbench, but it defines no worker any more
         for job_type in worker.job_types or ("",):
             queue = f"job_{job_type}" if job_type else ""
             found.append({"id": stable_id(worker.instance_id, queue), "queue_name": queue, "label": worker.label,

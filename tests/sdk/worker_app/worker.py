@@ -17,6 +17,7 @@ import mcai_worker_sdk as mcai
 
 
 class Parameters(mcai.WorkerParameters):
+    destination_path: Optional[str]  # StepFlow (and stepflow-tui) generate one for a job with an input
     source_path: Optional[str]
     source_paths: Optional[List[str]]
     secret: Optional[str]
