@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, OutgoingMessage, PublishFailed
 from stepflow_tui.core.model import Job, JobStatus, State, WorkflowStatus
-from stepflow_tui.core.protocol import DROP_JOBS, UNDROP_JOBS, DirectMessage, black_list
+from stepflow_tui.core.protocol import DROP_JOBS, STOP_PROCESS, UNDROP_JOBS, DirectMessage, black_list
 
 log = logging.getLogger("stepflow_tui.backend")
 
@@ -29,6 +29,9 @@ class DropList:
 
     def __bool__(self) -> bool:
         return bool(self._drops)
+
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self._drops
 
     def restore(self, state: State) -> None:
         """After a restart: orders of aborted workflows may still sit in the job queues."""
@@ -78,14 +81,22 @@ class DropList:
         if self._drops:
             self._to_send.append((list(self._drops), instance_id, DROP_JOBS))
 
+    def stop_started(self, job_id: int, instance_id: str) -> None:
+        """A worker started a dropped job anyway (an SDK worker's black list is best effort): stop it there."""
+        self._to_send.append(([job_id], instance_id, STOP_PROCESS))
+
     def send(self, conn: Connection) -> None:
         """Publish the black-list messages in order (raises BrokerError other than PublishFailed): to all, one
-        job id a message (the SDK's form); to one new worker of ours, the whole list in one."""
+        job id a message (the SDK's form); to one new worker of ours, the whole list in one; a stop_process to a
+        worker that started a dropped job."""
         while self._to_send:
             job_ids, instance_id, kind = self._to_send[0]
-            if instance_id:
+            if kind == STOP_PROCESS:
+                messages = [DirectMessage(kind, job_id=job_ids[0])]
+                headers: dict[str, str] = {"instance_id": instance_id or ""}
+            elif instance_id:
                 messages = [DirectMessage(kind, job_ids=job_ids)]
-                headers: dict[str, str] = {"instance_id": instance_id}
+                headers = {"instance_id": instance_id}
             else:
                 messages = black_list(kind, job_ids)
                 headers = {"broadcast": topology.BROADCAST}

@@ -250,6 +250,8 @@ class BrokerLoop:
             if isinstance(message, protocol.WorkerNotice):
                 self._updates.notice(f"a worker reported an error about no job: {message.message}")
                 return False
+            if isinstance(message, protocol.JobProgression) and message.instance_id and message.job_id in self._drops:
+                self._drops.stop_started(message.job_id, message.instance_id)
             if message.job_id not in self._state.jobs:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.
