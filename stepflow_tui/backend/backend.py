@@ -327,6 +327,11 @@ class Backend:
         """The queues' last polled states."""
         return list(self._dispatcher.queue_states) if self._dispatcher is not None else []
 
+    def dropped_job_ids(self) -> list[int]:
+        """Job ids whose orders workers must not run (the Media Cloud AI black list), oldest first."""
+        with self.store.lock:
+            return self._drops.ids()
+
     def workers(self) -> list[WorkerView]:
         """The known workers, live ones first."""
         return self._workers.views()

@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from stepflow_tui.cli.options import EXIT_FAILED, EXIT_OK
+from stepflow_tui.cli.session import is_attached
 
 
 def wait_sent(backend: Any, workflow_id: int, timeout: float = 30.0) -> int:
@@ -53,7 +54,7 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
                 out.write("\n")
             print_summary(backend, view, out)
             return EXIT_OK if view.status == "completed" else EXIT_FAILED
-        if view.status == "paused" and not backend.running_count(workflow_id):
+        if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
             # Nothing can move it now, and while this process holds the state file nobody can resume it.
             if tty:
                 out.write("\n")
