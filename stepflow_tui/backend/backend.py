@@ -57,6 +57,9 @@ log = logging.getLogger("stepflow_tui.backend")
 class Backend:
     """The in-process backend (see the module's docstring)."""
 
+    #: Where the backend runs, for the workbench's header (a `RemoteBackend` says "attached to <url>").
+    mode = "embedded"
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.broker_display_url = mask_url(config.broker_url)
