@@ -137,10 +137,12 @@ def is_attached(backend: object) -> bool:
 
 @contextmanager
 def backend_session(args: argparse.Namespace, loaded: Loaded | None = None, *, local_workers: bool | None = None,
-                    concurrency: int = 4, locked_hint: str = "") -> Iterator[SessionBackend]:
+                    concurrency: int = 4, locked_hint: str = "",
+                    attached: RemoteBackend | None = None) -> Iterator[SessionBackend]:
     """A started backend, stopped when the block ends, also on errors: attached to the service running for
-    --db when there is one (`attach`), else embedded (definitions loaded unless given)."""
-    backend = attach(args)
+    --db when there is one (`attach`, or ``attached`` when the caller already did), else embedded
+    (definitions loaded unless given)."""
+    backend = attached or attach(args)
     if backend is None:
         backend = start_backend(args, loaded or load(args), local_workers=local_workers, concurrency=concurrency,
                                 locked_hint=locked_hint)

@@ -92,23 +92,36 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start a workflow; follow it with --wait (always on memory://, where it lives in this process only)."""
+    """Start a workflow; follow it with --wait (always on memory://, where it lives in this process only).
+    Attached to a service, its definitions are the ones that count."""
     from stepflow_tui.core.definitions import StartParameterError, resolve_start_parameters
+    from stepflow_tui.core.engine import EngineError
 
-    loaded = load(args)
-    definition = loaded.definitions.get(args.identifier)
-    if definition is None:
-        known = ", ".join(sorted(loaded.definitions)) or "none"
-        raise UsageError(f"unknown workflow {args.identifier!r} (known: {known})")
-    params = parse_params(args.param)
+    remote = attach(args)
+    loaded = None if remote is not None else load(args)
     try:
-        resolve_start_parameters(definition, params)
-    except StartParameterError as exc:
-        raise UsageError(str(exc)) from None
-    if args.read_only:
-        raise UsageError("read-only mode: run refused")
-    with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
-        workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
+        definitions = loaded.definitions if loaded is not None else {d.identifier: d for d in remote.definitions()}
+        definition = definitions.get(args.identifier)
+        if definition is None:
+            known = ", ".join(sorted(definitions)) or "none"
+            raise UsageError(f"unknown workflow {args.identifier!r} (known: {known})")
+        params = parse_params(args.param)
+        try:
+            resolve_start_parameters(definition, params)
+        except StartParameterError as exc:
+            raise UsageError(str(exc)) from None
+        if args.read_only:
+            raise UsageError("read-only mode: run refused")
+    except BaseException:
+        if remote is not None:
+            remote.stop()
+        raise
+    with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency,
+                         attached=remote) as backend:
+        try:
+            workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
+        except EngineError as exc:  # refused (by the service: stopping, read-only)
+            raise UsageError(str(exc)) from None
         where = f"service: {backend.url}" if is_attached(backend) else f"state: {args.db}"
         print(f"workflow #{workflow_id} {definition.identifier} started ({where})", flush=True)
         if args.wait or (args.broker.startswith("memory:") and not is_attached(backend)):

@@ -1,0 +1,118 @@
+"""Fixtures for the service end to end: a real ``stepflow backend`` process on a temp state (RabbitMQ, or an
+embedded broker for the workbench test), real ``stepflow worker`` processes, and calls to its API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import REPO_WORKFLOWS, step, wait_for, workflow
+from rabbitmq.conftest import Processes, processes  # noqa: F401 - the fixture, re-exported for these tests
+
+from stepflow_tui.backend.remote import RemoteBackend
+from stepflow_tui.store.lockfile import read_lock_info
+
+#: Starting a Python process on a busy 2-core machine takes seconds; a workflow of a few jobs as many.
+STARTUP = 30.0
+ITEMS = 24  # the ``many`` workflow's jobs
+
+
+def write_test_workflows(path: Path) -> Path:
+    """The repository's workflows plus ``slow`` (one 60 s sleep: stays running) and ``many`` (ITEMS short
+    sleeps, one per item: a run that can be interrupted midway)."""
+    items = [f"/items/{i:03d}" for i in range(ITEMS)]
+    extra = [
+        workflow("slow", [step(1, "sleep", parameters=[{"id": "seconds", "type": "number", "value": 60}])]),
+        workflow("many", [step(1, "sleep", mode="one_for_one", parameters=[
+            {"id": "source_paths", "type": "array_of_strings", "value": items},
+            {"id": "seconds", "type": "number", "value": 0.3}])]),
+    ]
+    document = json.loads(REPO_WORKFLOWS.read_text(encoding="utf-8"))
+    document["workflows"] = [w for w in document["workflows"] if w["identifier"] not in ("slow", "many")] + extra
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Service:
+    """One ``stepflow backend`` process for ``db``, and the CLI pointed at the same state."""
+
+    processes: Processes
+    broker: str
+    db: Path
+    workflows: Path
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    starts: int = 0
+
+    def start(self) -> str:
+        """Start the service; its URL once the lock file records it (the API then answers)."""
+        self.starts += 1
+        # on RabbitMQ the workers are `stepflow worker` processes; an embedded broker needs in-process ones
+        workers = "--local-workers" if self.broker.startswith("memory:") else "--no-local-workers"
+        self.proc = self.processes.cli("backend", "--broker", self.broker, "--db", self.db, "--workflows",
+                                       self.workflows, "--listen", "127.0.0.1:0", workers,
+                                       name=f"backend-{self.starts}")
+        proc = self.proc
+
+        def recorded() -> str | None:
+            assert proc.poll() is None, f"stepflow backend exited {proc.returncode}:\n" + self.log()
+            pid, url = read_lock_info(self.db)
+            return url if pid == proc.pid else None
+
+        self.url = wait_for(recorded, STARTUP, "the service's URL in the lock file")
+        return self.url
+
+    def log(self) -> str:
+        return self.processes.output(self.proc) if self.proc is not None else ""
+
+    def workers(self, count: int = 2) -> None:
+        """``count`` headless ``stepflow worker`` processes on the broker."""
+        for index in range(count):
+            self.processes.cli("worker", "--broker", self.broker, "--concurrency", "2", "--status-interval", "1",
+                               name=f"worker-{index + 1}")
+
+    def cli(self, *args: str | Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """``stepflow ARGS --db DB`` to its end (it finds the service through the lock file)."""
+        argv = [sys.executable, "-m", "stepflow_tui", *map(str, args), "--db", str(self.db)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=Processes.env(),
+                              stdin=subprocess.DEVNULL, cwd=self.db.parent)
+
+    def remote(self) -> RemoteBackend:
+        """A started client of the service (the caller stops it)."""
+        remote = RemoteBackend(self.url)
+        remote.start()
+        return remote
+
+    def workflow(self, workflow_id: int) -> dict[str, Any]:
+        """``GET /api/workflows/{id}`` (raises when the service does not answer)."""
+        remote = RemoteBackend(self.url)
+        try:
+            return remote.request("GET", f"/api/workflows/{workflow_id}")
+        finally:
+            remote.stop()
+
+
+@pytest.fixture
+def service_factory(processes: Processes, tmp_path: Path) -> Callable[[str], Service]:  # noqa: F811
+    """``service_factory(broker)``: a `Service` (not started) on a fresh state under ``tmp_path``."""
+
+    def make(broker: str) -> Service:
+        return Service(processes, broker, tmp_path / "state.json", write_test_workflows(tmp_path / "wf.json"))
+
+    return make
+
+
+@pytest.fixture
+def service(service_factory: Callable[[str], Service], rabbitmq_url: str) -> Service:
+    """A started service on RabbitMQ, with two workers."""
+    started = service_factory(rabbitmq_url)
+    started.start()
+    started.workers(2)
+    return started
