@@ -1,7 +1,7 @@
 """The service's API with a big state, while jobs run (a real `Backend` on memory:// with in-process workers,
 served by the real aiohttp application from a thread; the client is `RemoteBackend`, over real HTTP).
 
-    python bench/service.py [--jobs 100000] [--requests 200] [--live 2000] [--completions 20]
+    python bench/service.py [--jobs 100000] [--requests 200] [--live 20000] [--completions 20]
 
 Measures:
 
@@ -92,7 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs of the paused workflow in the state")
     parser.add_argument("--requests", type=int, default=200, help="requests per measured call")
-    parser.add_argument("--live", type=int, default=2000, help="noop jobs running during the measurements")
+    parser.add_argument("--live", type=int, default=20_000, help="noop jobs running during the measurements")
     parser.add_argument("--completions", type=int, default=20, help="one-job workflows for the completion delay")
     args = parser.parse_args()
 
@@ -119,17 +119,17 @@ def main() -> int:
                     "offset": random.randrange(max(1, args.jobs - 200)), "limit": 200})),
                 ("job record", lambda: remote.request("GET", f"/api/jobs/{random.choice(job_ids)}")),
             ]
+            done_before = backend.workflow(running).counts.get("completed", 0)
             figures = [(name, percentiles(timed(call, args.requests))) for name, call in rows]
-            live_state = backend.workflow(running)
+            done_after = backend.workflow(running).counts.get("completed", 0)
             delays = completion_delays(backend, remote, args.completions)
         finally:
             remote.stop()
             service.stop()
             backend.stop()
 
-    done = live_state.counts.get("completed", 0)
-    print(f"service: {args.jobs:,} jobs in the state, {args.requests} requests per call, "
-          f"{done:,}/{args.live:,} live jobs done meanwhile")
+    print(f"service: {args.jobs:,} jobs in the state, {args.requests} requests per call, live jobs done "
+          f"{done_before:,} -> {done_after:,} of {args.live:,} during the requests")
     for name, figure in figures:
         print(f"{name}: {figure}")
     print(f"completion seen by an attached client: median {statistics.median(delays) * 1000:.1f} ms, "
