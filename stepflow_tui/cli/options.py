@@ -77,6 +77,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool, uses: Iter
                                       "help": spec["help"] if shown else argparse.SUPPRESS})
 
 
+def add_local_worker_options(parser: argparse.ArgumentParser) -> None:
+    """--local-workers / --no-local-workers / --concurrency, for the commands that may open a backend."""
+    parser.add_argument("--local-workers", dest="local_workers", action="store_true", default=None,
+                        help="also run in-process workers for every installed job type (always on memory://)")
+    parser.add_argument("--no-local-workers", dest="local_workers", action="store_false",
+                        help="never run in-process workers")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
+                        help="in-process workers' pool size (default 4)")
+
+
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in the global options from the environment and defaults (the command line wins)."""
     for name, unset in _UNSET.items():

@@ -19,6 +19,7 @@ from stepflow_tui.cli.options import (
     Commands,
     UsageError,
     add_global_options,
+    add_local_worker_options,
 )
 from stepflow_tui.cli.session import backend_config, load
 
@@ -39,12 +40,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address of the HTTP API (default {DEFAULT_LISTEN}; a non-loopback one needs a token: "
                         "STEPFLOW_API_TOKEN, else one is generated into <state>.token)")
-    p.add_argument("--local-workers", dest="local_workers", action="store_true", default=None,
-                   help="also run in-process workers for every installed job type (always on memory://)")
-    p.add_argument("--no-local-workers", dest="local_workers", action="store_false",
-                   help="never run in-process workers")
-    p.add_argument("--concurrency", type=int, default=4, metavar="N",
-                   help="in-process workers' pool size (default 4)")
+    add_local_worker_options(p)
 
     p = commands.add("credentials", cmd_credentials_help, "the credentials Media Cloud AI workers fetch from the "
                                                           "service (kept in <state>.credentials, mode 0600)",

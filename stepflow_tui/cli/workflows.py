@@ -18,6 +18,7 @@ from stepflow_tui.cli.options import (
     VERBOSE,
     Commands,
     UsageError,
+    add_local_worker_options,
 )
 from stepflow_tui.cli.session import attach, backend_session, change_session, is_attached, load, make_change
 
@@ -37,12 +38,12 @@ def register(commands: Commands) -> None:
                    help="a start parameter (repeatable)")
     p.add_argument("--wait", action="store_true",
                    help="follow progress; exit 0 when the workflow completes, 1 when it ends in error")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("wait", cmd_wait, "resume and follow a workflow to its end (exit 0 completed, 1 error)",
                      uses=GLOBALS)
     p.add_argument("workflow_id", type=int, metavar="ID")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("status", cmd_status, "workflows, their steps' counts and failed jobs", uses=STATE_ONLY)
     p.add_argument("workflow_id", type=int, nargs="?", metavar="ID", help="only this workflow, in detail")
@@ -54,7 +55,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--workflow", type=int, metavar="ID", help="retry every failed job of this workflow")
     p.add_argument("--step", type=int, metavar="STEP_ID", help="with --workflow: only this step")
     p.add_argument("--wait", action="store_true", help="then follow the workflow to its end")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("abort", cmd_abort, "abort a workflow: pending steps skipped, unfinished jobs stopped",
                      uses=GLOBALS)
@@ -69,15 +70,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--older-than", required=True, metavar="AGE",
                    help="finished longer ago than this: a number and a unit s, m, h or d (e.g. 30d)")
     p.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
-
-
-def _local_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--local-workers", dest="local_workers", action="store_true", default=None,
-                        help="also run in-process workers for every installed job type (always on memory://)")
-    parser.add_argument("--no-local-workers", dest="local_workers", action="store_false",
-                        help="never run in-process workers")
-    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
-                        help="in-process workers' pool size (default 4)")
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
