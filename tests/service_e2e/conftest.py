@@ -73,10 +73,16 @@ class Service:
         return self.processes.output(self.proc) if self.proc is not None else ""
 
     def workers(self, count: int = 2) -> None:
-        """``count`` headless ``stepflow worker`` processes on the broker."""
+        """``count`` headless ``stepflow worker`` processes on the broker, once the service knows them (an
+        order sent before a worker declared its job queue would fail: no worker for that job type)."""
         for index in range(count):
             self.processes.cli("worker", "--broker", self.broker, "--concurrency", "2", "--status-interval", "1",
                                name=f"worker-{index + 1}")
+        remote = RemoteBackend(self.url)
+        try:
+            wait_for(lambda: len(remote.workers()) >= count, STARTUP, f"{count} workers announced")
+        finally:
+            remote.stop()
 
     def cli(self, *args: str | Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """``stepflow ARGS --db DB`` to its end (it finds the service through the lock file)."""
