@@ -32,8 +32,17 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
     last_line = ""
     last_print = 0.0
     connection = backend.connection_state
+    unreachable = False
     while True:
-        view = backend.workflow(workflow_id)
+        try:
+            view = backend.workflow(workflow_id)
+        except ConnectionError as exc:  # an attached service restarting: wait for it, as its event stream does
+            if not unreachable:
+                print(f"\n{exc}: waiting for the service to answer again", file=out, flush=True)
+            unreachable = True
+            changed.wait(1.0)
+            continue
+        unreachable = False
         if view is None:
             print(f"workflow #{workflow_id} was deleted", file=out)
             return EXIT_FAILED

@@ -56,8 +56,9 @@ class Service:
         self.starts += 1
         # on RabbitMQ the workers are `stepflow worker` processes; an embedded broker needs in-process ones
         workers = "--local-workers" if self.broker.startswith("memory:") else "--no-local-workers"
+        port = self.url.rsplit(":", 1)[1] if self.url else "0"  # a restart keeps the address clients know
         self.proc = self.processes.cli("backend", "--broker", self.broker, "--db", self.db, "--workflows",
-                                       self.workflows, "--listen", "127.0.0.1:0", workers,
+                                       self.workflows, "--listen", f"127.0.0.1:{port}", workers,
                                        name=f"backend-{self.starts}")
         proc = self.proc
 

@@ -93,9 +93,11 @@ def test_retry_abort_cancel_from_other_processes_while_a_client_is_attached(serv
 
 
 def test_sigkill_mid_run_then_a_restart_resumes_and_loses_nothing(service: Service) -> None:
-    workflow_id = started_id(service.cli("run", "many"))
+    follower = service.processes.cli("run", "many", "--wait", "--db", service.db, name="run-wait")
     remote = service.remote()
     try:
+        workflow_id = wait_for(lambda: next((view.id for view in remote.workflows()), None), TIMEOUT,
+                               "the workflow started by run --wait")
         wait_for(lambda: remote.workflow(workflow_id).counts.get("completed", 0) >= 3, TIMEOUT,
                  "a few jobs completed")
     finally:
@@ -104,6 +106,8 @@ def test_sigkill_mid_run_then_a_restart_resumes_and_loses_nothing(service: Servi
     service.proc.wait(STARTUP)
     service.start()  # the workers went on: their results wait in the broker's queues
     wait_for(lambda: service.workflow(workflow_id)["status"] == "completed", TIMEOUT, "the workflow completed")
+    # run --wait followed it across the restart (its event stream reconnected to the same address)
+    assert follower.wait(TIMEOUT) == 0, service.processes.output(follower)
     service.proc.send_signal(signal.SIGTERM)
     assert service.proc.wait(STARTUP) == 0, service.log()
     state = read_state(service.db)
