@@ -166,7 +166,8 @@ def change_session(args: argparse.Namespace, change: Callable[[SessionBackend], 
 
     if args.read_only:
         raise UsageError(f"read-only mode: {args.command} refused")
-    hint = f" (to {args.command} while it runs, use the workbench's keys: ? lists them)"
+    hint = (f" (to {args.command} while it runs, use the workbench's keys: ? lists them; under `stepflow backend`"
+            f" commands act at once)")
     with backend_session(args, local_workers=local_workers, concurrency=concurrency, locked_hint=hint) as backend:
         backend.wait_until_running(10.0)
         try:
