@@ -1,19 +1,28 @@
 """Fixtures for the service end to end: a real ``stepflow backend`` process on a temp state (RabbitMQ, or an
-embedded broker for the workbench test), real ``stepflow worker`` processes, and calls to its API."""
+embedded broker for the workbench test), real ``stepflow worker`` processes, calls to its API, a vhost for a
+Media Cloud AI SDK worker, and the tmux fixture."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from conftest import _base_amqp_url, _rabbitmqctl
 from helpers import REPO_WORKFLOWS, step, wait_for, workflow
-from rabbitmq.conftest import Processes, processes  # noqa: F401 - the fixture, re-exported for these tests
+from rabbitmq.conftest import (  # noqa: F401 - the fixture and the report hook, re-exported for this folder
+    Processes,
+    processes,
+    pytest_runtest_makereport,
+)
+from tui.tmux_harness import tmux  # noqa: F401 - the fixture of the workbench test
 
 from stepflow_tui.backend.remote import RemoteBackend
 from stepflow_tui.store.lockfile import read_lock_info
@@ -123,3 +132,17 @@ def service(service_factory: Callable[[str], Service], rabbitmq_url: str) -> Ser
     started.start()
     started.workers(2)
     return started
+
+
+@pytest.fixture
+def sdk_vhost() -> Iterator[str]:
+    """A vhost of a Media Cloud AI SDK worker's own: it declares ``worker_response`` with an alternate exchange
+    stepflow's topology does not give it, so the two cannot share one (the SDK test checks the HTTP side)."""
+    vhost = f"stepflow-sdk-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, urlsplit(_base_amqp_url()).username or "guest", ".*", ".*",
+                     ".*")
+        yield vhost
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)

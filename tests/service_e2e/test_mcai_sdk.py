@@ -11,14 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import pika
 import pytest
-from conftest import _base_amqp_url, _rabbitmqctl
 from helpers import wait_for
 
 from .conftest import STARTUP, Service
@@ -54,20 +52,6 @@ license = { text = "MIT" }
 '''
 
 
-@pytest.fixture
-def sdk_vhost() -> Iterator[str]:
-    """A vhost of the SDK's own: it declares ``worker_response`` with an alternate exchange stepflow's
-    topology does not give it, so the two cannot share one; the HTTP side is what this test checks."""
-    vhost = f"stepflow-sdk-{uuid.uuid4().hex[:10]}"
-    _rabbitmqctl("add_vhost", vhost)
-    try:
-        _rabbitmqctl("set_permissions", "-p", vhost, urlsplit(_base_amqp_url()).username or "guest", ".*", ".*",
-                     ".*")
-        yield vhost
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
-
-
 def test_an_sdk_worker_logs_in_and_fetches_a_credential(service_factory: Callable[[str], Service],
                                                         rabbitmq_url: str, sdk_vhost: str, tmp_path: Path) -> None:
     service = service_factory(rabbitmq_url)
@@ -79,7 +63,7 @@ def test_an_sdk_worker_logs_in_and_fetches_a_credential(service_factory: Callabl
     folder.mkdir()
     (folder / "worker.py").write_text(WORKER)
     (folder / "pyproject.toml").write_text(PYPROJECT)
-    base = urlsplit(_base_amqp_url())
+    base = urlsplit(rabbitmq_url)  # host and user; the SDK gets a vhost of its own
     env = {**os.environ, "AMQP_HOSTNAME": base.hostname or "127.0.0.1", "AMQP_PORT": str(base.port or 5672),
            "AMQP_USERNAME": base.username or "guest", "AMQP_PASSWORD": base.password or "guest",
            "AMQP_VHOST": sdk_vhost, "AMQP_QUEUE": "job_probe", "AMQP_TLS": "false",

@@ -8,14 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tui.test_tmux import (  # noqa: F401 - tmux is the fixture
-    Tmux,
-    environment,
-    pick_definition,
-    stepflow_command,
-    tmux,
-    workflow_line,
-)
+from tui.tmux_harness import Tmux, environment, pick_definition, stepflow_command, workflow_line
 
 from .conftest import Service
 
@@ -23,7 +16,7 @@ pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="the tmux 
               pytest.mark.timeout(120)]
 
 
-def open_workbench(tmux: Tmux, service: Service, tmp_path: Path, run: int) -> Path:  # noqa: F811
+def open_workbench(tmux: Tmux, service: Service, tmp_path: Path, run: int) -> Path:
     """``stepflow --db <the service's state>`` in a new tmux session; wait for the header to say attached."""
     exit_file = tmp_path / f"exit-{run}"
     tmux.session = f"{tmux.socket}-{run}"
@@ -34,7 +27,7 @@ def open_workbench(tmux: Tmux, service: Service, tmp_path: Path, run: int) -> Pa
 
 
 def test_quit_leaves_the_service_running_and_reopening_shows_the_workflow(
-        tmux: Tmux, service_factory: Callable[[str], Service], memory_url: str, tmp_path: Path) -> None:  # noqa: F811
+        tmux: Tmux, service_factory: Callable[[str], Service], memory_url: str, tmp_path: Path) -> None:
     service = service_factory(memory_url)
     service.start()
     exit_file = open_workbench(tmux, service, tmp_path, 1)
