@@ -38,8 +38,8 @@ def register(commands: Commands) -> None:
                             "  stepflow backend --broker amqp://guest:guest@localhost:5672/ --db ./state.json\n"
                             "  STEPFLOW_API_TOKEN=... stepflow backend --listen 0.0.0.0:4000")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"address of the HTTP API (default {DEFAULT_LISTEN}; a non-loopback one needs a token: "
-                        "STEPFLOW_API_TOKEN, else one is generated into <state>.token)")
+                   help=f"address of the HTTP API (default {DEFAULT_LISTEN}). The API token: STEPFLOW_API_TOKEN, "
+                        "else <state>.token (generated when missing); required on a non-loopback address")
     add_local_worker_options(p)
 
     p = commands.add("credentials", cmd_credentials_help, "the credentials Media Cloud AI workers fetch from the "
