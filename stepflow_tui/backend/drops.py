@@ -33,6 +33,10 @@ class DropList:
     def __contains__(self, job_id: int) -> bool:
         return job_id in self._drops
 
+    def ids(self) -> list[int]:
+        """The dropped job ids, oldest first (call under the store lock: commands change the list)."""
+        return list(self._drops)
+
     def restore(self, state: State) -> None:
         """After a restart: orders of aborted workflows may still sit in the job queues."""
         for workflow in sorted(state.workflows.values(), key=lambda w: w.id):
@@ -70,10 +74,6 @@ class DropList:
             del self._drops[job_id]
         self._to_send.append((ids, None, UNDROP_JOBS))
         return True
-
-    def ids(self) -> list[int]:
-        """The dropped job ids, oldest first (what ``GET /api/step_flow/blacklist`` serves SDK workers)."""
-        return list(self._drops.copy())  # dict.copy is atomic: safe from the service's thread
 
     def tell_new_worker(self, instance_id: str) -> None:
         """A worker of ours we did not know may hold orders of aborted workflows: tell it which to drop, in one
