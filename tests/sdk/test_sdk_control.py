@@ -50,6 +50,8 @@ def test_cancel_stops_the_sdk_job(stack: Any, sdk_workers: SdkWorkers) -> None:
     workflow_id = harness.start_workflow("long")
     (job,) = sdk_jobs(harness, workflow_id)
     wait_for(lambda: status_of(harness, job["id"]) == "processing", 15, "the SDK job to run")
+    # Its progress shows: the worker published 10 (handle.publish_job_progression) before its long work.
+    wait_for(lambda: harness.backend.job(job["id"])["progress"] == 10, 10, "the SDK job's progress")
     asked = time.monotonic()
     harness.backend.cancel_job(job["id"]).result(timeout=10)
     wait_for(lambda: f"stopped {job['id']}" in sdk_workers.log(sdk), 10, "the SDK to stop the job")
