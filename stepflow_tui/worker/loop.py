@@ -391,11 +391,11 @@ class ConnectionLoop:
         conn = self.conn
         if conn is None:
             return
-        # The SDK's routes: a status no backend takes expires instead of piling up in worker_response_not_found.
+        # The SDK's routes. A message no backend takes expires instead of piling up in a not-found queue (a
+        # backend that connects later asks every worker for its status).
         exchange, routing_key = STATUS_ROUTES[kind]
-        expiration = None if kind != "status" else int(3 * self.worker.status_interval * 1000)
         message = OutgoingMessage(exchange, routing_key, self._status(kind).encode(), persistent=False,
-                                  expiration_ms=expiration)
+                                  expiration_ms=int(3 * self.worker.status_interval * 1000))
         try:
             conn.publish([message])
         except PublishFailed as exc:
