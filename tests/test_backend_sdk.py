@@ -11,6 +11,7 @@ from backend_harness import ForeignWorker, definition, step
 from helpers import wait_for
 
 from stepflow_tui.broker import topology
+from stepflow_tui.core import protocol
 
 
 def direct_bodies(foreign: ForeignWorker, queue: str) -> list[dict[str, Any]]:
@@ -62,5 +63,25 @@ def test_an_order_a_worker_keeps_rejecting_fails_after_three_rounds(start_backen
         assert harness.wait_finished(workflow_id, 10) == "error"
         (job,) = harness.jobs(workflow_id)
         assert job["error"] == "order rejected by a worker (3 times)"
+    finally:
+        foreign.close()
+
+
+def test_an_order_the_busy_sdk_refused_is_sent_again_not_failed(start_backend: Any, memory_url: str) -> None:
+    harness = start_backend([definition("ext", step(1, "ext"))])
+    foreign = ForeignWorker(memory_url, "ext")
+    try:
+        workflow_id = harness.start("ext")
+        (first,) = foreign.wait_orders(1)
+        job_id = json.loads(first.body)["job_id"]
+        refusal = {"job_id": job_id, "status": "error", "parameters": [
+            {"id": "message", "type": "string", "value": protocol.SDK_BUSY_REFUSAL}]}
+        foreign.conn.ack(first.delivery_tag)  # as the SDK does
+        foreign.send(topology.JOB_ERROR, json.dumps(refusal).encode())
+        second = foreign.wait_orders(2)[1]
+        assert json.loads(second.body)["job_id"] == job_id
+        (job,) = harness.jobs(workflow_id)
+        assert job["status"] == "queued" and job["attempts"] == 2 and job["history"][-1][2].startswith(
+            "refused by a busy worker")
     finally:
         foreign.close()

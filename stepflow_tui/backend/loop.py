@@ -261,6 +261,8 @@ class BrokerLoop:
             if isinstance(message, protocol.JobCompleted):
                 return engine.on_completed(message)
             if isinstance(message, protocol.JobFailed):
+                if message.message == protocol.SDK_BUSY_REFUSAL and not message.stopped:
+                    return engine.requeue_refused(message.job_id, f"refused by a busy worker: {message.message}")
                 return engine.on_failed(message)
             return engine.on_progression(message)
         if queue_name == topology.JOB_QUEUE_NOT_FOUND:

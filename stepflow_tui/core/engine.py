@@ -105,6 +105,15 @@ class Engine:
         """A notification step's call was made (``error`` None) or failed for good."""
         return self.handlers.on_notification_sent(job_id, error)
 
+    def requeue_refused(self, job_id: int, note: str) -> bool:
+        """A worker refused to start ``job_id`` without running it (an SDK worker still busy): its order goes
+        out again, and no attempt is counted as failed (False: the job is not waiting or running)."""
+        job = self.state.jobs.get(job_id)
+        if job is None or job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+            return False
+        self.progression.requeue(self.state.workflows[job.workflow_id], job, note)
+        return True
+
     def fail_job(self, job_id: int, reason: str, *, allow_retry: bool = True) -> bool:
         """Fail a job from the backend's side (lost worker, timeout); retried if its step allows."""
         return self.handlers.fail_job(job_id, reason, allow_retry=allow_retry)

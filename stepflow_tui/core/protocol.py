@@ -45,6 +45,9 @@ _BLACK_LIST_TYPES = (ADD_TO_BLACK_LIST, DELETE_FROM_BLACK_LIST)
 DROPPED_REASON = "dropped: workflow aborted"
 #: What a job stopped by an SDK worker (job_stopped) says.
 STOPPED_REASON = "stopped by the worker"
+#: The SDK's job_error for an order that reached it while it finished the previous job (a race inside the SDK):
+#: the job did not run, it is no failure.
+SDK_BUSY_REFUSAL = "Cannot initialize this job, an another job is already in progress."
 
 
 class ProtocolError(ValueError):
