@@ -17,7 +17,7 @@ from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
-from stepflow_tui.core import protocol
+from stepflow_tui.core import jsontext, protocol
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.store import Store, StoreError
 
@@ -221,6 +221,9 @@ class BrokerLoop:
         engine = self._engine
         if queue_name in RESPONSE_QUEUES:
             message = protocol.decode_response(queue_name, delivery.body)
+            reason = jsontext.unstorable(vars(message))
+            if reason is not None:  # its effect could never be flushed, and would hold every ack after it
+                raise protocol.ProtocolError(f"cannot be stored ({reason})")
             if message.job_id not in self._state.jobs:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.

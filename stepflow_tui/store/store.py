@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
 from .documents import definition_path, shard_path
@@ -135,6 +136,10 @@ class Store:
             self._flush_lock.acquire()  # waits for the previous flush's writes
             try:
                 plan = self._persisted.plan(state)
+            except UNSTORABLE as error:  # the loop sets such messages aside; this is the last guard
+                self._flush_lock.release()
+                raise StoreError(f"cannot serialise the state for {self.path}: {type(error).__name__}: "
+                                 f"{str(error)[:200]}") from error
             except BaseException:
                 self._flush_lock.release()
                 raise

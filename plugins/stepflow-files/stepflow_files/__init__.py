@@ -168,7 +168,8 @@ def _write_atomically(path: str, text: str) -> None:
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, as sha256sum reads it.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
