@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePath
@@ -136,6 +137,7 @@ def write_manifest(ctx: JobContext) -> dict[str, Any]:
     """Write ``manifest``: one ``<sha256>  <relative path>`` line per source path, sorted by relative path, in
     the format ``sha256sum -c`` reads. Paths are relative to ``root`` (default: the manifest's folder)."""
     manifest = os.path.abspath(str(ctx.require("manifest")))
+    _replaceable(manifest)
     root = ctx.param("root") or os.path.dirname(manifest)
     sources = _string_list(ctx.param("source_paths"), "source_paths", "write_manifest")
     # A re-run lists the previous manifest too; its checksum would be stale the moment we replace it.
@@ -160,6 +162,16 @@ def write_manifest(ctx: JobContext) -> dict[str, Any]:
     _write_atomically(manifest, "".join(lines))
     ctx.logger.info("write_manifest: %d file(s) in %s", len(lines), manifest)
     return {"destination_paths": [manifest], "outputs": {"file_count": len(lines)}}
+
+
+def _replaceable(path: str) -> None:
+    """Refuse a target that exists and is not a regular file: a device, a folder, a symlink to elsewhere."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(f"write_manifest: {path!r} exists and is not a regular file; not replaced")
 
 
 def _write_atomically(path: str, text: str) -> None:
