@@ -1,0 +1,81 @@
+"""Poison input: text that is not valid Unicode, numbers and nesting JSON libraries refuse. Each is kept
+losslessly or set aside with its reason; nothing stops the backend's loop, the store or a worker.
+
+RabbitMQ versions are in tests/faults/ (the chaos run's poison messages)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import REPO_WORKFLOWS, describe, run_cli
+from test_reliability import ForeignWorker, definition, start_backend, step  # noqa: F401 (a fixture)
+
+from stepflow_tui.broker import topology
+from stepflow_tui.core import protocol
+from stepflow_tui.core.jsontext import dumps, loads
+from stepflow_tui.core.model import State
+from stepflow_tui.store import Store, StoreError, read_state
+
+SURROGATE = "caf\udce9"  # what a Python worker holds for the Latin-1 file name b"caf\xe9"
+
+
+def test_lone_surrogates_round_trip_through_json_text() -> None:
+    value = {"error": SURROGATE, "paths": ["/in/" + SURROGATE], SURROGATE: 1}
+    text = dumps(value)
+    assert text.isascii() and "\\udce9" in text
+    assert loads(text) == value
+    assert loads(text.encode()) == value
+
+
+def test_an_error_message_with_a_lone_surrogate_is_stored_and_the_loop_goes_on(start_backend, memory_url: str,  # noqa: F811
+                                                                                tmp_path: Path) -> None:
+    foreign = ForeignWorker(memory_url, "held")
+    try:
+        harness = start_backend([definition("t", step(1, "held", count=3))])
+        workflow_id = harness.start("t")
+        orders = foreign.wait_orders(3)
+        first, second, third = (protocol.decode_order(order.body).job_id for order in orders)
+        # Exactly what the issue saw: the standard library's JSON of a Python worker's error (an escape).
+        foreign.send(topology.JOB_ERROR, json.dumps({"job_id": first, "status": "error",
+                                                    "error": SURROGATE}).encode())
+        foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(
+            second, destination_paths=["/out/" + SURROGATE]).encode())
+        foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(third).encode())
+        assert harness.wait_finished(workflow_id) == "error"
+        assert harness.backend.job(first)["error"] == SURROGATE
+        assert harness.backend.job(second)["destination_paths"] == ["/out/" + SURROGATE]
+        assert harness.backend.job(third)["status"] == "completed"
+        assert harness.backend.stats["garbage"] == 0
+    finally:
+        foreign.close()
+    harness.backend.stop()
+    state = read_state(tmp_path / "state.json")  # on disk, losslessly
+    assert state.jobs[first].error == SURROGATE
+    assert state.jobs[second].destination_paths == ["/out/" + SURROGATE]
+
+
+def test_a_state_that_cannot_be_serialised_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    from test_store import add_job, add_workflow
+    store = Store(tmp_path / "state.json")
+    state: State = store.open()
+    try:
+        job = add_job(state, add_workflow(state), 0)
+        job.outputs = [{"id": "n", "type": "number", "value": 10 ** 5000}]  # beyond what JSON text allows
+        with pytest.raises(StoreError, match="cannot serialise the state"):
+            store.flush(state)
+    finally:
+        store.close()
+
+
+def test_run_with_a_parameter_that_is_not_utf8_ends(tmp_path: Path) -> None:
+    # $'\xff' on a command line arrives as "\udcff" (PEP 383); it used to stop every flush: a hang.
+    result = run_cli("run", "checksum_folder", "-p", "source_dir=/no/such/\udcff", "-p",
+                     f"manifest={tmp_path}/m.sha256", "--wait", "--workflows", REPO_WORKFLOWS,
+                     db=tmp_path / "state.json", cwd=tmp_path, timeout=30)
+    assert result.returncode == 1, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    assert "does not exist" in result.stdout, describe(result)
+    state = read_state(tmp_path / "state.json")
+    assert state.workflows[1].parameters["source_dir"] == "/no/such/\udcff"
