@@ -4,6 +4,8 @@ workbench. Adding a command touches its group module only."""
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +22,14 @@ from stepflow_tui.cli.options import (
 )
 
 GROUPS = (workflows, definitions, broker, ui)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+
+
+def _printable_streams() -> None:
+    """Text that is not valid Unicode (a non-UTF-8 file name: lone surrogates) is printed escaped, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stepflow`` and ``python -m stepflow_tui``; returns the exit status."""
+    _printable_streams()
     args = resolve_options(build_parser().parse_args(argv))
     setup_logging(args.verbose)
     try:
         apply_ca_file(args)
         return args.handler(args)
+    except BrokenPipeError:  # `stepflow status | head -3`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit: not into the closed pipe
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         print(f"stepflow: {exc}", file=sys.stderr)
         return EXIT_USAGE
