@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO_WORKFLOWS, describe, run_cli
 from test_reliability import ForeignWorker, definition, start_backend, step  # noqa: F401 (a fixture)
+from test_worker import client, start, wait_until, workers  # noqa: F401 (fixtures)
 
 from stepflow_tui.broker import topology
 from stepflow_tui.core import protocol
@@ -79,3 +80,36 @@ def test_run_with_a_parameter_that_is_not_utf8_ends(tmp_path: Path) -> None:
     assert "does not exist" in result.stdout, describe(result)
     state = read_state(tmp_path / "state.json")
     assert state.workflows[1].parameters["source_dir"] == "/no/such/\udcff"
+
+
+# ------------------------------------------------------------------------------------------- poison orders
+POISON_ORDERS = {
+    "a job id of 5,000 digits": b'{"job_id": ' + b"9" * 5000 + b', "parameters": []}',
+    "a value of 5,000 digits": b'{"job_id": 1, "parameters": [{"id": "n", "type": "integer", "value": '
+                               + b"7" * 5000 + b"}]}",
+    "nesting 100,000 deep": b'{"job_id": 2, "parameters": [{"id": "x", "type": "array", "value": '
+                            + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+    "nesting 900 deep": b'{"job_id": 3, "parameters": [{"id": "x", "type": "array", "value": '
+                        + b"[" * 900 + b"]" * 900 + b"}]}",
+    "not UTF-8": b'{"job_id": 4, "parameters": [{"id": "x", "type": "string", "value": "\xff"}]}',
+}
+
+
+@pytest.mark.parametrize("what", sorted(POISON_ORDERS))
+def test_a_poison_order_is_its_own_failure_never_the_workers_death(
+        what: str, broker_url: str, client, workers) -> None:  # noqa: F811 (fixtures)
+    def echo(ctx):  # the job touches its parameters, as a real one does
+        return {"outputs": {"seen": len(str(ctx.param("x")))}}
+
+    worker = start(workers, broker_url, {"echo": echo})
+    client.publish_raw("echo", POISON_ORDERS[what])
+    client.submit("echo", 99, x="after the poison")
+    wait_until(lambda: any(result.job_id == 99 for result in client.poll()), "the order after the poison",
+               client.conn)
+    results = {result.job_id: result for result in client.results}
+    assert isinstance(results[99], protocol.JobCompleted)
+    assert worker.failure is None and not worker.wait_stopped(0)
+    # The poison is answered as a job error, or set aside in the dead-letter queue: never lost, never looping.
+    dead = client.take(topology.JOB_DEAD_LETTER)
+    answered = [result for result in client.poll() if result.job_id != 99]
+    assert len(dead) + len(answered) == 1, (dead, answered)
