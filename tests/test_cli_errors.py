@@ -3,10 +3,12 @@ Each ends with one line and a documented exit status, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
-from helpers import cli_command, cli_env
+import pytest
+from helpers import REPO_WORKFLOWS, cli_command, cli_env, describe, run_cli
 from test_store import add_job, add_workflow
 
 from stepflow_tui.store import Store
@@ -33,3 +35,25 @@ def test_status_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 141
     assert first.startswith(b"#1 ")
     assert stderr == ""
+
+
+def _deep_definitions(path: Path, depth: int) -> Path:
+    definitions = json.loads(REPO_WORKFLOWS.read_text())
+    first = definitions[0] if isinstance(definitions, list) else definitions["workflows"][0]
+    first["steps"][0]["parameters"].append({"id": "deep", "type": "array", "value": "DEEP"})
+    path.write_text(json.dumps(definitions).replace('"DEEP"', "[" * depth + "1" + "]" * depth))
+    return path
+
+
+@pytest.mark.parametrize("what", ["nested 900 deep", "nested 5,000 deep", "an integer of 4,400 digits"])
+def test_definitions_too_deep_or_too_big_are_refused_with_one_line(tmp_path: Path, what: str) -> None:
+    path = tmp_path / "workflows.json"
+    if what.startswith("nested"):
+        _deep_definitions(path, 900 if "900" in what else 5000)
+    else:
+        path.write_text('[{"identifier": "x", "n": ' + "9" * 4400 + "}]")
+    for args in (["validate", path], ["run", "checksum_folder", "--workflows", path]):
+        result = run_cli(*args, db=tmp_path / "state.json", cwd=tmp_path)
+        assert result.returncode == 2, describe(result)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, describe(result)
+        assert str(path) in result.stderr

@@ -189,10 +189,31 @@ def _workflow_items(data: Any, source: str) -> tuple[list[Any], str]:
                           source=source)
 
 
+#: Deepest nesting of lists and objects a definitions file may have (StepFlow's own need a dozen).
+MAX_DEPTH = 100
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0), counted without recursion; stops
+    counting past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, list | dict) or depth > limit + 1:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_definitions(data: Any, source: str) -> list[WorkflowDefinition]:
     """Validate parsed JSON — a list of workflows, ``{"workflows": [...]}`` or one workflow object — and
     return its definitions. Raise `DefinitionError` (naming ``source``, the workflow and the field) on the
     first problem, including a workflow identifier given twice."""
+    depth = nesting_depth(data, MAX_DEPTH)
+    if depth > MAX_DEPTH:  # copies and validation recurse: refused here, by name, not by a RecursionError
+        raise DefinitionError(f"nested more than {MAX_DEPTH} levels deep", source=source)
     items, prefix = _workflow_items(data, source)
     definitions: list[WorkflowDefinition] = []
     seen: dict[str, int] = {}
@@ -226,6 +247,8 @@ def load_definitions(path: str | os.PathLike[str]) -> list[WorkflowDefinition]:
         where = (f" at line {error.lineno}, column {error.colno}: {error.msg}"
                  if isinstance(error, json.JSONDecodeError) else ": nested too deeply")
         raise DefinitionError(f"invalid JSON{where}", source=source) from None
+    except ValueError as error:  # an integer of more than 4,300 digits (Python's guard against slow parsing)
+        raise DefinitionError(f"invalid JSON: {str(error).split(';')[0]}", source=source) from None
     return parse_definitions(data, source)
 
 
