@@ -21,8 +21,8 @@ def dumps(value: Any) -> str:
     """Compact JSON text. Lone surrogates become ``\\uXXXX`` escapes; raises ``ValueError`` (an integer of
     more than 4,300 digits), ``RecursionError`` (nesting deeper than the stack) or ``TypeError``."""
     try:
-        # As text, not orjson's bytes: the store keeps serialised documents, and each bytes object orjson
-        # returns keeps a ~4 KiB allocation.
+        # As text, not orjson's bytes: each bytes object orjson returns keeps a larger allocation, and the store
+        # caches many serialised documents (docs/performance.md).
         return orjson.dumps(value).decode("utf-8")
     except TypeError:
         # orjson.JSONEncodeError: lone surrogates, integers beyond 64 bits, nesting beyond 254. Rare: the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 #: A variable name inside braces.
@@ -129,12 +129,37 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
     return value
 
 
-def path_variables(source_path: str) -> dict[str, str]:
-    """``filename`` (basename), ``extension`` (with its dot, as StepFlow: ".mp4", "" if none) and ``name``
-    (basename without the extension) of a path. POSIX separators: paths are the workers' paths."""
-    filename = posixpath.basename(source_path.rstrip("/")) if source_path.strip("/") else ""
+def _file_variables(filename: str) -> dict[str, str]:
+    """``filename``, its ``extension`` (with its dot, as StepFlow: ".mp4", "" if none) and ``name`` (without it)."""
     name, extension = posixpath.splitext(filename)
     return {"filename": filename, "extension": extension, "name": name}
+
+
+def path_variables(source_path: str) -> dict[str, str]:
+    """``filename`` (basename), ``extension`` and ``name`` of a path (a trailing "/" names its folder). POSIX
+    separators: paths are the workers' paths."""
+    return _file_variables(posixpath.basename(source_path.rstrip("/")) if source_path.strip("/") else "")
+
+
+def input_variables(path: str) -> dict[str, str]:
+    """The engine's template variables of one input path: ``source_path``, ``filename``, ``extension``,
+    ``name``. A backslash counts as a separator; a path ending in "/" has an empty filename."""
+    return {"source_path": path, **_file_variables(posixpath.basename(path.replace("\\", "/")))}
+
+
+def render_parameters(parameters: Iterable[dict[str, Any]], variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The order's parameter list: ``template`` values rendered (sent as ``string``), ``array_of_templates``
+    as ``array_of_strings``, others as given (``value``, else ``default``)."""
+    out = []
+    for parameter in parameters:
+        kind = parameter.get("type", "string")
+        value = parameter.get("value", parameter.get("default"))
+        if kind == "template" and isinstance(value, str):
+            value, kind = render(value, variables), "string"
+        elif kind == "array_of_templates" and isinstance(value, list):
+            value, kind = [render(str(v), variables) for v in value], "array_of_strings"
+        out.append({"id": parameter["id"], "type": kind, "value": value})
+    return out
 
 
 def template_variables(

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tinydb.storages import Storage
 
+from stepflow_tui.core.clock import file_stamp
 from stepflow_tui.core.jsontext import dumps, loads
 
 from .errors import StoreCorrupt, StoreError
@@ -81,8 +81,8 @@ def remove_temp_files(folder: Path, prefix: str = ".") -> None:
 
 
 def keep_corrupt_copy(path: Path) -> str | None:
-    """Copy an unreadable file to ``<file>.corrupt-<YYYYmmddTHHMMSS>`` (never overwriting); return its name."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    """Copy an unreadable file to ``<file>.corrupt-<YYYYmmddTHHMMSS>`` (UTC, never overwriting); return its name."""
+    stamp = file_stamp()
     candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
     number = 1
     while candidate.exists():

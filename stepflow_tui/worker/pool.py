@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stepflow_tui.broker.base import OutgoingMessage
-from stepflow_tui.core.engine import timeout_reason
+from stepflow_tui.core.dispatch import timeout_reason
 from stepflow_tui.core.protocol import TIMEOUT_HEADER, JobCompleted, JobFailed, JobOrder
 from stepflow_tui.worker.context import JobCancelled, JobContext, WorkerImplementation, normalize_result
 
