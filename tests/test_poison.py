@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from backend_harness import ForeignWorker, definition, step
 from helpers import REPO_WORKFLOWS, describe, run_cli
-from test_reliability import ForeignWorker, definition, start_backend, step  # noqa: F401 (a fixture)
 from test_worker import client, start, wait_until, workers  # noqa: F401 (fixtures)
 
 from stepflow_tui.broker import topology
@@ -30,7 +30,7 @@ def test_lone_surrogates_round_trip_through_json_text() -> None:
     assert loads(text.encode()) == value
 
 
-def test_an_error_message_with_a_lone_surrogate_is_stored_and_the_loop_goes_on(start_backend, memory_url: str,  # noqa: F811
+def test_an_error_message_with_a_lone_surrogate_is_stored_and_the_loop_goes_on(start_backend, memory_url: str,
                                                                                 tmp_path: Path) -> None:
     foreign = ForeignWorker(memory_url, "held")
     try:
