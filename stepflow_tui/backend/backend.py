@@ -87,6 +87,16 @@ class Backend:
         """The last connection or state-file error, for the operator."""
         return self._updates.last_error
 
+    @property
+    def connection_reason(self) -> str | None:
+        """Why the broker connection is not up ("error": retrying will not fix it), None while connected."""
+        return self._updates.connection_reason
+
+    @property
+    def save_error(self) -> str | None:
+        """Why the state file cannot be written now (disk full, ...): changes since are not saved yet."""
+        return self._loop.flush_error if self._loop is not None else None
+
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""

@@ -66,8 +66,8 @@ class BrokerLoop:
             try:
                 conn = connect(self._config.broker_url, name="stepflow-backend")
             except ConnectionLost as exc:
-                self._updates.set_connection("reconnecting",
-                                             f"broker unreachable ({exc}); retrying in {delay:.1f} s")
+                self._updates.set_connection("reconnecting", str(exc))  # the delay is logged at debug level
+                log.debug("retrying in %.1f s", delay)
                 self._idle(delay)
                 delay = min(delay * 2, MAX_DELAY)
                 continue
@@ -99,7 +99,7 @@ class BrokerLoop:
             log.exception("the broker loop failed")
             self._forget_batch()  # unacked: the broker redelivers them on the next connection
             message = f"internal error ({type(exc).__name__}: {exc}); reconnecting"
-            self._updates.set_connection("error", message)
+            self._updates.set_connection("reconnecting", message)  # a bug, not the broker: retried
             self._idle(5.0)
         finally:
             self.conn = None

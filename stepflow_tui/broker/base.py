@@ -15,9 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
+from stepflow_tui.broker.url import (
+    mask_url as mask_url,  # one masker for every output path; imported from here
+)
 
 
 class BrokerError(Exception):
@@ -142,31 +145,17 @@ class Connection(ABC):
         """Close; unacked deliveries go back to their queues (redelivered=True). Idempotent."""
 
 
-def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid broker url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
 def connect(url: str, *, name: str = "stepflow") -> Connection:
     """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
-    Raises `BrokerError` for an unsupported scheme, `ConnectionLost` when the server cannot be reached."""
-    scheme = urlsplit(url).scheme
+    Raises `BrokerError` for a URL that cannot be used, `ConnectionLost` when the server cannot be reached."""
+    try:
+        scheme = parse_broker_url(url).scheme
+    except InvalidBrokerURL as exc:
+        raise BrokerError(str(exc)) from None
     if scheme == "memory":
         from stepflow_tui.broker.memory import MemoryConnection
 
         return MemoryConnection(url, name=name)
-    if scheme in ("amqp", "amqps"):
-        from stepflow_tui.broker.amqp import AmqpConnection
+    from stepflow_tui.broker.amqp import AmqpConnection
 
-        return AmqpConnection(url, name=name)
-    raise BrokerError(f"unsupported broker URL {mask_url(url)!r}: use memory:// or amqp://user:pass@host:5672/vhost")
+    return AmqpConnection(url, name=name)

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from stepflow_tui import __version__
 from stepflow_tui.cli import broker, definitions, ui, workflows
 from stepflow_tui.cli.options import (
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
+    BrokerUnreachable,
     Commands,
     UsageError,
     add_global_options,
@@ -58,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stepflow`` and ``python -m stepflow_tui``; returns the exit status."""
     _printable_streams()
-    args = resolve_options(build_parser().parse_args(argv))
-    setup_logging(args.verbose)
+    args = build_parser().parse_args(argv)
     try:
+        args = resolve_options(args)
+        setup_logging(args.verbose)
         apply_ca_file(args)
         return args.handler(args)
     except BrokenPipeError:  # `stepflow status | head -3`: the reader has what it wanted
@@ -70,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"stepflow: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokerUnreachable as exc:
+        print(f"stepflow: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         print("\nstepflow: interrupted", file=sys.stderr)
         return 130

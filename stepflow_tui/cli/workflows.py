@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from stepflow_tui.cli.connection import await_backend
 from stepflow_tui.cli.follow import follow, format_counts, wait_sent
 from stepflow_tui.cli.options import (
     BROKER,
@@ -106,10 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.read_only:
         raise UsageError("read-only mode: run refused")
     with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
+        await_backend(backend, "run", args.connect_timeout)  # no workflow is started that could not be sent
         workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
         print(f"workflow #{workflow_id} {definition.identifier} started (state: {args.db})", flush=True)
         if args.wait or args.broker.startswith("memory:"):
-            return follow(backend, workflow_id)
+            return follow(backend, workflow_id, command="run", connect_timeout=args.connect_timeout)
         waiting = wait_sent(backend, workflow_id)
         follow_hint = f"stepflow wait {workflow_id} --broker {backend.broker_display_url}"
         if waiting:
@@ -125,7 +127,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     with backend_session(args, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
         if backend.workflow(args.workflow_id) is None:
             raise UsageError(f"no workflow #{args.workflow_id} in {args.db}")
-        return follow(backend, args.workflow_id)
+        return follow(backend, args.workflow_id, command="wait", connect_timeout=args.connect_timeout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -186,7 +188,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             workflow_id = args.workflow
             print(f"{count} failed job(s) of workflow #{workflow_id} queued again")
         if args.wait or args.broker.startswith("memory:"):
-            return follow(backend, workflow_id)
+            return follow(backend, workflow_id, command="retry", connect_timeout=args.connect_timeout)
         wait_sent(backend, workflow_id)
         return EXIT_OK
 
