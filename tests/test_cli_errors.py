@@ -8,18 +8,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from backend_harness import engine_definition, step
 from helpers import REPO_WORKFLOWS, cli_command, cli_env, describe, run_cli
-from test_store import add_job, add_workflow
 
+from stepflow_tui.core.engine import Engine
 from stepflow_tui.store import Store
 
 
 def many_workflows(path: Path, count: int) -> Path:
     store = Store(path)
-    state = store.open()
+    engine = Engine(store.open())
+    definition = engine_definition([step(1, "noop")])
     for _ in range(count):
-        add_job(state, add_workflow(state), 0)
-    store.flush(state)
+        engine.start_workflow(definition, {})
+    store.flush(engine.state)
     store.close()
     return path
 

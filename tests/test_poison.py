@@ -9,15 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
-from backend_harness import ForeignWorker, definition, step
-from helpers import REPO_WORKFLOWS, describe, run_cli
-from test_worker import client, start, wait_until, workers  # noqa: F401 (fixtures)
+from backend_harness import ForeignWorker, definition, engine_definition, step
+from helpers import REPO_WORKFLOWS, describe, run_cli, wait_for
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import OutgoingMessage, connect
 from stepflow_tui.core import protocol
+from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.jsontext import dumps, loads
-from stepflow_tui.core.model import State
 from stepflow_tui.store import Store, StoreError, read_state
+from stepflow_tui.worker.context import JobContext
+from stepflow_tui.worker.runner import Worker
 
 SURROGATE = "caf\udce9"  # what a Python worker holds for the Latin-1 file name b"caf\xe9"
 
@@ -58,14 +60,14 @@ def test_an_error_message_with_a_lone_surrogate_is_stored_and_the_loop_goes_on(s
 
 
 def test_a_state_that_cannot_be_serialised_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
-    from test_store import add_job, add_workflow
     store = Store(tmp_path / "state.json")
-    state: State = store.open()
+    engine = Engine(store.open())
     try:
-        job = add_job(state, add_workflow(state), 0)
+        engine.start_workflow(engine_definition([step(1, "noop")]), {})
+        job = next(iter(engine.state.jobs.values()))
         job.outputs = [{"id": "n", "type": "number", "value": 10 ** 5000}]  # beyond what JSON text allows
         with pytest.raises(StoreError, match="cannot serialise the state"):
-            store.flush(state)
+            store.flush(engine.state)
     finally:
         store.close()
 
@@ -96,20 +98,41 @@ POISON_ORDERS = {
 
 
 @pytest.mark.parametrize("what", sorted(POISON_ORDERS))
-def test_a_poison_order_is_its_own_failure_never_the_workers_death(
-        what: str, broker_url: str, client, workers) -> None:  # noqa: F811 (fixtures)
-    def echo(ctx):  # the job touches its parameters, as a real one does
+def test_a_poison_order_is_its_own_failure_never_the_workers_death(what: str, broker_url: str) -> None:
+    def echo(ctx: JobContext) -> dict:  # the job touches its parameters, as a real one does
         return {"outputs": {"seen": len(str(ctx.param("x")))}}
 
-    worker = start(workers, broker_url, {"echo": echo})
-    client.publish_raw("echo", POISON_ORDERS[what])
-    client.submit("echo", 99, x="after the poison")
-    wait_until(lambda: any(result.job_id == 99 for result in client.poll()), "the order after the poison",
-               client.conn)
-    results = {result.job_id: result for result in client.results}
-    assert isinstance(results[99], protocol.JobCompleted)
-    assert worker.failure is None and not worker.wait_stopped(0)
-    # The poison is answered as a job error, or set aside in the dead-letter queue: never lost, never looping.
-    dead = client.take(topology.JOB_DEAD_LETTER)
-    answered = [result for result in client.poll() if result.job_id != 99]
-    assert len(dead) + len(answered) == 1, (dead, answered)
+    client = connect(broker_url, name="test-client")
+    client.declare_backend_topology()
+    worker = Worker(broker_url, {"echo": echo})
+    worker.start_in_thread()
+    try:
+        assert worker.wait_ready(30), worker.failure
+        queue = topology.job_queue("echo")
+        after = protocol.JobOrder(99, [{"id": "x", "type": "string", "value": "after the poison"}]).encode()
+        client.publish([OutgoingMessage(topology.JOB_SUBMIT, queue, POISON_ORDERS[what]),
+                        OutgoingMessage(topology.JOB_SUBMIT, queue, after)])
+        results: dict[int, object] = {}
+
+        def answered() -> bool:
+            client.process_events(0.02)
+            for name in (topology.JOB_COMPLETED, topology.JOB_ERROR):
+                while (delivery := client.get(name)) is not None:
+                    client.ack(delivery.delivery_tag)
+                    message = protocol.decode_response(name, delivery.body)
+                    results[message.job_id] = message
+            return 99 in results
+
+        wait_for(answered, 30, "the order after the poison")
+        assert isinstance(results[99], protocol.JobCompleted)
+        assert worker.failure is None and not worker.wait_stopped(0)
+        # The poison is answered as a job error, or set aside in the dead-letter queue: never lost, never looping.
+        dead = []
+        while (delivery := client.get(topology.JOB_DEAD_LETTER)) is not None:
+            client.ack(delivery.delivery_tag)
+            dead.append(delivery.body)
+        assert len(dead) + len(results) - 1 == 1, (dead, results)
+    finally:
+        worker.stop(grace=0)
+        worker.wait_stopped(30)
+        client.close()
