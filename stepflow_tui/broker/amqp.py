@@ -98,7 +98,8 @@ def _certificate_refused(error: BaseException) -> bool:
             return True
         if isinstance(item, BaseException):
             pending.extend(item.args)
-            pending.extend(e for e in (item.__cause__, item.__context__) if e is not None)
+            inner = getattr(item, "exception", None)  # pika's connector errors hold the ssl error here
+            pending.extend(e for e in (inner, item.__cause__, item.__context__) if e is not None)
     return False
 
 
@@ -118,13 +119,11 @@ class AmqpConnection(Connection):
             raise BrokerError(
                 f"access refused to {self._masked}: check user, password and vhost ({exc})"
             ) from None
-        except pe.AMQPConnectionError as exc:
+        except (pe.AMQPConnectionError, OSError) as exc:  # OSError: DNS, TLS, ... before pika wraps them
             if _certificate_refused(exc):  # the same certificate is refused on every attempt
                 raise BrokerError(f"cannot connect to {self._masked}: its TLS certificate is not trusted "
                                   f"({_describe(exc)}): pass the CA with --ca-file") from None
             raise ConnectionLost(f"cannot connect to {self._masked}: {_describe(exc)}") from None
-        except OSError as exc:  # DNS failure and friends surface before pika wraps them on some paths
-            raise ConnectionLost(f"cannot connect to {self._masked}: {exc}") from None
         self._closed = False
         self._lost = False  # closed by a failure, not by close(): later calls raise ConnectionLost
         self._consuming: BlockingChannel = self._connection.channel()

@@ -1,6 +1,6 @@
 """Reaching the broker from a command: a permanent failure (access refused, a missing vhost, an untrusted
 certificate, a bad URL) ends the command at once with one line and exit 2; a transient one (refused connection,
-a broker restarting) is retried with a countdown on stderr until ``--connect-timeout``, then exit 3 with the
+a broker restarting) is retried with a countdown on stderr until ``--connect-timeout``, then exit 1 with the
 last reason."""
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ class Countdown:
             self.since = now
         left = self.timeout - (now - self.since)
         if left <= 0:
-            raise BrokerUnreachable(f"{self.command}: broker {self.broker} unreachable for {self.timeout:.0f} s "
-                                    f"(--connect-timeout): {reason or 'no answer'}")
+            raise BrokerUnreachable(f"{self.command}: broker unreachable for {self.timeout:.0f} s "
+                                    f"(--connect-timeout): {reason or self.broker}")
         if now - self._printed >= COUNTDOWN_EVERY:
             self._printed = now
-            print(f"{self.command}: broker {self.broker} unreachable ({reason or 'connecting'}); retrying, giving "
-                  f"up in {left:.0f} s", file=sys.stderr, flush=True)
+            print(f"{self.command}: broker unreachable: {reason or self.broker}; retrying, giving up in "
+                  f"{left:.0f} s", file=sys.stderr, flush=True)
 
     def up(self) -> None:
         """The broker answers again: the next outage gets the whole timeout."""

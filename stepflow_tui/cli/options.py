@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Seconds a command waits for a broker that does not answer (refused connection, restarting) before it gives up.
 CONNECT_TIMEOUT_DEFAULT = 30.0
 
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 
 class BrokerUnreachable(Exception):
-    """The broker did not answer for ``--connect-timeout`` seconds: exit 3, one line with the last reason."""
+    """The broker did not answer for ``--connect-timeout`` seconds: exit 1, one line with the last reason."""
 
 
 def default_db() -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from stepflow_tui import __version__
 from stepflow_tui.cli import broker, definitions, ui, workflows
 from stepflow_tui.cli.options import (
-    EXIT_UNREACHABLE,
+    EXIT_FAILED,
     EXIT_USAGE,
     BrokerUnreachable,
     Commands,
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokerUnreachable as exc:
         print(f"stepflow: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\nstepflow: interrupted", file=sys.stderr)
         return 130
