@@ -10,6 +10,9 @@ from stepflow_tui.backend.views import Update
 from stepflow_tui.core.model import State
 
 log = logging.getLogger("stepflow_tui.backend")
+#: Set on the log records of the connection's state: a command that reports it itself (countdown, one line)
+#: leaves them out of its stderr.
+CONNECTION_RECORD = "stepflow_connection"
 
 
 class Updates:
@@ -48,7 +51,7 @@ class Updates:
         """Record the connection's state (and why); a change is posted at once."""
         if message:
             if message != self.connection_reason:  # once per reason, not once per attempt
-                log.warning("%s: %s", self.broker_display_url, message)
+                log.warning("%s: %s", self.broker_display_url, message, extra={CONNECTION_RECORD: True})
             self.last_error = message
         self.connection_reason = message
         if state != self.connection_state:

@@ -13,6 +13,8 @@ from stepflow_tui.cli.options import BrokerUnreachable, UsageError
 
 #: Seconds between two countdown lines on stderr.
 COUNTDOWN_EVERY = 5.0
+#: A first connection takes a moment: the countdown starts after this many seconds without one.
+FIRST_NOTICE = 1.5
 
 
 class Countdown:
@@ -34,7 +36,7 @@ class Countdown:
         if left <= 0:
             raise BrokerUnreachable(f"{self.command}: broker unreachable for {self.timeout:.0f} s "
                                     f"(--connect-timeout): {reason or self.broker}")
-        if now - self._printed >= COUNTDOWN_EVERY:
+        if now - self.since >= FIRST_NOTICE and now - self._printed >= COUNTDOWN_EVERY:
             self._printed = now
             print(f"{self.command}: broker unreachable: {reason or self.broker}; retrying, giving up in "
                   f"{left:.0f} s", file=sys.stderr, flush=True)

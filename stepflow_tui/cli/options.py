@@ -130,6 +130,10 @@ def setup_logging(verbose: int) -> None:
     """Log to stderr: warnings, -v info, -vv debug."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if verbose <= 0:
+        # Commands report the broker connection themselves (a countdown, then one line): not twice.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: not getattr(record, "stepflow_connection", False))
     # pika logs each failed connection attempt as several ERROR records and a traceback; we report the same
     # failure in one line (password masked), so pika speaks only with -vv.
     logging.getLogger("pika").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)

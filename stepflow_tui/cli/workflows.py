@@ -19,6 +19,7 @@ from stepflow_tui.cli.options import (
     UsageError,
 )
 from stepflow_tui.cli.session import backend_session, change_session, load, make_change
+from stepflow_tui.core.model import WORKFLOW_FINAL
 
 #: status reads the state file only.
 STATE_ONLY = (DB, VERBOSE)
@@ -125,8 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_wait(args: argparse.Namespace) -> int:
     """Resume a workflow from the state file and follow it to its end."""
     with backend_session(args, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
-        if backend.workflow(args.workflow_id) is None:
+        view = backend.workflow(args.workflow_id)
+        if view is None:
             raise UsageError(f"no workflow #{args.workflow_id} in {args.db}")
+        if view.status not in WORKFLOW_FINAL:
+            await_backend(backend, "wait", args.connect_timeout)
         return follow(backend, args.workflow_id, command="wait", connect_timeout=args.connect_timeout)
 
 
