@@ -20,7 +20,8 @@ class WorkbenchBackend(Protocol):
     """The backend API the workbench uses (see stepflow_tui/backend/backend.py)."""
 
     broker_display_url: str  # password masked
-    connection_state: str  # "connecting" | "connected" | "reconnecting" | "stopped"
+    connection_state: str  # "connecting" | "connected" | "reconnecting" | "error" | "stopped"
+    connection_reason: str | None  # why it is not "connected" ("error": retrying cannot fix it)
     read_only: bool
 
     def subscribe(self, callback: Callable[[Update], None]) -> None: ...

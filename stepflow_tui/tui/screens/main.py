@@ -84,6 +84,7 @@ class MainScreen(MainCommands, Screen[None]):
         header = self.header
         header.broker = self.backend.broker_display_url
         header.connection = self.backend.connection_state
+        header.reason = getattr(self.backend, "connection_reason", None) or ""
         header.read_only = self.read_only
         self.tree.border_title = "Workflows"
         self.query_one(DetailPane).border_title = "Detail"
@@ -132,6 +133,7 @@ class MainScreen(MainCommands, Screen[None]):
             return
         if update.connection:
             self.header.connection = update.connection
+            self.header.reason = getattr(self.backend, "connection_reason", None) or ""
         for message in update.messages:
             logger.warning("%s", message)
             self.notify(message, severity="warning")

@@ -100,6 +100,11 @@ class MainCommands:
     def action_start(self) -> None:
         if self.refused("start"):
             return
+        if getattr(self.backend, "connection_state", "") == "error":
+            # Its orders could not be sent: the workflow would wait for ever.
+            reason = getattr(self.backend, "connection_reason", None) or "the broker refuses the connection"
+            self.notify(f"cannot start a workflow: {reason}", severity="error")
+            return
         if not self.definitions:
             self.notify("no workflow definitions are installed (see `stepflow plugins`)", severity="warning")
             return

@@ -7,7 +7,9 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 CONNECTION_STYLES = {"connected": "bold green", "connecting": "yellow", "reconnecting": "bold yellow reverse",
-                     "stopped": "bold red"}
+                     "error": "bold red reverse", "stopped": "bold red"}
+#: The reason shown beside a connection that is not up is cut to this many characters (the log has it whole).
+REASON_WIDTH = 60
 
 
 class StatusHeader(Static):
@@ -15,6 +17,7 @@ class StatusHeader(Static):
 
     broker = reactive("")
     connection = reactive("connecting")
+    reason = reactive("")  # why the connection is not up
     live_workers = reactive(0)
     lost_workers = reactive(0)
     read_only = reactive(False)
@@ -25,6 +28,9 @@ class StatusHeader(Static):
         line.append("  ")
         # the state first, the broker URL last: at 80 columns a long URL cut off "lost" and "READ-ONLY"
         line.append(f"● {self.connection}", style=CONNECTION_STYLES.get(self.connection, ""))
+        if self.reason and self.connection != "connected":
+            cut = self.reason if len(self.reason) <= REASON_WIDTH else self.reason[:REASON_WIDTH - 1] + "…"
+            line.append(f" ({cut})", style="red")
         line.append(f"  workers {self.live_workers} live")
         if self.lost_workers:
             line.append(f", {self.lost_workers} lost", style="bold red")
