@@ -37,6 +37,7 @@ from stepflow_tui.backend import local
 from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
+from stepflow_tui.backend.identity import claim_broker
 from stepflow_tui.backend.loop import BrokerLoop
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
@@ -47,7 +48,7 @@ from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, JobStatus, State
-from stepflow_tui.store import Store, StoreError
+from stepflow_tui.store import BrokerMismatch, Store, StoreError
 
 __all__ = ["Backend", "BackendConfig", "job_view", "workflow_view"]
 
@@ -101,6 +102,12 @@ class Backend:
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
         self.state = self.store.open()
+        try:
+            moved = claim_broker(self.state, self.config.broker_url, self.store.path,
+                                 move=self.config.move_to_broker)
+        except BrokerMismatch:
+            self.store.close()
+            raise
         self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
@@ -111,6 +118,7 @@ class Backend:
                                 updates=self._updates, workers=self._workers, drops=self._drops,
                                 dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,
                                 run_commands=self._run_commands)
+        self._loop.orders_elsewhere = moved
         self._updates.connection_state = "connecting"
         if local.wants_local_workers(self.config):
             # Workers first: on memory:// an order sent before its job queue is declared would go to

@@ -54,6 +54,7 @@ class BrokerLoop:
         self._wake = threading.Event()
         self._batch: list[Delivery] = []
         self._first = True  # resume unfinished work on the first connection only
+        self.orders_elsewhere = False  # the workflows were moved from another broker: its orders are not here
         # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
         self.flush_error: str | None = None
         self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
@@ -116,7 +117,7 @@ class BrokerLoop:
             conn.consume(name, self._on_delivery, prefetch=prefetch)
         with self._store.lock:
             if self._first:
-                resent = self._engine.resume_unfinished(orders_survived=conn.durable)
+                resent = self._engine.resume_unfinished(orders_survived=conn.durable and not self.orders_elsewhere)
                 if resent:
                     log.info("resuming: %d job orders to send", resent)
             self._first = False

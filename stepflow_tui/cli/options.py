@@ -17,10 +17,10 @@ CONNECT_TIMEOUT_DEFAULT = 30.0
 
 #: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
 BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
-CONNECT_TIMEOUT = "connect_timeout"
-GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE, CONNECT_TIMEOUT)
+CONNECT_TIMEOUT, MOVE_TO_BROKER = "connect_timeout", "move_to_broker"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE, CONNECT_TIMEOUT, MOVE_TO_BROKER)
 _UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, CONNECT_TIMEOUT: None, DB: None, WORKFLOWS: None,
-                          READ_ONLY: False, VERBOSE: 0}
+                          READ_ONLY: False, VERBOSE: 0, MOVE_TO_BROKER: False}
 
 
 class UsageError(Exception):
@@ -60,6 +60,10 @@ def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                                        "help": "refuse every change (run, retry, abort, cancel, pause, delete, "
                                                "prune, redrive)"}),
         VERBOSE: (("-v", "--verbose"), {"action": "count", "help": "more logging on stderr (-vv for debug)"}),
+        MOVE_TO_BROKER: (("--move-to-broker",), {
+            "action": "store_true",
+            "help": "move the unfinished workflows of a state started on another broker to --broker (else "
+                    "such a state is refused)"}),
     }
 
 

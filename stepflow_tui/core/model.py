@@ -230,6 +230,9 @@ class State:
     dirty_jobs: set[int] = field(default_factory=set)
     deleted_workflows: set[int] = field(default_factory=set)
     deleted_jobs: set[int] = field(default_factory=set)
+    #: Which broker (`broker.url.BrokerAddress.identity`, no credentials) the unfinished workflows were started on.
+    broker: str | None = None
+    dirty_meta: bool = False  # ``broker`` changed: the index is written by the next flush
 
     def mark_job(self, job: Job) -> None:
         self.dirty_jobs.add(job.id)
@@ -239,4 +242,5 @@ class State:
 
     @property
     def dirty(self) -> bool:
-        return bool(self.dirty_workflows or self.dirty_jobs or self.deleted_workflows or self.deleted_jobs)
+        return bool(self.dirty_workflows or self.dirty_jobs or self.deleted_workflows or self.deleted_jobs
+                    or self.dirty_meta)

@@ -87,6 +87,7 @@ class Persisted:
         state.dirty_workflows.clear()
         state.deleted_jobs.clear()
         state.deleted_workflows.clear()
+        state.dirty_meta = False
         return plan
 
     def _drop_workflows(self, deleted_workflows: set[int], state: State) -> set[int]:
@@ -158,6 +159,8 @@ class Persisted:
             "shard_size": self.shard_size,
             "shards": sorted(shard for shard, members in self.shard_members.items() if members),
         }
+        if state.broker is not None:
+            meta["broker"] = state.broker
         if index_dirty or meta != self.written_meta:
             documents = []
             for wf_id in sorted(state.workflows):

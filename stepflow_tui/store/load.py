@@ -95,6 +95,8 @@ class StateLoader:
         # Ids are never reused, even those of jobs written by a flush whose index never landed.
         state.next_job_id = max(int(meta.get("next_job_id", 1)), max_job_id + 1)
         state.next_workflow_id = max(int(meta.get("next_workflow_id", 1)), max_workflow_id + 1)
+        broker = meta.get("broker")
+        state.broker = broker if isinstance(broker, str) else None
         self.persisted.written_meta = meta
         return state
 
