@@ -136,3 +136,19 @@ def test_a_poison_order_is_its_own_failure_never_the_workers_death(what: str, br
         worker.stop(grace=0)
         worker.wait_stopped(30)
         client.close()
+
+
+def test_a_flood_about_unknown_jobs_is_one_warning_not_one_per_message(start_backend, memory_url: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    harness = start_backend([definition("t", step(1, "held"))])
+    foreign = ForeignWorker(memory_url, "held")
+    try:
+        with caplog.at_level("WARNING", logger="stepflow_tui.backend"):
+            for job_id in range(10**9, 10**9 + 500):
+                foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(job_id).encode())
+            wait_for(lambda: harness.backend.stats["unknown"] == 500, 20, "the 500 messages to be counted")
+    finally:
+        foreign.close()
+    warnings = [r.getMessage() for r in caplog.records if "unknown job" in r.getMessage()]
+    assert 1 <= len(warnings) <= 2, warnings
+    assert "#1000000000 on job_completed" in warnings[0]

@@ -31,6 +31,32 @@ FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
 
 
+class UnknownJobs:
+    """Messages about jobs that are not ours (a deleted workflow, a forged or foreign id): acked, counted, and
+    logged as one warning per interval, not one per message (a flood would drown the log)."""
+
+    INTERVAL = 10.0  # seconds between two warnings
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._examples: list[str] = []
+        self._last = -self.INTERVAL
+
+    def note(self, queue_name: str, job_id: int) -> None:
+        self._count += 1
+        if len(self._examples) < 3:
+            self._examples.append(f"#{job_id} on {queue_name}")
+
+    def report(self, now: float | None = None) -> None:
+        """Log what was noted, unless the last warning is too recent (then it waits for the next one)."""
+        now = time.monotonic() if now is None else now
+        if not self._count or now - self._last < self.INTERVAL:
+            return
+        more = ", …" if self._count > len(self._examples) else ""
+        log.warning("ignored %d message(s) about unknown jobs (%s%s)", self._count, ", ".join(self._examples), more)
+        self._count, self._examples, self._last = 0, [], now
+
+
 class BrokerLoop:
     """Owns the broker connection; `run` is the broker thread's body."""
 
@@ -55,6 +81,7 @@ class BrokerLoop:
         self._batch: list[Delivery] = []
         self._first = True  # resume unfinished work on the first connection only
         self.orders_elsewhere = False  # the workflows were moved from another broker: its orders are not here
+        self._unknown = UnknownJobs()
         # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
         self.flush_error: str | None = None
         self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
@@ -165,6 +192,7 @@ class BrokerLoop:
             conn.process_events(timeout)
             self._run_commands()
             self._apply_batch(conn)
+            self._unknown.report()
             self._check_jobs()
             self._drops.send(conn)
             if self.flush():
@@ -229,7 +257,7 @@ class BrokerLoop:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.
                 self._stats["unknown"] += 1
-                log.warning("ignored a message from %s about unknown job #%d", queue_name, message.job_id)
+                self._unknown.note(queue_name, message.job_id)
                 return False
             if isinstance(message, protocol.JobCompleted):
                 return engine.on_completed(message)
