@@ -59,3 +59,17 @@ def test_definitions_too_deep_or_too_big_are_refused_with_one_line(tmp_path: Pat
         assert result.returncode == 2, describe(result)
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, describe(result)
         assert str(path) in result.stderr
+
+
+def test_status_on_a_mistyped_path_or_a_missing_shard_folder_says_so(tmp_path: Path) -> None:
+    typo = run_cli("status", db=tmp_path / "sate.json", cwd=tmp_path)
+    assert typo.returncode == 2 and "no state file at" in typo.stderr and "sate.json" in typo.stderr, describe(typo)
+    fresh = run_cli("status", cwd=tmp_path)  # the default state, before any run: nothing to mistype
+    assert fresh.returncode == 0 and "no workflows yet" in fresh.stdout, describe(fresh)
+
+    db = many_workflows(tmp_path / "state.json", 3)
+    shards = tmp_path / "state.json.d"
+    shards.rename(tmp_path / "elsewhere.d")
+    for args in (["status"], ["status", "--json"]):
+        gone = run_cli(*args, db=db, cwd=tmp_path)
+        assert gone.returncode == 2 and "jobs-0.json" in gone.stderr and "missing" in gone.stderr, describe(gone)

@@ -100,6 +100,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             args.connect_timeout = float(env) if env else CONNECT_TIMEOUT_DEFAULT
         except ValueError:
             raise UsageError(f"STEPFLOW_CONNECT_TIMEOUT={env!r}: expected a number of seconds") from None
+    args.db_given = bool(args.db or os.environ.get("STEPFLOW_DB"))
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
     args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")

@@ -139,6 +139,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from stepflow_tui.backend.backend import job_view, workflow_view
     from stepflow_tui.store import StoreError, read_state
 
+    if not args.db.exists():
+        if args.db_given:  # a mistyped --db / STEPFLOW_DB must not look like an empty state
+            raise UsageError(f"no state file at {args.db} (check --db / STEPFLOW_DB)")
+        print(f"no workflows yet (no state file at {args.db})")
+        return EXIT_OK
     try:
         state = read_state(args.db)
     except StoreError as exc:

@@ -27,7 +27,7 @@ from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
 from .documents import definition_path, shard_path
-from .errors import StoreError
+from .errors import StoreCorrupt, StoreError
 from .flush import Persisted, Plan
 from .load import StateLoader, without_gc
 from .lockfile import LockFile
@@ -41,8 +41,11 @@ def read_state(path: str | os.PathLike[str]) -> State:
     read whole; jobs may be one flush ahead of the index. A missing file gives an empty State. Raises
     ``StoreCorrupt`` (no copy is made) or ``StoreError``.
     """
-    store = Store(path)
-    return without_gc(lambda: store._load(owner=False))
+    try:
+        return without_gc(lambda: Store(path)._load(owner=False))
+    except StoreCorrupt:
+        # The owner may have replaced the index and removed an emptied shard between our two reads: once more.
+        return without_gc(lambda: Store(path)._load(owner=False))
 
 
 @dataclass
