@@ -101,10 +101,10 @@ class Backend:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
-        self.state = self.store.open()
+        self.state = self.store.open(read_only=self.read_only)
         try:
-            moved = claim_broker(self.state, self.config.broker_url, self.store.path,
-                                 move=self.config.move_to_broker)
+            moved = not self.store.snapshot and claim_broker(self.state, self.config.broker_url, self.store.path,
+                                                             move=self.config.move_to_broker)
         except BrokerMismatch:
             self.store.close()
             raise
@@ -119,6 +119,12 @@ class Backend:
                                 dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,
                                 run_commands=self._run_commands)
         self._loop.orders_elsewhere = moved
+        if self.store.snapshot:
+            # A read-only file system: the state as it is, shown without a broker (nothing could be saved).
+            self._updates.connection_state = "stopped"
+            self._updates.connection_reason = f"read-only snapshot of {self.store.path} (no lock file possible)"
+            log.warning("%s", self._updates.connection_reason)
+            return
         self._updates.connection_state = "connecting"
         if local.wants_local_workers(self.config):
             # Workers first: on memory:// an order sent before its job queue is declared would go to
@@ -138,7 +144,7 @@ class Backend:
         if self.state is not None:
             flush_error = self._loop is not None and self._loop.flush_error
             with self.store.lock:
-                if self.state.dirty or flush_error:
+                if (self.state.dirty or flush_error) and not self.store.snapshot:
                     try:
                         self.store.flush(self.state)
                     except StoreError as exc:  # still release the state file's lock

@@ -27,7 +27,7 @@ from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
 from .documents import definition_path, shard_path
-from .errors import StoreCorrupt, StoreError
+from .errors import StoreCorrupt, StoreError, StoreLocked
 from .flush import Persisted, Plan
 from .load import StateLoader, without_gc
 from .lockfile import LockFile
@@ -78,6 +78,7 @@ class Store:
         self._opened = False
         self._persisted = Persisted()  # what is on disk (or about to be), owned by flush under _flush_lock
         self._shard_dir_made = False  # the data folder exists (checked once: a mkdir per flush shows)
+        self.snapshot = False  # opened read-only without the lock (read-only file system): never flushed
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -90,12 +91,14 @@ class Store:
 
     # ------------------------------------------------------------------ open / close
 
-    def open(self) -> State:
+    def open(self, *, read_only: bool = False) -> State:
         """Take the lock file, load every workflow and job, and return the State.
 
         Raises ``StoreLocked`` if another Store owns the file, ``StoreCorrupt`` if a file is unreadable (the
         file is kept and a ``.corrupt-<time>`` copy made), ``StoreError`` for other problems (newer format,
-        not a stepflow file, permissions). A missing state file gives an empty State.
+        not a stepflow file, permissions). A missing state file gives an empty State. With ``read_only``, a
+        lock file that cannot be created (a read-only file system) gives a `snapshot` instead: loaded without
+        owning it, never flushed.
         """
         with self.lock:
             if self._opened:
@@ -106,7 +109,16 @@ class Store:
                 raise StoreError(
                     f"cannot create the folder of state file {self.path}: {error.strerror}"
                 ) from error
-            self._lockfile.acquire()
+            try:
+                self._lockfile.acquire()
+            except StoreLocked:
+                raise
+            except StoreError:
+                if not read_only:
+                    raise
+                state = read_state(self.path)
+                self.snapshot = self._opened = True
+                return state
             try:
                 state = without_gc(self._load)
             except BaseException:
@@ -136,6 +148,8 @@ class Store:
         with self.lock:
             if not self._opened:
                 raise StoreError(f"state file {self.path} is not open")
+            if self.snapshot:
+                raise StoreError(f"state file {self.path} is open read-only (a snapshot): nothing can be saved")
             self._flush_lock.acquire()  # waits for the previous flush's writes
             try:
                 plan = self._persisted.plan(state)
