@@ -19,6 +19,7 @@ from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
 from stepflow_tui.core import jsontext, protocol
 from stepflow_tui.core.engine import Engine
+from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus
 from stepflow_tui.store import Store, StoreError
 
 log = logging.getLogger("stepflow_tui.backend")
@@ -29,6 +30,22 @@ CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, topology.WORK
                    topology.WORKER_STATUS)
 FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
+
+
+def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFailed | protocol.JobProgression
+                     ) -> str | None:
+    """Why a result cannot be about ``job`` (it is set aside), or None. A job still open that was never
+    dispatched has no worker to answer for it; one a worker reported processing is finished by that worker only
+    (another one takes it over by reporting progress first: a redelivered order). Progress and results for a
+    finished job are the engine's to ignore."""
+    if job.status in JOB_FINAL or isinstance(message, protocol.JobProgression):
+        return None
+    if not job.dispatched and job.attempts == 0:
+        return f"a result for job #{job.id}, which was never dispatched"
+    if job.status == JobStatus.PROCESSING and job.worker and message.instance_id and message.instance_id != job.worker:
+        return (f"a result for job #{job.id} from worker {message.instance_id}, while worker {job.worker} reported "
+                f"it processing")
+    return None
 
 
 class UnknownJobs:
@@ -226,7 +243,7 @@ class BrokerLoop:
         flushed = self.flush()  # before the acks: an acked message's effect is on disk
         for delivery, reason in garbage:
             self._stats["garbage"] += 1
-            log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
+            log.warning("set aside a message from %s (to %s): %s", delivery.queue,
                         topology.JOB_DEAD_LETTER, reason)
             conn.reject(delivery.delivery_tag, requeue=False)
         # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
@@ -259,6 +276,9 @@ class BrokerLoop:
                 self._stats["unknown"] += 1
                 self._unknown.note(queue_name, message.job_id)
                 return False
+            reason = _unauthenticated(self._state.jobs[message.job_id], message)
+            if reason is not None:
+                raise protocol.ProtocolError(reason)
             if isinstance(message, protocol.JobCompleted):
                 return engine.on_completed(message)
             if isinstance(message, protocol.JobFailed):

@@ -210,22 +210,16 @@ class AmqpConnection(Connection):
 
     def _declare(self, exchanges: Sequence[ExchangeSpec], queues: Sequence[QueueSpec]) -> None:
         with self._errors("declaring the topology"):
-            channel = self._admin_channel()
             for exchange in exchanges:
-                channel.exchange_declare(
-                    exchange.name,
-                    exchange.type,
-                    durable=exchange.durable,
-                    arguments=exchange.arguments or None,
-                )
+                self._declare_or_check(exchange.name, "exchange", lambda ch, e=exchange: ch.exchange_declare(
+                    e.name, e.type, durable=e.durable, arguments=e.arguments or None))
             for q in queues:
-                channel.queue_declare(
-                    q.name,
-                    durable=q.durable,
-                    exclusive=q.exclusive,
-                    auto_delete=q.auto_delete,
-                    arguments=q.arguments or None,
-                )
+                declared = self._declare_or_check(q.name, "queue", lambda ch, q=q: ch.queue_declare(
+                    q.name, durable=q.durable, exclusive=q.exclusive, auto_delete=q.auto_delete,
+                    arguments=q.arguments or None))
+                if not declared:
+                    continue  # declared and bound by a user allowed to (docs/security.md)
+                channel = self._admin_channel()
                 for binding in q.bindings:
                     # routing_key "" stays "": pika would turn None into the queue's name.
                     channel.queue_bind(
@@ -234,6 +228,26 @@ class AmqpConnection(Connection):
                         routing_key=binding.routing_key,
                         arguments=binding.arguments or None,
                     )
+
+    def _declare_or_check(self, name: str, kind: str, declare: Callable[[BlockingChannel], Any]) -> bool:
+        """Declare an exchange or a queue; True when declared. A user without the right to (a worker with least
+        privilege: docs/security.md) checks instead that it exists, declared by the backend: False."""
+        try:
+            declare(self._admin_channel())
+            return True
+        except pe.ChannelClosedByBroker as exc:
+            if exc.reply_code != 403:  # ACCESS_REFUSED; anything else is the caller's to report
+                raise
+        try:
+            check = self._admin_channel()
+            if kind == "exchange":
+                check.exchange_declare(name, passive=True)
+            else:
+                check.queue_declare(name, passive=True)
+        except pe.ChannelClosedByBroker as exc:
+            raise BrokerError(f"this user may not declare the {kind} {name!r} on {self._masked}, and it does not "
+                              f"exist yet: start the backend once first ({exc.reply_code} {exc.reply_text})") from None
+        return False
 
     # --- Connection -----------------------------------------------------------------------------------------
 
