@@ -84,7 +84,7 @@ def _string_list(value: Any, parameter: str, job: str) -> list[str]:
 def list_files(ctx: JobContext) -> dict[str, Any]:
     """Every file under ``folder`` (recursively, sorted by path, symlinked folders not followed), optionally only those
     whose name ends with one of ``suffixes`` (case-insensitive)."""
-    folder = str(ctx.require("folder"))
+    folder = ctx.allowed_path(str(ctx.require("folder")))
     suffixes = tuple(suffix.lower() for suffix in _string_list(ctx.param("suffixes"), "suffixes", "list_files"))
     if not os.path.exists(folder):
         raise FileNotFoundError(f"list_files: folder {folder!r} does not exist")
@@ -104,6 +104,10 @@ def list_files(ctx: JobContext) -> dict[str, Any]:
             path = os.path.join(dirpath, name)
             if not os.path.isfile(path):  # broken symlinks, sockets, fifos
                 continue
+            try:
+                ctx.allowed_path(path)
+            except PermissionError:  # a symlink out of the allowed folders: neither listed nor read
+                continue
             if suffixes and not name.lower().endswith(suffixes):
                 continue
             paths.append(path)
@@ -115,7 +119,7 @@ def list_files(ctx: JobContext) -> dict[str, Any]:
 # -- checksum ---------------------------------------------------------------------------------------------------
 def checksum(ctx: JobContext) -> dict[str, Any]:
     """SHA-256 of ``source_path``; outputs ``sha256`` and ``relative_path`` (relative to ``root``)."""
-    source_path = _existing_file(str(ctx.require("source_path")), "checksum")
+    source_path = _existing_file(ctx.allowed_path(str(ctx.require("source_path"))), "checksum")
     size = os.path.getsize(source_path)
     done = 0
 
@@ -136,7 +140,7 @@ def checksum(ctx: JobContext) -> dict[str, Any]:
 def write_manifest(ctx: JobContext) -> dict[str, Any]:
     """Write ``manifest``: one ``<sha256>  <relative path>`` line per source path, sorted by relative path, in
     the format ``sha256sum -c`` reads. Paths are relative to ``root`` (default: the manifest's folder)."""
-    manifest = os.path.abspath(str(ctx.require("manifest")))
+    manifest = ctx.allowed_path(os.path.abspath(str(ctx.require("manifest"))))
     _replaceable(manifest)
     root = ctx.param("root") or os.path.dirname(manifest)
     sources = _string_list(ctx.param("source_paths"), "source_paths", "write_manifest")
@@ -149,7 +153,7 @@ def write_manifest(ctx: JobContext) -> dict[str, Any]:
             unique.setdefault(real, path)
     entries = sorted((relative_path(path, root), path) for path in unique.values())
     for _name, path in entries:
-        _existing_file(path, "write_manifest")
+        _existing_file(ctx.allowed_path(path), "write_manifest")
     total = sum(os.path.getsize(path) for _name, path in entries) or 1
     done = 0
 

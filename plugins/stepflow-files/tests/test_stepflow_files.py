@@ -255,3 +255,32 @@ def test_write_manifest_refuses_a_target_that_is_not_a_regular_file(tmp_path: Pa
         stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(source)],
                                               manifest=str(path)))
     assert source.read_text() == "a\n"
+
+
+def test_file_jobs_stay_inside_the_allowed_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "in.txt").write_text("in\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret\n")
+    (allowed / "link.txt").symlink_to(outside / "secret.txt")  # a way out
+    monkeypatch.setenv("STEPFLOW_ALLOW_PATHS", str(allowed))
+
+    listed = normalize_result(stepflow_files.list_files(context(tmp_path, "list_files", folder=str(allowed))))
+    assert listed.destination_paths == [str(allowed / "in.txt")]
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.list_files(context(tmp_path, "list_files", folder=str(outside)))
+    for source in (outside / "secret.txt", allowed / "link.txt"):
+        with pytest.raises(PermissionError, match="outside the allowed folders"):
+            stepflow_files.checksum(context(tmp_path, "checksum", source_path=str(source)))
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(allowed / "in.txt")],
+                                              manifest=str(outside / "m.sha256")))
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(outside / "secret.txt")],
+                                              manifest=str(allowed / "m.sha256")))
+    assert sorted(os.listdir(outside)) == ["secret.txt"] and not (allowed / "m.sha256").exists()
+    stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(allowed / "in.txt")],
+                                          manifest=str(allowed / "m.sha256")))
+    assert (allowed / "m.sha256").read_text().endswith("  in.txt\n")
