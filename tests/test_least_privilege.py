@@ -45,8 +45,19 @@ def test_results_for_undispatched_jobs_or_from_another_worker_are_set_aside(memo
         foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(first, instance_id="worker-b").encode())
         wait_for(lambda: backend.stats["garbage"] == 2, 10, "both forged results set aside")
         assert backend.job(first)["status"] == "processing" and backend.job(never_sent)["status"] == "queued"
+        assert never_sent != first
         foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(first, instance_id="worker-a").encode())
         wait_for(lambda: backend.job(first)["status"] == "completed", 10, "worker-a's result")
+        # an announced worker of the type may finish it (RabbitMQ redelivered the order of a worker that died)
+        foreign.instance_id = "worker-c"
+        foreign.announce("discovery", interval=5)
+        second = protocol.decode_order(foreign.wait_orders(2)[1].body).job_id
+        foreign.instance_id = "worker-a"
+        foreign.started(second)
+        wait_for(lambda: backend.job(second)["worker"] == "worker-a", 10, "the second job to be worker-a's")
+        foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(second, instance_id="worker-c").encode())
+        wait_for(lambda: backend.job(second)["status"] == "completed", 10, "worker-c's result")
+        assert backend.stats["garbage"] == 2
         dead = []
         while (delivery := foreign.conn.get(topology.JOB_DEAD_LETTER)) is not None:
             dead.append(protocol.decode_response(topology.JOB_COMPLETED, delivery.body))

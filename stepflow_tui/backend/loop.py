@@ -32,19 +32,21 @@ FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
 
 
-def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFailed | protocol.JobProgression
-                     ) -> str | None:
+def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFailed | protocol.JobProgression,
+                     workers: WorkerRegistry) -> str | None:
     """Why a result cannot be about ``job`` (it is set aside), or None. A job still open that was never
-    dispatched has no worker to answer for it; one a worker reported processing is finished by that worker only
-    (another one takes it over by reporting progress first: a redelivered order). Progress and results for a
-    finished job are the engine's to ignore."""
+    dispatched has no worker to answer for it. One a worker reported processing is finished by that worker, or by
+    another announced worker of its type (RabbitMQ redelivers the order of a worker that died, and a replayed or
+    quick result may come without progress first). Results for a finished job are the engine's to ignore."""
     if job.status in JOB_FINAL or isinstance(message, protocol.JobProgression):
         return None
     if not job.dispatched and job.attempts == 0:
         return f"a result for job #{job.id}, which was never dispatched"
-    if job.status == JobStatus.PROCESSING and job.worker and message.instance_id and message.instance_id != job.worker:
-        return (f"a result for job #{job.id} from worker {message.instance_id}, while worker {job.worker} reported "
-                f"it processing")
+    sender = message.instance_id
+    if (job.status == JobStatus.PROCESSING and job.worker and sender and sender != job.worker
+            and not workers.serves(sender, job.job_type)):
+        return (f"a result for job #{job.id} from {sender}, which is not a known {job.job_type} worker, while "
+                f"worker {job.worker} reported it processing")
     return None
 
 
@@ -276,7 +278,7 @@ class BrokerLoop:
                 self._stats["unknown"] += 1
                 self._unknown.note(queue_name, message.job_id)
                 return False
-            reason = _unauthenticated(self._state.jobs[message.job_id], message)
+            reason = _unauthenticated(self._state.jobs[message.job_id], message, self._workers)
             if reason is not None:
                 raise protocol.ProtocolError(reason)
             if isinstance(message, protocol.JobCompleted):

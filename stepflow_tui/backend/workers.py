@@ -38,6 +38,12 @@ class WorkerRegistry:
     def __contains__(self, instance_id: str) -> bool:
         return instance_id in self._workers
 
+    def serves(self, instance_id: str, job_type: str) -> bool:
+        """Whether ``instance_id`` announced itself as a worker of ``job_type``."""
+        seen = self._workers.get(instance_id)
+        return seen is not None and (job_type in seen.status.job_types
+                                     or seen.status.queue_name == f"job_{job_type}")
+
     def record(self, status: WorkerStatus) -> None:
         """A worker spoke (discovery, status, terminated): it is seen now, or forgotten when it terminated."""
         self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), utc_now())
