@@ -23,6 +23,7 @@ class WorkbenchBackend(Protocol):
     connection_state: str  # "connecting" | "connected" | "reconnecting" | "error" | "stopped"
     connection_reason: str | None  # why it is not "connected" ("error": retrying cannot fix it)
     read_only: bool
+    # optional: ``mode`` ("embedded" / "attached to <url>"), shown in the header when present
 
     def subscribe(self, callback: Callable[[Update], None]) -> None: ...
     def definitions(self) -> list[WorkflowDefinition]: ...

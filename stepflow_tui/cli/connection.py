@@ -58,11 +58,11 @@ def check_backend(backend: Any, countdown: Countdown) -> None:
     countdown allows (`BrokerUnreachable`); print the countdown while it is down."""
     state = backend.connection_state
     if state == "error":
-        raise permanent(countdown.command, countdown.broker, backend.connection_reason)
+        raise permanent(countdown.command, countdown.broker, getattr(backend, "connection_reason", None))
     if state == "connected":
         countdown.up()
     elif state in ("connecting", "reconnecting"):
-        countdown.down(backend.connection_reason)
+        countdown.down(getattr(backend, "connection_reason", None))
 
 
 def await_backend(backend: Any, command: str, timeout: float) -> None:
