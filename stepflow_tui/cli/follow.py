@@ -68,30 +68,39 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None, *, command
             else:
                 print(line, file=out, flush=True)
             last_line, last_print = line, now
-        if unsaved:
-            # Nothing is acknowledged while the state cannot be written: the broker keeps those results for
-            # the next backend, and counts shown beyond the last save would be a lie.
-            if tty:
-                out.write("\n")
-            print(f"stepflow {command}: {unsaved}; stopping: what happened since the last save is not saved, and "
-                  f"its results stay in the broker for the next backend (free space, then: stepflow wait "
-                  f"{workflow_id})", file=sys.stderr, flush=True)
-            return EXIT_FAILED
-        if view.status in WORKFLOW_FINAL:
-            if tty:
-                out.write("\n")
-            print_summary(backend, view, out)
-            return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
-        if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
-            # Nothing can move it now, and while this process holds the state file nobody can resume it.
-            if tty:
-                out.write("\n")
-            print(f"workflow #{workflow_id} is paused and none of its jobs is running: resume it in the "
-                  f"workbench (stepflow, then p), or follow it again later with: stepflow wait {workflow_id}",
-                  file=out, flush=True)
-            return EXIT_FAILED
+        ended = _ended(backend, view, out, tty, command, unsaved)
+        if ended is not None:
+            return ended
         changed.wait(1.0)
         changed.clear()
+
+
+def _ended(backend: Any, view: Any, out: TextIO, tty: bool, command: str, unsaved: str | None) -> int | None:
+    """The exit code when following ``view`` ends here (finished, stuck paused, state not saved), else None."""
+    workflow_id = view.id
+    if unsaved:
+        # Nothing is acknowledged while the state cannot be written: the broker keeps those results for the next
+        # backend, and counts shown beyond the last save would be a lie.
+        if tty:
+            out.write("\n")
+        print(f"stepflow {command}: {unsaved}; stopping: what happened since the last save is not saved, and "
+              f"its results stay in the broker for the next backend (free space, then: stepflow wait "
+              f"{workflow_id})", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if view.status in WORKFLOW_FINAL:
+        if tty:
+            out.write("\n")
+        print_summary(backend, view, out)
+        return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
+    if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
+        # Nothing can move it now, and while this process holds the state file nobody can resume it.
+        if tty:
+            out.write("\n")
+        print(f"workflow #{workflow_id} is paused and none of its jobs is running: resume it in the "
+              f"workbench (stepflow, then p), or follow it again later with: stepflow wait {workflow_id}",
+              file=out, flush=True)
+        return EXIT_FAILED
+    return None
 
 
 def progress_line(view: Any) -> str:
