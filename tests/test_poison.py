@@ -150,5 +150,18 @@ def test_a_flood_about_unknown_jobs_is_one_warning_not_one_per_message(start_bac
     finally:
         foreign.close()
     warnings = [r.getMessage() for r in caplog.records if "unknown job" in r.getMessage()]
-    assert 1 <= len(warnings) <= 2, warnings
-    assert "#1000000000 on job_completed" in warnings[0]
+    assert len(warnings) == 3, warnings  # the first three, one by one; the rest in a summary every 10 s
+    assert warnings[0] == "ignored a message from job_completed about unknown job #1000000000"
+
+
+def test_the_summary_of_a_flood_comes_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    from stepflow_tui.backend.loop import UnknownJobs
+
+    unknown = UnknownJobs()
+    with caplog.at_level("WARNING", logger="stepflow_tui.backend"):
+        for index in range(500):
+            unknown.note("job_completed", index, now=100.0 + index / 100)
+            unknown.report(now=100.0 + index / 100)
+        unknown.report(now=111.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4 and messages[-1].startswith("ignored 497 more message(s) about unknown jobs in 11 s")

@@ -33,6 +33,10 @@ FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
 
 
+class Refused(protocol.ProtocolError):
+    """A well-formed message the backend does not accept (unstorable, or a result from where none can come)."""
+
+
 def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFailed | protocol.JobProgression,
                      workers: WorkerRegistry) -> str | None:
     """Why a result cannot be about ``job`` (it is set aside), or None. A job still open that was never
@@ -53,28 +57,37 @@ def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFail
 
 class UnknownJobs:
     """Messages about jobs that are not ours (a deleted workflow, a forged or foreign id): acked, counted, and
-    logged as one warning per interval, not one per message (a flood would drown the log)."""
+    logged — the first few of each interval one by one, the rest of a flood as one summary per interval."""
 
-    INTERVAL = 10.0  # seconds between two warnings
+    INTERVAL = 10.0  # seconds
+    SHOWN = 3  # messages logged one by one per interval
 
     def __init__(self) -> None:
-        self._count = 0
+        self._started = -self.INTERVAL
+        self._shown = 0
+        self._more = 0
         self._examples: list[str] = []
-        self._last = -self.INTERVAL
 
-    def note(self, queue_name: str, job_id: int) -> None:
-        self._count += 1
+    def note(self, queue_name: str, job_id: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._started >= self.INTERVAL and not self._more:
+            self._started, self._shown = now, 0
+        if self._shown < self.SHOWN:
+            self._shown += 1
+            log.warning("ignored a message from %s about unknown job #%d", queue_name, job_id)
+            return
+        self._more += 1
         if len(self._examples) < 3:
             self._examples.append(f"#{job_id} on {queue_name}")
 
     def report(self, now: float | None = None) -> None:
-        """Log what was noted, unless the last warning is too recent (then it waits for the next one)."""
+        """Log the summary of what was not shown, once the interval is over."""
         now = time.monotonic() if now is None else now
-        if not self._count or now - self._last < self.INTERVAL:
+        if not self._more or now - self._started < self.INTERVAL:
             return
-        more = ", …" if self._count > len(self._examples) else ""
-        log.warning("ignored %d message(s) about unknown jobs (%s%s)", self._count, ", ".join(self._examples), more)
-        self._count, self._examples, self._last = 0, [], now
+        log.warning("ignored %d more message(s) about unknown jobs in %.0f s (%s, …)", self._more,
+                    now - self._started, ", ".join(self._examples))
+        self._started, self._shown, self._more, self._examples = now, 0, 0, []
 
 
 class BrokerLoop:
@@ -233,28 +246,28 @@ class BrokerLoop:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        garbage: list[tuple[Delivery, str]] = []
+        garbage: list[tuple[Delivery, str, str]] = []  # (delivery, what it is, why)
         with self._store.lock:
             for delivery in batch:
                 try:
                     changed = self._apply(delivery)
                 except protocol.ProtocolError as exc:
-                    garbage.append((delivery, str(exc)))
+                    garbage.append((delivery, "refused" if isinstance(exc, Refused) else "malformed", str(exc)))
                     continue
                 except Exception as exc:  # a message the engine cannot apply must not stop every other one
                     log.exception("cannot apply a message from %s", delivery.queue)
-                    garbage.append((delivery, f"cannot apply it: {type(exc).__name__}: {exc}"))
+                    garbage.append((delivery, "malformed", f"cannot apply it: {type(exc).__name__}: {exc}"))
                     continue
                 self._stats["applied" if changed else "ignored"] += 1
         flushed = self.flush()  # before the acks: an acked message's effect is on disk
-        for delivery, reason in garbage:
+        for delivery, kind, reason in garbage:
             self._stats["garbage"] += 1
-            log.warning("set aside a message from %s (to %s): %s", delivery.queue,
+            log.warning("set aside a %s message from %s (to %s): %s", kind, delivery.queue,
                         topology.JOB_DEAD_LETTER, reason)
             conn.reject(delivery.delivery_tag, requeue=False)
         # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
         # tag); a multiple ack passing over rejected ones is fine.
-        rejected = {delivery.delivery_tag for delivery, _ in garbage}
+        rejected = {delivery.delivery_tag for delivery, _, _ in garbage}
         kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
         if kept:
             self._held_ack = max(kept + ([self._held_ack] if self._held_ack is not None else []))
@@ -275,7 +288,7 @@ class BrokerLoop:
             message = protocol.decode_response(queue_name, delivery.body)
             reason = jsontext.unstorable(vars(message))
             if reason is not None:  # its effect could never be flushed, and would hold every ack after it
-                raise protocol.ProtocolError(f"cannot be stored ({reason})")
+                raise Refused(f"cannot be stored ({reason})")
             if message.job_id not in self._state.jobs:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.
@@ -284,7 +297,7 @@ class BrokerLoop:
                 return False
             reason = _unauthenticated(self._state.jobs[message.job_id], message, self._workers)
             if reason is not None:
-                raise protocol.ProtocolError(reason)
+                raise Refused(reason)
             if isinstance(message, protocol.JobCompleted):
                 return engine.on_completed(message)
             if isinstance(message, protocol.JobFailed):
