@@ -7,6 +7,7 @@ import os
 import queue
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def shard_inodes(db: Path) -> dict[str, int]:
     return {p.name: p.stat().st_ino for p in folder.glob("jobs-*.json")}
 
 
+def journal_files(db: Path) -> list[str]:
+    return sorted(p.name for p in db.with_name(db.name + ".d").glob("journal-*.json.gz"))
+
+
 def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     store = Store(db)
     state = store.open()
@@ -194,6 +199,12 @@ def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     for _ in range(2 * SHARD_SIZE + 10):  # ids 1..2010: shards 0, 1 and 2
         add_job(state, workflow, 0)
     store.flush(state)
+    assert journal_files(db) and not shard_inodes(db)  # new jobs go to the journal
+    store.close()  # folds the journal into the shards
+    assert not journal_files(db)
+    store = Store(db)
+    state = store.open()
+    workflow = state.workflows[1]
     before = shard_inodes(db)
     assert sorted(before) == ["jobs-0.json", "jobs-1.json", "jobs-2.json"]
     index_inode = db.stat().st_ino
@@ -204,9 +215,8 @@ def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     state.mark_job(job)
     store.flush(state)
     after = shard_inodes(db)
-    assert store.stats.files_written - files == 1
-    assert after["jobs-1.json"] != before["jobs-1.json"]  # os.replace of a new file
-    assert after["jobs-0.json"] == before["jobs-0.json"] and after["jobs-2.json"] == before["jobs-2.json"]
+    assert store.stats.files_written - files == 1 and len(journal_files(db)) == 1  # the journal, no shard
+    assert after == before
     assert db.stat().st_ino == index_inode
 
     # A workflow change rewrites the index and no shard.
@@ -257,6 +267,10 @@ def test_delete_removes_workflow_from_index_and_shards(db: Path) -> None:
     for _ in range(SHARD_SIZE + 5):  # its jobs span shards 0 and 1; shard 1 holds only its jobs
         add_job(state, gone, 0)
     store.flush(state)
+    store.close()  # folds the journal into the shards
+    store = Store(db)
+    state = store.open()
+    keep, gone = state.workflows[keep.id], state.workflows[gone.id]
     assert sorted(shard_inodes(db)) == ["jobs-0.json", "jobs-1.json"]
 
     # Only the workflow is marked: its jobs go with it.
@@ -736,3 +750,58 @@ def test_missing_definition_is_refused_and_orphan_definitions_are_removed(db: Pa
     (folder / "definition-1.json").unlink()
     with pytest.raises(StoreCorrupt, match="definition-1.json.*definition of workflow 1"):
         Store(db).open()
+
+
+def copy_files(db: Path, to: Path) -> Path:
+    """A copy of the state files as they are now: what a crash at this moment would leave."""
+    to.mkdir()
+    shutil.copy2(db, to / db.name)
+    shutil.copytree(db.with_name(db.name + ".d"), to / (db.name + ".d"))
+    return to / db.name
+
+
+def test_journal_is_read_back_after_a_crash_and_older_entries_never_win(db: Path, tmp_path: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    jobs = [add_job(state, workflow, 0) for _ in range(SHARD_SIZE + 5)]
+    store.flush(state)
+    jobs[0].status = JobStatus.PROCESSING
+    state.mark_job(jobs[0])
+    store.flush(state)
+    assert len(journal_files(db)) == 2 and not shard_inodes(db)
+    crashed = copy_files(db, tmp_path / "crashed")
+    loaded = reopen(crashed)
+    assert len(loaded.jobs) == len(jobs) and loaded.jobs[1].status is JobStatus.PROCESSING
+    assert not journal_files(crashed) and sorted(shard_inodes(crashed)) == ["jobs-0.json", "jobs-1.json"]
+
+    # Shard 1's jobs all final: the shard is rewritten, the journal files that held them remain for shard 0.
+    for job in jobs[SHARD_SIZE - 1:]:
+        job.status = JobStatus.COMPLETED
+        state.mark_job(job)
+    store.flush(state)
+    assert list(shard_inodes(db)) == ["jobs-1.json"] and len(journal_files(db)) == 2
+    # A crash before an older journal file was removed: its older entries of shard 1 are not applied.
+    stale = copy_files(db, tmp_path / "stale")
+    for job in jobs[:SHARD_SIZE - 1]:
+        job.status = JobStatus.COMPLETED
+        state.mark_job(job)
+    store.flush(state)
+    assert sorted(shard_inodes(db)) == ["jobs-0.json", "jobs-1.json"] and not journal_files(db)
+    assert all(job.status is JobStatus.COMPLETED for job in reopen(stale).jobs.values() if job.id >= SHARD_SIZE)
+    store.close()
+    assert all(job.status is JobStatus.COMPLETED for job in reopen(db).jobs.values())
+
+
+def test_a_job_deleted_from_a_journaled_shard_stays_deleted(db: Path, tmp_path: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    job = add_job(state, workflow, 1)
+    store.flush(state)
+    del state.jobs[job.id]
+    state.deleted_jobs.add(job.id)
+    store.flush(state)
+    assert reopen(copy_files(db, tmp_path / "crashed")).jobs == {}
+    store.close()
+    assert reopen(db).jobs == {}

@@ -1,8 +1,13 @@
 """What a flush writes: the Store's view of its files, and the plan that brings them up to date with a State.
 
 `Persisted` mirrors what is on disk (or about to be): which jobs each shard holds, their serialised entries
-(an LRU of whole shards), the workflows' index documents and definitions, and what is still to be written.
-`Persisted.plan` serialises what a State marks dirty or deleted into a `Plan`; `store.Store` writes it.
+(an LRU of whole shards), the workflows' index documents and definitions, the journal files still needed,
+and what is still to be written. `Persisted.plan` serialises what a State marks dirty or deleted into a
+`Plan`; `store.Store` writes it.
+
+Changed jobs go to the flush's journal file (gzipped, ~60 bytes a job) rather than rewriting their shards
+(250 jobs each, ~150 KB for finished ones): a shard is rewritten once its jobs are all final, when the journal
+grows past its bounds, when jobs leave it, and when the store closes.
 """
 
 from __future__ import annotations
@@ -11,13 +16,25 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stepflow_tui.core.model import State
+from stepflow_tui.core.model import JOB_FINAL, State
 
-from .documents import FORMAT_VERSION, SHARD_SIZE, shard_entry, shard_text, workflow_body, workflow_text
+from .documents import (
+    FORMAT_VERSION,
+    SHARD_SIZE,
+    journal_bytes,
+    shard_entry,
+    shard_text,
+    workflow_body,
+    workflow_text,
+)
 from .storage import dumps, tinydb_text
 
 #: Jobs whose serialised shard documents stay in memory between flushes (whole shards, by recency of use).
 CACHED_JOBS = 8000
+#: Journal bounds: past either, every shard with journaled jobs is rewritten and the journal files removed
+#: (a load reads every journal file; a clean close leaves none).
+JOURNAL_MAX_FILES = 1024
+JOURNAL_MAX_BYTES = 32 << 20
 
 
 @dataclass
@@ -28,6 +45,9 @@ class Plan:
     definitions: dict[int, str | None] = field(default_factory=dict)  # None: workflow deleted, remove it
     index: str | None = None
     meta: dict[str, Any] | None = None
+    seq: int = 0  # this flush's number: recorded in the shards it writes, names its journal file
+    journal: bytes | None = None  # the changed jobs of the shards not rewritten, gzipped
+    journal_shards: set[int] = field(default_factory=set)  # the shards whose jobs the journal holds
 
 
 class Persisted:
@@ -46,6 +66,13 @@ class Persisted:
         self.pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
         self.pending_definitions: set[int] = set()  # definition files to write (or remove) still
         self.pending_index = False
+        self.seq = 0  # the number of the last flush that wrote a shard or a journal
+        self.shard_files: set[int] = set()  # shards that have a file (the index's meta lists them)
+        # journal file number -> the shards it holds jobs of, newer than the shard's file
+        self.journal_shards: dict[int, set[int]] = {}
+        self.journal_sizes: dict[int, int] = {}  # journal file number -> its bytes
+        self._changed: dict[int, list[str]] = {}  # shard -> entries of the jobs changed since the last plan
+        self._kept_empty: set[int] = set()  # shards of jobs deleted one by one in this plan
 
     def cached_shard(self, shard: int, state: State) -> dict[int, str]:
         """The serialised documents of a shard, serialising its jobs from the State on first use."""
@@ -65,14 +92,18 @@ class Persisted:
         self.shard_cache[shard] = cache
         return cache
 
-    def plan(self, state: State) -> Plan:
+    def plan(self, state: State, compact: bool = False) -> Plan:
         """Serialise what ``state`` marks dirty or deleted (and what an earlier flush failed to write), and
-        clear the State's marks."""
-        plan = Plan()
+        clear the State's marks. ``compact``: rewrite every shard the journal holds jobs of (on close)."""
+        plan = Plan(seq=self.seq + 1)
         deleted_workflows = set(state.deleted_workflows)
         deleted_workflows |= {wf_id for wf_id in state.dirty_workflows if wf_id not in state.workflows}
         deleted_jobs = set(state.deleted_jobs)
         deleted_jobs |= {job_id for job_id in state.dirty_jobs if job_id not in state.jobs}
+        # A job deleted from a workflow that stays would come back from an older journal file if its
+        # shard were removed: such a shard is written, empty if need be (a deleted workflow's jobs are
+        # left out of a load anyway: its id is never reused).
+        self._kept_empty = {job_id // self.shard_size for job_id in deleted_jobs}
         index_dirty = self.pending_index
         if deleted_workflows:
             index_dirty = True
@@ -80,6 +111,7 @@ class Persisted:
         self._drop_jobs(deleted_jobs)
         self._update_jobs(state, deleted_jobs)
         index_dirty |= self._update_workflows(state, deleted_workflows)
+        self._plan_journal(plan, state, compact)
         self._plan_shards(plan, state)
         self._plan_index(plan, state, index_dirty)
         self._plan_definitions(plan, state)
@@ -87,6 +119,8 @@ class Persisted:
         state.dirty_workflows.clear()
         state.deleted_jobs.clear()
         state.deleted_workflows.clear()
+        if plan.shards or plan.journal is not None:
+            self.seq = plan.seq
         return plan
 
     def _drop_workflows(self, deleted_workflows: set[int], state: State) -> set[int]:
@@ -120,11 +154,34 @@ class Persisted:
             if job.workflow_id not in state.workflows:
                 continue  # would be an orphan on load anyway
             shard = job_id // self.shard_size
-            cache = self.cached_shard(shard, state)
-            cache[job_id] = shard_entry(job)
-            self.shard_members[shard].add(job_id)
+            entry = shard_entry(job)
+            cache = self.shard_cache.get(shard)
+            if cache is not None:  # a shard not cached is serialised from the State when rewritten
+                cache[job_id] = entry
+            self.shard_members.setdefault(shard, set()).add(job_id)
             self.job_workflow[job_id] = job.workflow_id
-            self.pending_shards.add(shard)
+            self._changed.setdefault(shard, []).append(entry)
+
+    def _plan_journal(self, plan: Plan, state: State, compact: bool) -> None:
+        """Choose the shards to rewrite (into ``pending_shards``) and journal the other changed jobs."""
+        changed, self._changed = self._changed, {}
+        journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+        if compact or len(self.journal_sizes) >= JOURNAL_MAX_FILES or (
+            sum(self.journal_sizes.values()) >= JOURNAL_MAX_BYTES
+        ):
+            self.pending_shards |= journaled | set(changed)
+            return
+        for shard in changed:
+            # A shard whose jobs are all final rarely changes again: rewritten once, its journal
+            # entries can go. (Only a changed shard can have become settled.)
+            jobs = state.jobs
+            if all(job_id not in jobs or jobs[job_id].status in JOB_FINAL for job_id in self.shard_members[shard]):
+                self.pending_shards.add(shard)
+        entries = [entry for shard, shard_entries in changed.items() if shard not in self.pending_shards
+                   for entry in shard_entries]
+        if entries:
+            plan.journal = journal_bytes(entries)
+            plan.journal_shards = set(changed) - self.pending_shards
 
     def _update_workflows(self, state: State, deleted_workflows: set[int]) -> bool:
         """Serialise the dirty workflows; True if the index must be rewritten for them."""
@@ -142,13 +199,40 @@ class Persisted:
         return index_dirty
 
     def _plan_shards(self, plan: Plan, state: State) -> None:
+        journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+        journaled |= plan.journal_shards
         for shard in sorted(self.pending_shards):
-            if self.shard_members.get(shard):
-                plan.shards[shard] = shard_text(self.cached_shard(shard, state))
+            if self.shard_members.get(shard) or (shard in journaled and shard in self._kept_empty):
+                # An emptied shard that older journal files hold jobs of is written empty: its flush
+                # number tells the load that those entries are gone.
+                plan.shards[shard] = shard_text(self.cached_shard(shard, state), plan.seq)
+                self.shard_files.add(shard)
             else:
                 self.shard_members.pop(shard, None)
                 self.shard_cache.pop(shard, None)
+                self.shard_files.discard(shard)
                 plan.shards[shard] = None
+
+    def written(self, plan: Plan) -> list[int]:
+        """Record that ``plan``'s journal and shards are durable; return the journal files no longer needed."""
+        rewritten = {shard for shard, text in plan.shards.items() if text is not None}
+        self.pending_shards -= rewritten
+        if plan.journal is not None:
+            self.journal_shards[plan.seq] = set(plan.journal_shards)
+            self.journal_sizes[plan.seq] = len(plan.journal)
+        done = []
+        for seq, shards in self.journal_shards.items():
+            shards -= rewritten
+            if not shards:
+                done.append(seq)
+        for seq in done:
+            del self.journal_shards[seq]
+            del self.journal_sizes[seq]
+        return done
+
+    def journal_lost(self, plan: Plan) -> None:
+        """``plan``'s journal was not written: its shards are rewritten by the next flush instead."""
+        self.pending_shards |= plan.journal_shards
 
     def _plan_index(self, plan: Plan, state: State, index_dirty: bool) -> None:
         meta = {
@@ -156,7 +240,7 @@ class Persisted:
             "next_workflow_id": state.next_workflow_id,
             "next_job_id": state.next_job_id,
             "shard_size": self.shard_size,
-            "shards": sorted(shard for shard, members in self.shard_members.items() if members),
+            "shards": sorted(self.shard_files),
         }
         if index_dirty or meta != self.written_meta:
             documents = []

@@ -7,17 +7,27 @@ does not know (a flush whose index never landed) are left out, and their shards 
 from __future__ import annotations
 
 import gc
+import gzip
 import logging
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stepflow_tui.core.model import Job, State, Workflow, empty_counts
 
-from .documents import FORMAT_VERSION, SHARD_SIZE, data_files, definition_path, job_from_document, shard_path
+from .documents import (
+    FORMAT_VERSION,
+    SHARD_SIZE,
+    data_files,
+    definition_path,
+    job_from_document,
+    shard_path,
+    shard_seq,
+)
 from .errors import StoreCorrupt, StoreError
 from .flush import Persisted
-from .storage import AtomicJSONStorage, keep_corrupt_copy, remove_temp_files
+from .storage import AtomicJSONStorage, keep_corrupt_copy, loads, remove_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,10 @@ def without_gc(load: Callable[[], State]) -> State:
             gc.enable()
 
 
+class StateChanged(StoreError):
+    """A file listed by a reader was removed by the owner before it was read: read again."""
+
+
 class StateLoader:
     """Reads the files of the state at ``path`` into a State, and fills ``persisted`` with what they hold.
 
@@ -60,10 +74,10 @@ class StateLoader:
             # We own the lock: temp files are leftovers of a writer that died mid-write.
             remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
             remove_temp_files(self.shard_dir)
-        shard_files, definition_files = data_files(self.shard_dir)
+        shard_files, definition_files, journal_files = data_files(self.shard_dir)
         data = AtomicJSONStorage(self.path, keep_copies=owner).read()
         if data is None:
-            if shard_files and owner:
+            if (shard_files or journal_files) and owner:
                 # Starting empty would drop these jobs and reuse their ids: refuse instead.
                 raise StoreCorrupt(str(self.path), f"the file is missing but {self.shard_dir} holds jobs")
             return State()
@@ -84,7 +98,9 @@ class StateLoader:
                 str(shard_path(self.shard_dir, missing[0])), "the job shard listed in the index is missing"
             )
         index_next_job_id = int(meta.get("next_job_id", 1 << 62))
-        max_job_id, max_workflow_id = self._read_jobs(state, shard_files, index_next_job_id)
+        self.persisted.shard_files = set(shard_files)
+        documents = self._read_documents(shard_files, journal_files)
+        max_job_id, max_workflow_id = self._read_jobs(state, documents, index_next_job_id)
         max_workflow_id = max([max_workflow_id, *state.workflows, *definition_files])
         if owner:
             # Definitions of workflows the index does not list: written by a flush whose index never
@@ -98,7 +114,54 @@ class StateLoader:
         self.persisted.written_meta = meta
         return state
 
-    def _read_jobs(self, state: State, shard_files: dict[int, Path], index_next_job_id: int) -> tuple[int, int]:
+    def _read_documents(self, shard_files: dict[int, Path],
+                        journal_files: dict[int, Path]) -> dict[int, dict[str, Any]]:
+        """The job documents of every shard: its file's, then newer ones from the journal files."""
+        persisted = self.persisted
+        shard_size = persisted.shard_size
+        shards: dict[int, dict[str, Any]] = {}
+        written: dict[int, int] = {}  # shard -> number of the flush that wrote its file
+        for shard, path in shard_files.items():
+            data = AtomicJSONStorage(path, keep_copies=self.owner).read() or {}
+            shards[shard] = data.get("jobs", {})
+            written[shard] = shard_seq(data)
+        seqs = list(written.values())
+        for seq in sorted(journal_files):
+            seqs.append(seq)
+            entries = self._read_journal(journal_files[seq])
+            live = persisted.journal_shards.setdefault(seq, set())
+            persisted.journal_sizes[seq] = journal_files[seq].stat().st_size if self.owner else 0
+            for doc_id, document in entries.items():
+                try:
+                    shard = int(doc_id) // shard_size
+                except ValueError:
+                    raise self._corrupt(journal_files[seq], f"job document {doc_id!r}") from None
+                if seq > written.get(shard, 0):
+                    shards.setdefault(shard, {})[doc_id] = document
+                    live.add(shard)
+        persisted.seq = max(seqs, default=0)
+        for seq, live in list(persisted.journal_shards.items()):
+            if not live:  # every shard it held jobs of was rewritten since (a crash came before its removal)
+                del persisted.journal_shards[seq]
+                del persisted.journal_sizes[seq]
+                if self.owner:
+                    journal_files[seq].unlink(missing_ok=True)
+        return shards
+
+    def _read_journal(self, path: Path) -> dict[str, Any]:
+        try:
+            raw = gzip.decompress(path.read_bytes())
+            data = loads(raw)
+        except FileNotFoundError:
+            raise StateChanged(str(path)) from None  # removed by a live owner since we listed the folder
+        except (OSError, EOFError, ValueError, RecursionError, zlib.error) as error:
+            raise self._corrupt(path, f"invalid journal file: {error}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
+            raise self._corrupt(path, "not a journal file")
+        return data["jobs"]
+
+    def _read_jobs(self, state: State, documents: dict[int, dict[str, Any]],
+                   index_next_job_id: int) -> tuple[int, int]:
         """Add the jobs of every shard to ``state`` and its steps; return the highest job and workflow ids
         seen (orphans included)."""
         persisted = self.persisted
@@ -108,9 +171,9 @@ class StateLoader:
             step.counts = empty_counts()
         latest: dict[int, str] = {}  # workflow id -> time of its latest job status change
         max_job_id = max_workflow_id = orphans = 0
-        for shard in sorted(shard_files):
+        for shard in sorted(documents):
             members: set[int] = set()
-            for job in self._read_shard(shard, shard_files[shard]):
+            for job in self._shard_jobs(shard, documents[shard]):
                 max_job_id = max(max_job_id, job.id)
                 max_workflow_id = max(max_workflow_id, job.workflow_id)
                 step = steps.get((job.workflow_id, job.step_id))
@@ -193,12 +256,12 @@ class StateLoader:
             )
         return meta
 
-    def _read_shard(self, shard: int, path: Path) -> list[Job]:
+    def _shard_jobs(self, shard: int, documents: dict[str, Any]) -> list[Job]:
         # The shard's TinyDB table is read straight from the storage: TinyDB's Table.all() copies every
         # document into a Document, which costs as much as parsing the file.
-        data = AtomicJSONStorage(path, keep_copies=self.owner).read() or {}
+        path = shard_path(self.shard_dir, shard)
         jobs = []
-        for doc_id, document in data.get("jobs", {}).items():
+        for doc_id, document in documents.items():
             try:
                 job = job_from_document(document)
             except (KeyError, TypeError, ValueError) as error:
