@@ -127,10 +127,12 @@ def main() -> None:
     print(f"first tenth: {result['first_tenth_rate']:,.0f} jobs/s; last tenth: {result['last_tenth_rate']:,.0f} "
           f"jobs/s; last/first: {ratio:.2f}")
     print(f"peak RSS: {result['peak_rss_mib']:,.0f} MiB")
-    print(f"state: {result['bytes_written'] / 1e6:,.1f} MB written in {result['flushes']:,} flushes")
+    print(f"state: {result['bytes_written'] / 1e6:,.1f} MB written in {result['flushes']:,} flushes "
+          "(the store's close included)")
     ready = median([r["ready_seconds"] for r in restarts])
     print(f"restart: ready in {ready:.2f} s (median of {len(restarts)}; {restarts[0]['jobs']:,} jobs loaded, "
           f"peak RSS {max(r['peak_rss_mib'] for r in restarts):,.0f} MiB)")
+    print(f"written: {result['bytes_written'] / jobs:,.0f} bytes per job")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ class StateLoader:
             # We own the lock: temp files are leftovers of a writer that died mid-write.
             remove_temp_files(self.path.parent, prefix=f".{self.path.name}.")
             remove_temp_files(self.shard_dir)
-        shard_files, definition_files, journal_files = data_files(self.shard_dir)
         data = AtomicJSONStorage(self.path, keep_copies=owner).read()
+        # Listed after reading the index: a live owner's files then hold at least what the index describes.
+        shard_files, definition_files, journal_files = data_files(self.shard_dir)
         if data is None:
             if (shard_files or journal_files) and owner:
                 # Starting empty would drop these jobs and reuse their ids: refuse instead.
@@ -99,8 +100,9 @@ class StateLoader:
             )
         index_next_job_id = int(meta.get("next_job_id", 1 << 62))
         self.persisted.shard_files = set(shard_files)
-        documents = self._read_documents(shard_files, journal_files)
-        max_job_id, max_workflow_id = self._read_jobs(state, documents, index_next_job_id)
+        journaled = self._read_journals(journal_files)
+        max_job_id, max_workflow_id = self._read_jobs(state, shard_files, journaled, index_next_job_id)
+        self._drop_stale_journals(journal_files)
         max_workflow_id = max([max_workflow_id, *state.workflows, *definition_files])
         if owner:
             # Definitions of workflows the index does not list: written by a flush whose index never
@@ -114,39 +116,54 @@ class StateLoader:
         self.persisted.written_meta = meta
         return state
 
-    def _read_documents(self, shard_files: dict[int, Path],
-                        journal_files: dict[int, Path]) -> dict[int, dict[str, Any]]:
-        """The job documents of every shard: its file's, then newer ones from the journal files."""
+    def _read_journals(self, journal_files: dict[int, Path]) -> dict[int, tuple[dict[str, Any], set[int]]]:
+        """The journal files' job documents by shard (the newest of each job), with the journal files
+        holding jobs of that shard."""
         persisted = self.persisted
         shard_size = persisted.shard_size
-        shards: dict[int, dict[str, Any]] = {}
-        written: dict[int, int] = {}  # shard -> number of the flush that wrote its file
-        for shard, path in shard_files.items():
-            data = AtomicJSONStorage(path, keep_copies=self.owner).read() or {}
-            shards[shard] = data.get("jobs", {})
-            written[shard] = shard_seq(data)
-        seqs = list(written.values())
+        journaled: dict[int, tuple[dict[str, Any], set[int]]] = {}
         for seq in sorted(journal_files):
-            seqs.append(seq)
-            entries = self._read_journal(journal_files[seq])
-            live = persisted.journal_shards.setdefault(seq, set())
-            persisted.journal_sizes[seq] = journal_files[seq].stat().st_size if self.owner else 0
-            for doc_id, document in entries.items():
+            path = journal_files[seq]
+            persisted.journal_sizes[seq] = path.stat().st_size if self.owner else 0
+            persisted.journal_shards[seq] = set()
+            for doc_id, document in self._read_journal(path).items():
                 try:
                     shard = int(doc_id) // shard_size
                 except ValueError:
-                    raise self._corrupt(journal_files[seq], f"job document {doc_id!r}") from None
-                if seq > written.get(shard, 0):
-                    shards.setdefault(shard, {})[doc_id] = document
-                    live.add(shard)
-        persisted.seq = max(seqs, default=0)
-        for seq, live in list(persisted.journal_shards.items()):
-            if not live:  # every shard it held jobs of was rewritten since (a crash came before its removal)
+                    raise self._corrupt(path, f"job document {doc_id!r}") from None
+                documents, seqs = journaled.setdefault(shard, ({}, set()))
+                documents[doc_id] = (seq, document)
+                seqs.add(seq)
+        persisted.seq = max(journal_files, default=0)
+        return journaled  # type: ignore[return-value]
+
+    def _shard_documents(self, shard: int, path: Path | None,
+                         journaled: tuple[dict[str, Any], set[int]] | None) -> dict[str, Any]:
+        """A shard's job documents: its file's, then the journal's newer ones."""
+        persisted = self.persisted
+        data = AtomicJSONStorage(path, keep_copies=self.owner).read() or {} if path is not None else {}
+        documents = data.get("jobs", {})
+        written = shard_seq(data)
+        persisted.seq = max(persisted.seq, written)
+        if journaled is not None:
+            entries, seqs = journaled
+            for doc_id, (seq, document) in entries.items():
+                if seq > written:
+                    documents[doc_id] = document
+            for seq in seqs:
+                if seq > written:
+                    persisted.journal_shards[seq].add(shard)
+        return documents
+
+    def _drop_stale_journals(self, journal_files: dict[int, Path]) -> None:
+        """Forget journal files whose every shard was rewritten since (a crash came before their removal)."""
+        persisted = self.persisted
+        for seq, shards in list(persisted.journal_shards.items()):
+            if not shards:
                 del persisted.journal_shards[seq]
                 del persisted.journal_sizes[seq]
                 if self.owner:
                     journal_files[seq].unlink(missing_ok=True)
-        return shards
 
     def _read_journal(self, path: Path) -> dict[str, Any]:
         try:
@@ -160,8 +177,8 @@ class StateLoader:
             raise self._corrupt(path, "not a journal file")
         return data["jobs"]
 
-    def _read_jobs(self, state: State, documents: dict[int, dict[str, Any]],
-                   index_next_job_id: int) -> tuple[int, int]:
+    def _read_jobs(self, state: State, shard_files: dict[int, Path],
+                   journaled: dict[int, tuple[dict[str, Any], set[int]]], index_next_job_id: int) -> tuple[int, int]:
         """Add the jobs of every shard to ``state`` and its steps; return the highest job and workflow ids
         seen (orphans included)."""
         persisted = self.persisted
@@ -171,9 +188,10 @@ class StateLoader:
             step.counts = empty_counts()
         latest: dict[int, str] = {}  # workflow id -> time of its latest job status change
         max_job_id = max_workflow_id = orphans = 0
-        for shard in sorted(documents):
+        for shard in sorted(set(shard_files) | set(journaled)):
             members: set[int] = set()
-            for job in self._shard_jobs(shard, documents[shard]):
+            documents = self._shard_documents(shard, shard_files.get(shard), journaled.pop(shard, None))
+            for job in self._shard_jobs(shard, documents):
                 max_job_id = max(max_job_id, job.id)
                 max_workflow_id = max(max_workflow_id, job.workflow_id)
                 step = steps.get((job.workflow_id, job.step_id))
