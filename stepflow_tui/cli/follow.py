@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from stepflow_tui.cli.options import EXIT_FAILED, EXIT_OK
+from stepflow_tui.core.model import WORKFLOW_FINAL, WorkflowStatus
 
 
 def wait_sent(backend: Any, workflow_id: int, timeout: float = 30.0) -> int:
@@ -48,11 +49,11 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
             else:
                 print(line, file=out, flush=True)
             last_line, last_print = line, now
-        if view.status in ("completed", "error", "aborted"):
+        if view.status in WORKFLOW_FINAL:
             if tty:
                 out.write("\n")
             print_summary(backend, view, out)
-            return EXIT_OK if view.status == "completed" else EXIT_FAILED
+            return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
         if view.status == "paused" and not backend.running_count(workflow_id):
             # Nothing can move it now, and while this process holds the state file nobody can resume it.
             if tty:

@@ -16,7 +16,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 #: Seconds on a clock that never goes back: for deadlines and durations (retry delays, timeout guards).
 monotonic = time.monotonic
 
-#: (second, its text up to the seconds): strftime costs ~3 µs, and the engine takes the time several times a job.
+#: (second, its text up to the seconds): strftime is slow, and the engine takes the time several times a job.
 _second_text: tuple[int, str] = (-1, "")
 
 

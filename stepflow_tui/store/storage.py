@@ -43,9 +43,8 @@ def loads(raw: bytes) -> Any:
 def dumps(value: Any) -> str:
     """Serialise to compact JSON text."""
     try:
-        # As text, not orjson's bytes: the store keeps serialised documents, and each bytes object orjson
-        # returns keeps a ~4 KiB allocation (100,000 cached jobs took 390 MiB more; decoding copies them to
-        # their size, and is faster than the page faults it saves).
+        # As text, not orjson's bytes: each bytes object orjson returns keeps a larger allocation, and the store
+        # caches many serialised documents (docs/performance.md).
         return orjson.dumps(value).decode("utf-8")
     except TypeError:
         # orjson.JSONEncodeError (a TypeError): integers beyond 64 bits, non-string keys. Rare enough.

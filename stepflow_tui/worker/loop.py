@@ -27,6 +27,7 @@ from stepflow_tui.broker.base import (
     connect,
     mask_url,
 )
+from stepflow_tui.core.clock import utc_now
 from stepflow_tui.core.protocol import (
     DROP_JOBS,
     DROPPED_REASON,
@@ -40,7 +41,7 @@ from stepflow_tui.core.protocol import (
     decode_direct,
     decode_order,
 )
-from stepflow_tui.worker.outbox import BACKOFF_MAX, BACKOFF_START, Outbox, utc_now
+from stepflow_tui.worker.outbox import BACKOFF_MAX, BACKOFF_START, Outbox
 from stepflow_tui.worker.pool import Execution, ExecutionPool, timeout_header
 
 if TYPE_CHECKING:

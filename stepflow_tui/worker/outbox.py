@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, OutgoingMessage, PublishFailed
+from stepflow_tui.core.clock import utc_now
 from stepflow_tui.core.protocol import JobCompleted, JobFailed, JobProgression
 from stepflow_tui.worker.pool import Execution
 
-__all__ = ["BACKOFF_MAX", "BACKOFF_START", "Outbox", "utc_now"]
+__all__ = ["BACKOFF_MAX", "BACKOFF_START", "Outbox"]
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,9 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 #: How many published results are remembered to answer redelivered orders without running them again.
 RECENT_RESULTS = 1024
-# A finished job's result waits at most this long for the jobs still running or queued here, so that one confirmed
-# (tx) publish carries many results: a commit is a broker round trip with an fsync, and committing each result as
-# it comes left the job threads idle, waiting for acks to bring the next orders (round 3 of docs/performance.md).
+# A finished result waits this long for its neighbours, so one confirmed (tx) publish carries many results
+# (a commit is a round trip with an fsync: docs/performance.md, round 3).
 FLUSH_DELAY = 0.005
-
-
-def utc_now() -> str:
-    """Now, as the ISO 8601 UTC time (milliseconds, ``Z``) StepFlow messages carry."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Outbox:
