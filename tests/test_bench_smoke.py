@@ -49,6 +49,13 @@ def test_scale() -> None:
     assert "300 jobs loaded" in lines[-2] and lines[-1].endswith(" bytes per job")
 
 
+def test_history() -> None:
+    lines = run_bench("history.py", "--jobs", "600", "--workflows", "2", "--new", "100", "--runs", "1")
+    assert lines[-3].startswith("history: built 600 finished jobs in 2 workflows")
+    assert lines[-2].startswith("empty state: ready ")
+    assert lines[-1].startswith("history: 600 jobs; ready ") and lines[-1].endswith(" x empty state")
+
+
 @pytest.mark.rabbitmq
 def test_peers(rabbitmq_url: str) -> None:
     # .ci/run installs only the README's test command (no `bench` extra): there this is skipped.
