@@ -52,11 +52,13 @@ def celery_app(url: str, prefetch: int):  # noqa: ANN201 - celery is optional: n
         broker_connection_retry_on_startup=True,
     )
 
-    @app.task(name="peers.noop")
-    def noop(path: str) -> str:
-        return path
-
+    app.task(name="peers.noop")(noop_task)
     return app
+
+
+def noop_task(path: str) -> str:
+    """The no-op task: returns its input path (one module-level callable for every app of the process)."""
+    return path
 
 
 def celery_worker(url: str, prefetch: int) -> None:
