@@ -34,7 +34,7 @@ CACHED_JOBS = 8000
 #: Journal bounds: past either, every shard with journaled jobs is rewritten and the journal files removed
 #: (a load reads every journal file; a clean close leaves none).
 JOURNAL_MAX_FILES = 1024
-JOURNAL_MAX_BYTES = 32 << 20
+JOURNAL_MAX_BYTES = 8 << 20
 
 
 @dataclass
@@ -73,6 +73,8 @@ class Persisted:
         self.journal_sizes: dict[int, int] = {}  # journal file number -> its bytes
         self._changed: dict[int, list[str]] = {}  # shard -> entries of the jobs changed since the last plan
         self._kept_empty: set[int] = set()  # shards of jobs deleted one by one in this plan
+        # shard not cached -> entries of its final jobs serialised since (see _update_jobs)
+        self._final_entries: dict[int, dict[int, str]] = {}
 
     def cached_shard(self, shard: int, state: State) -> dict[int, str]:
         """The serialised documents of a shard, serialising its jobs from the State on first use."""
@@ -82,13 +84,15 @@ class Persisted:
             return cache
         members = self.shard_members.setdefault(shard, set())
         cache = {}
+        known = self._final_entries.pop(shard, {})
         for job_id in sorted(members):
             job = state.jobs.get(job_id)
             if job is None:  # dropped from the State without a delete mark: the State is the truth
                 members.discard(job_id)
                 self.job_workflow.pop(job_id, None)
                 continue
-            cache[job_id] = shard_entry(job)
+            entry = known.get(job_id)
+            cache[job_id] = entry if entry is not None else shard_entry(job)
         self.shard_cache[shard] = cache
         return cache
 
@@ -144,6 +148,7 @@ class Persisted:
                 cache = self.shard_cache.get(shard)
                 if cache is not None:
                     cache.pop(job_id, None)
+                self._final_entries.get(shard, {}).pop(job_id, None)
                 self.pending_shards.add(shard)
 
     def _update_jobs(self, state: State, deleted_jobs: set[int]) -> None:
@@ -156,8 +161,14 @@ class Persisted:
             shard = job_id // self.shard_size
             entry = shard_entry(job)
             cache = self.shard_cache.get(shard)
-            if cache is not None:  # a shard not cached is serialised from the State when rewritten
+            if cache is not None:
                 cache[job_id] = entry
+            elif job.status in JOB_FINAL:
+                # Kept for the shard's rewrite once all its jobs are final (that rewrite would serialise
+                # them again); entries of jobs still running would only take memory.
+                self._final_entries.setdefault(shard, {})[job_id] = entry
+            else:
+                self._final_entries.get(shard, {}).pop(job_id, None)
             self.shard_members.setdefault(shard, set()).add(job_id)
             self.job_workflow[job_id] = job.workflow_id
             self._changed.setdefault(shard, []).append(entry)
@@ -210,6 +221,7 @@ class Persisted:
             else:
                 self.shard_members.pop(shard, None)
                 self.shard_cache.pop(shard, None)
+                self._final_entries.pop(shard, None)
                 self.shard_files.discard(shard)
                 plan.shards[shard] = None
 
