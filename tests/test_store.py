@@ -805,3 +805,29 @@ def test_a_job_deleted_from_a_journaled_shard_stays_deleted(db: Path, tmp_path: 
     assert reopen(copy_files(db, tmp_path / "crashed")).jobs == {}
     store.close()
     assert reopen(db).jobs == {}
+
+
+def test_jobs_journaled_without_their_index_never_come_back(db: Path) -> None:
+    # A crash after a flush's journal and before its index: new jobs filling a shard of their own.
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    add_job(state, workflow, 0)
+    store.close()
+    old_index = db.read_bytes()
+    store = Store(db)
+    state = store.open()
+    workflow = state.workflows[1]
+    while state.next_job_id <= 2 * SHARD_SIZE:  # ids 2..500: shard 1 holds only these
+        add_job(state, workflow, 0)
+    store.flush(state)
+    store._lockfile.release()  # the process dies here: no close, and its index never landed
+    db.write_bytes(old_index)
+
+    store = Store(db)
+    state = store.open()
+    assert sorted(state.jobs) == [1] and state.next_job_id == 2 * SHARD_SIZE + 1
+    add_job(state, state.workflows[1], 0)  # the next id is past the lost jobs: the index moves past them
+    store.flush(state)
+    store.close()
+    assert sorted(reopen(db).jobs) == [1, 2 * SHARD_SIZE + 1]

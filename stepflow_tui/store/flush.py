@@ -72,7 +72,6 @@ class Persisted:
         self.journal_shards: dict[int, set[int]] = {}
         self.journal_sizes: dict[int, int] = {}  # journal file number -> its bytes
         self._changed: dict[int, list[str]] = {}  # shard -> entries of the jobs changed since the last plan
-        self._kept_empty: set[int] = set()  # shards of jobs deleted one by one in this plan
         # shard not cached -> entries of its final jobs serialised since (see _update_jobs)
         self._final_entries: dict[int, dict[int, str]] = {}
 
@@ -104,10 +103,6 @@ class Persisted:
         deleted_workflows |= {wf_id for wf_id in state.dirty_workflows if wf_id not in state.workflows}
         deleted_jobs = set(state.deleted_jobs)
         deleted_jobs |= {job_id for job_id in state.dirty_jobs if job_id not in state.jobs}
-        # A job deleted from a workflow that stays would come back from an older journal file if its
-        # shard were removed: such a shard is written, empty if need be (a deleted workflow's jobs are
-        # left out of a load anyway: its id is never reused).
-        self._kept_empty = {job_id // self.shard_size for job_id in deleted_jobs}
         index_dirty = self.pending_index
         if deleted_workflows:
             index_dirty = True
@@ -213,9 +208,10 @@ class Persisted:
         journaled = {shard for shards in self.journal_shards.values() for shard in shards}
         journaled |= plan.journal_shards
         for shard in sorted(self.pending_shards):
-            if self.shard_members.get(shard) or (shard in journaled and shard in self._kept_empty):
+            if self.shard_members.get(shard) or shard in journaled:
                 # An emptied shard that older journal files hold jobs of is written empty: its flush
-                # number tells the load that those entries are gone.
+                # number tells the load that those entries (deleted jobs, orphans) are gone. Removed
+                # once no journal file holds jobs of it (see `written`).
                 plan.shards[shard] = shard_text(self.cached_shard(shard, state), plan.seq)
                 self.shard_files.add(shard)
             else:
@@ -240,6 +236,11 @@ class Persisted:
         for seq in done:
             del self.journal_shards[seq]
             del self.journal_sizes[seq]
+        if done:
+            journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+            # Shards written empty for the journal files just removed: the next flush removes them.
+            self.pending_shards |= {shard for shard in rewritten
+                                    if not self.shard_members.get(shard) and shard not in journaled}
         return done
 
     def journal_lost(self, plan: Plan) -> None:
