@@ -831,3 +831,19 @@ def test_jobs_journaled_without_their_index_never_come_back(db: Path) -> None:
     store.flush(state)
     store.close()
     assert sorted(reopen(db).jobs) == [1, 2 * SHARD_SIZE + 1]
+
+
+def test_journal_bound_folds_every_journaled_shard(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stepflow_tui.store.flush.JOURNAL_MAX_FILES", 3)
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    job = add_job(state, workflow, 0)
+    for flush in range(5):
+        job.progress = flush + 1
+        state.mark_job(job)
+        store.flush(state)
+        assert len(journal_files(db)) <= 3
+    assert shard_inodes(db)  # folded at least once: the job's shard exists while it still runs
+    store._lockfile.release()  # no close: what is on disk must hold the last flush
+    assert reopen(db).jobs[1].progress == 5
