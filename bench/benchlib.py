@@ -11,10 +11,12 @@ import resource
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -60,6 +62,15 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def work_folder(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``given`` (made if missing, kept afterwards), else a temporary folder removed on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = given or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
 
 
 def _rabbitmqctl(*args: str) -> None:

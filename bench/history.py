@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import median, noop_definition, peak_rss_mib, wait_until  # noqa: E402
+from benchlib import median, noop_definition, peak_rss_mib, wait_until, work_folder  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.core.model import Job, State, StepStatus, Workflow, WorkflowStatus  # noqa: E402
@@ -169,9 +169,7 @@ def main() -> None:
     if args.measure:
         measure(args.measure, args.new)
         return
-    with tempfile.TemporaryDirectory(prefix="stepflow-history-") as tmp:
-        folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.dir, "stepflow-history-") as folder:
         started = time.perf_counter()
         history = folder / "history" / "state.json"
         build(history, args.jobs, args.workflows)

@@ -14,7 +14,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import median, noop_definition, peak_rss_mib  # noqa: E402
+from benchlib import median, noop_definition, peak_rss_mib, work_folder  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.core.model import JobStatus, WorkflowStatus  # noqa: E402
@@ -109,9 +108,7 @@ def main() -> None:
     if args.restart:
         restart(args.restart, args.jobs)
         return
-    with tempfile.TemporaryDirectory(prefix="stepflow-scale-") as tmp:
-        folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.dir, "stepflow-scale-") as folder:
         db_path = folder / "state.json"
         result = run(db_path, args.jobs)
         restarts = []
