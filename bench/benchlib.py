@@ -47,8 +47,17 @@ def noop_definition(jobs: int, job_type: str = "noop") -> WorkflowDefinition:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a process started by a big
+    # parent (scale's restarts, history's measures) would report the parent's peak.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def median(values: list[float]) -> float:
