@@ -847,3 +847,61 @@ def test_journal_bound_folds_every_journaled_shard(db: Path, monkeypatch: pytest
     assert shard_inodes(db)  # folded at least once: the job's shard exists while it still runs
     store._lockfile.release()  # no close: what is on disk must hold the last flush
     assert reopen(db).jobs[1].progress == 5
+
+
+def finished_workflow(state: State, jobs: int) -> Workflow:
+    """A completed workflow of ``jobs`` completed jobs in step 0."""
+    workflow = add_workflow(state, steps=1)
+    for _ in range(jobs):
+        add_job(state, workflow, 0, JobStatus.COMPLETED)
+    workflow.status = WorkflowStatus.COMPLETED
+    return workflow
+
+
+def test_finished_workflows_stay_on_disk_until_asked_for(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, 2 * SHARD_SIZE)  # ids 1..500: shard 0 and 1 whole, shard 2 with 500
+    active = add_workflow(state, steps=1)
+    add_job(state, active, 0)  # id 501, beside job 500 of the finished workflow
+    store.close()
+
+    for loaded in (reopen(db), read_state(db)):
+        assert sorted(dict(loaded.jobs)) == [2 * SHARD_SIZE, 2 * SHARD_SIZE + 1]  # shards 0 and 1 left on disk
+        step = loaded.workflows[done.id].step(0)
+        assert step.job_ids == list(range(1, 2 * SHARD_SIZE + 1))
+        assert step.counts["completed"] == step.counts["total"] == 2 * SHARD_SIZE
+        assert loaded.jobs.get(3).status is JobStatus.COMPLETED and 3 in loaded.jobs  # shard 0 read now
+        assert loaded.jobs[1].id == 1 and len(loaded.jobs) == SHARD_SIZE + 1  # kept (ids 1..249, 500, 501)
+        assert loaded.jobs.get(10**6) is None and 10**6 not in loaded.jobs
+
+    # Changed once read (a retry), and a new job in an archived shard: its jobs on disk stay.
+    store = Store(db)
+    state = store.open()
+    job = state.jobs[SHARD_SIZE + 3]
+    job.status = JobStatus.QUEUED
+    state.mark_job(job)
+    store.flush(state)
+    store.close()
+    loaded = reopen(db)
+    assert loaded.jobs[SHARD_SIZE + 3].status is JobStatus.QUEUED and len(loaded.workflows[done.id].step(0).job_ids) == 500
+
+
+def test_deleting_a_workflow_left_on_disk_removes_its_jobs(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, SHARD_SIZE + 5)
+    keep = finished_workflow(state, 3)
+    store.close()
+    store = Store(db)
+    state = store.open()
+    assert not dict(state.jobs).keys() & set(range(1, SHARD_SIZE))
+    del state.workflows[done.id]  # marked only, as the store's callers may
+    state.deleted_workflows.add(done.id)
+    store.flush(state)
+    store.close()
+    loaded = reopen(db)
+    assert list(loaded.workflows) == [keep.id]
+    assert sorted(loaded.jobs.get(i).id for i in range(1, SHARD_SIZE + 9) if i in loaded.jobs) == [
+        SHARD_SIZE + 6, SHARD_SIZE + 7, SHARD_SIZE + 8]
+    assert sorted(shard_inodes(db)) == ["jobs-1.json"]

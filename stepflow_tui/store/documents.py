@@ -116,14 +116,38 @@ def job_from_document(document: dict[str, Any]) -> Job:
 
 def workflow_body(workflow: Workflow) -> tuple[str, str]:
     """A workflow's index document without its definition, job lists, counts and ``updated_at`` (which
-    changes with every job status change and is rebuilt from the jobs on load), and its ``updated_at``."""
+    changes with every job status change and is rebuilt from the jobs on load), and its ``updated_at``.
+
+    A finished workflow's steps keep their ``counts`` and their job ids as ``job_ranges`` (runs of
+    consecutive ids, ``[first, last]``): a load then needs none of its jobs (see archive.py).
+    """
     document = workflow.to_dict()
     del document["definition"]
     updated_at = document.pop("updated_at")
+    finished = workflow.finished
     for step in document["steps"]:
-        step.pop("job_ids", None)
-        step.pop("counts", None)
+        job_ids = step.pop("job_ids", None)
+        counts = step.pop("counts", None)
+        if finished:
+            step["counts"] = counts
+            step["job_ranges"] = id_ranges(job_ids or [])
     return dumps(document), updated_at
+
+
+def id_ranges(ids: list[int]) -> list[list[int]]:
+    """Runs of consecutive ids, in order: ``[1, 2, 3, 7]`` -> ``[[1, 3], [7, 7]]``."""
+    ranges: list[list[int]] = []
+    for job_id in ids:
+        if ranges and job_id == ranges[-1][1] + 1:
+            ranges[-1][1] = job_id
+        else:
+            ranges.append([job_id, job_id])
+    return ranges
+
+
+def ids_of_ranges(ranges: list[list[int]]) -> list[int]:
+    """The ids of `id_ranges`' runs."""
+    return [job_id for first, last in ranges for job_id in range(first, last + 1)]
 
 
 def workflow_text(body: str, updated_at: str) -> str:

@@ -72,6 +72,9 @@ class Persisted:
         self.journal_shards: dict[int, set[int]] = {}
         self.journal_sizes: dict[int, int] = {}  # journal file number -> its bytes
         self._changed: dict[int, list[str]] = {}  # shard -> entries of the jobs changed since the last plan
+        self.shard_workflows: dict[int, set[int]] = {}  # shard -> the workflows its jobs belong to
+        # shard -> its workflows, all finished: shards a load left on disk (archive.py reads them on demand)
+        self.unloaded: dict[int, list[int]] = {}
         # shard not cached -> entries of its final jobs serialised since (see _update_jobs)
         self._final_entries: dict[int, dict[int, str]] = {}
 
@@ -128,6 +131,12 @@ class Persisted:
             self.workflow_docs.pop(wf_id, None)
             if self.definitions.pop(wf_id, None) is not None or wf_id in self.pending_definitions:
                 self.pending_definitions.add(wf_id)  # its file goes after the index
+        for shard, holders in list(self.unloaded.items()):
+            if deleted_workflows.intersection(holders):
+                state.jobs.bring_shard(shard)  # type: ignore[attr-defined]
+                self.pending_shards.add(shard)  # its file still holds the deleted workflow's jobs
+        for holders in self.shard_workflows.values():
+            holders -= deleted_workflows
         # Rare (an operator's delete): a scan of what is persisted is fine.
         deleted_jobs = {j for j, wf in self.job_workflow.items() if wf in deleted_workflows}
         deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
@@ -154,6 +163,9 @@ class Persisted:
             if job.workflow_id not in state.workflows:
                 continue  # would be an orphan on load anyway
             shard = job_id // self.shard_size
+            if shard in self.unloaded:  # a new job in an archived shard: its jobs on disk stay in it
+                state.jobs.bring_shard(shard)  # type: ignore[attr-defined]
+            self.shard_workflows.setdefault(shard, set()).add(job.workflow_id)
             entry = shard_entry(job)
             cache = self.shard_cache.get(shard)
             if cache is not None:
@@ -218,6 +230,7 @@ class Persisted:
                 self.shard_members.pop(shard, None)
                 self.shard_cache.pop(shard, None)
                 self._final_entries.pop(shard, None)
+                self.shard_workflows.pop(shard, None)
                 self.shard_files.discard(shard)
                 plan.shards[shard] = None
 
@@ -254,6 +267,7 @@ class Persisted:
             "next_job_id": state.next_job_id,
             "shard_size": self.shard_size,
             "shards": sorted(self.shard_files),
+            "archived_shards": self._archived_shards(state),
         }
         if index_dirty or meta != self.written_meta:
             documents = []
@@ -274,6 +288,16 @@ class Persisted:
                 workflow = state.workflows.get(wf_id)
                 if workflow is not None and self.definitions.get(wf_id) is not workflow.definition:
                     self.pending_definitions.add(wf_id)  # replaced in place: never by the engine
+
+    def _archived_shards(self, state: State) -> dict[str, list[int]]:
+        """The shards whose jobs all belong to finished workflows, with those workflows."""
+        archived = {str(shard): holders for shard, holders in self.unloaded.items()}
+        workflows = state.workflows
+        for shard, holders in self.shard_workflows.items():
+            if holders and shard in self.shard_files and all(
+                    wf_id not in workflows or workflows[wf_id].finished for wf_id in holders):
+                archived[str(shard)] = sorted(holders)
+        return dict(sorted(archived.items(), key=lambda item: int(item[0])))
 
     def _plan_definitions(self, plan: Plan, state: State) -> None:
         for wf_id in sorted(self.pending_definitions):

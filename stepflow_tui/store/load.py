@@ -16,11 +16,13 @@ from typing import Any
 
 from stepflow_tui.core.model import Job, State, Workflow, empty_counts
 
+from .archive import Archive, JobTable
 from .documents import (
     FORMAT_VERSION,
     SHARD_SIZE,
     data_files,
     definition_path,
+    ids_of_ranges,
     job_from_document,
     shard_path,
     shard_seq,
@@ -66,6 +68,7 @@ class StateLoader:
         self.shard_dir = shard_dir
         self.persisted = persisted
         self.owner = owner
+        self.archived_workflows: set[int] = set()  # finished workflows whose steps the index describes
 
     def load(self) -> State:
         """Load everything (see the class docstring). Raises ``StoreCorrupt`` or ``StoreError``."""
@@ -101,6 +104,7 @@ class StateLoader:
         index_next_job_id = int(meta.get("next_job_id", 1 << 62))
         self.persisted.shard_files = set(shard_files)
         journaled = self._read_journals(journal_files)
+        self._leave_archived_shards(meta, state, shard_files, journaled)
         max_job_id, max_workflow_id = self._read_jobs(state, shard_files, journaled, index_next_job_id)
         self._drop_stale_journals(journal_files)
         max_workflow_id = max([max_workflow_id, *state.workflows, *definition_files])
@@ -177,23 +181,48 @@ class StateLoader:
             raise self._corrupt(path, "not a journal file")
         return data["jobs"]
 
+    def _leave_archived_shards(self, meta: dict[str, Any], state: State, shard_files: dict[int, Path],
+                               journaled: dict[int, Any]) -> None:
+        """Leave on disk the shards whose jobs all belong to finished workflows (see archive.py)."""
+        unloaded = self.persisted.unloaded
+        archived = self.archived_workflows
+        listed = meta.get("archived_shards")
+        for key, holders in (listed.items() if isinstance(listed, dict) else ()):
+            shard = int(key)
+            # A shard with journal entries is read: its file is not the whole story.
+            if shard in shard_files and shard not in journaled and all(
+                    wf_id in archived or wf_id not in state.workflows for wf_id in holders):
+                unloaded[shard] = list(holders)
+        if unloaded:
+            state.jobs = JobTable(Archive(self.persisted, self.shard_dir, self.owner), state.workflows)
+
     def _read_jobs(self, state: State, shard_files: dict[int, Path],
                    journaled: dict[int, tuple[dict[str, Any], set[int]]], index_next_job_id: int) -> tuple[int, int]:
         """Add the jobs of every shard to ``state`` and its steps; return the highest job and workflow ids
         seen (orphans included)."""
         persisted = self.persisted
-        steps = {(wf.id, step.id): step for wf in state.workflows.values() for step in wf.steps}
+        archived = self.archived_workflows
+        steps = {(wf.id, step.id): step for wf in state.workflows.values() for step in wf.steps
+                 if wf.id not in archived}
         for step in steps.values():
             step.job_ids = []
             step.counts = empty_counts()
         latest: dict[int, str] = {}  # workflow id -> time of its latest job status change
         max_job_id = max_workflow_id = orphans = 0
-        for shard in sorted(set(shard_files) | set(journaled)):
+        for shard in sorted((set(shard_files) | set(journaled)) - set(persisted.unloaded)):
             members: set[int] = set()
+            holders = persisted.shard_workflows.setdefault(shard, set())
             documents = self._shard_documents(shard, shard_files.get(shard), journaled.pop(shard, None))
             for job in self._shard_jobs(shard, documents):
                 max_job_id = max(max_job_id, job.id)
                 max_workflow_id = max(max_workflow_id, job.workflow_id)
+                if job.workflow_id in archived and job.id < index_next_job_id:
+                    # A finished workflow's job beside active ones: in memory, its step as the index has it.
+                    state.jobs[job.id] = job
+                    members.add(job.id)
+                    holders.add(job.workflow_id)
+                    persisted.job_workflow[job.id] = job.workflow_id
+                    continue
                 step = steps.get((job.workflow_id, job.step_id))
                 if step is None or job.id >= index_next_job_id:
                     # Written by a flush whose index never landed (it died, or a live owner is between
@@ -203,6 +232,7 @@ class StateLoader:
                     persisted.pending_shards.add(shard)
                     continue
                 state.jobs[job.id] = job
+                holders.add(job.workflow_id)
                 step.job_ids.append(job.id)
                 step.counts[job.status.value] += 1
                 step.counts["total"] += 1
@@ -249,6 +279,12 @@ class StateLoader:
                 raise self._corrupt(path, f"no definition of workflow {workflow_id}") from None
             self.persisted.definitions[workflow_id] = values["definition"]
         try:
+            steps = values["steps"] = [dict(step) for step in values["steps"]]
+            for step in steps:
+                ranges = step.pop("job_ranges", None)
+                if ranges is not None:  # a finished workflow's: its jobs can stay on disk
+                    step["job_ids"] = ids_of_ranges(ranges)
+                    self.archived_workflows.add(workflow_id)
             return Workflow.from_dict(values)
         except (KeyError, TypeError, ValueError) as error:
             raise self._corrupt(self.path, f"workflow document {doc_id}: {error!r}") from None
