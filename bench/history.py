@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import median, noop_definition, peak_rss_mib, wait_until, work_folder  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
-from stepflow_tui.core.model import Job, State, StepStatus, Workflow, WorkflowStatus  # noqa: E402
+from stepflow_tui.core.model import Job, State, StepStatus, Workflow, WorkflowStatus, empty_counts  # noqa: E402
 from stepflow_tui.store import Store  # noqa: E402
 
 RUNNING_WORKFLOWS = 10
@@ -83,12 +83,14 @@ def add_workflow(state: State, model: Workflow, running: bool) -> Workflow:
         workflow.steps[0].status = StepStatus.PROCESSING
         workflow.history = workflow.history[:1]
     workflow.steps[0].job_ids = []
+    workflow.steps[0].counts = empty_counts()
     state.workflows[workflow.id] = workflow
     state.mark_workflow(workflow)
     return workflow
 
 
 def add_jobs(state: State, workflow: Workflow, count: int, model: dict, running: bool) -> None:
+    step = workflow.steps[0]
     for index in range(count):
         document = dict(model, id=state.next_job_id, workflow_id=workflow.id,
                         parameters=[{"id": "source_path", "type": "string", "value": f"/history/{index}.dat"}])
@@ -100,6 +102,9 @@ def add_jobs(state: State, workflow: Workflow, count: int, model: dict, running:
         job = Job.from_dict(document)
         state.jobs[job.id] = job
         state.mark_job(job)
+        step.job_ids.append(job.id)  # as the engine does: the index keeps a finished step's ids and counts
+        step.counts[job.status.value] += 1
+        step.counts["total"] += 1
 
 
 def build(db_path: Path, jobs: int, workflows: int) -> None:

@@ -905,3 +905,27 @@ def test_deleting_a_workflow_left_on_disk_removes_its_jobs(db: Path) -> None:
     assert sorted(loaded.jobs.get(i).id for i in range(1, SHARD_SIZE + 9) if i in loaded.jobs) == [
         SHARD_SIZE + 6, SHARD_SIZE + 7, SHARD_SIZE + 8]
     assert sorted(shard_inodes(db)) == ["jobs-1.json"]
+
+
+def test_backend_reads_a_finished_workflow_left_on_disk(db: Path) -> None:
+    from stepflow_tui.backend.backend import Backend, BackendConfig
+    from stepflow_tui.plugins import load_registry
+
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, SHARD_SIZE + 2)
+    store.close()
+    backend = Backend(BackendConfig(broker_url="memory://archive-reads", db_path=db, definitions={},
+                                    registry=load_registry()))
+    backend.start()
+    try:
+        assert backend.wait_until_running(30), backend.last_error
+        assert not dict(backend.state.jobs).keys() & set(range(1, SHARD_SIZE))  # left on disk
+        view = backend.workflow(done.id)
+        assert view is not None and view.status == "completed"
+        page = backend.jobs(done.id, 0, offset=SHARD_SIZE - 2, limit=3)
+        assert [job.id for job in page] == [SHARD_SIZE - 1, SHARD_SIZE, SHARD_SIZE + 1]
+        record = backend.job(7)
+        assert record is not None and record["status"] == "completed" and record["id"] == 7
+    finally:
+        backend.stop()
