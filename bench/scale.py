@@ -93,7 +93,8 @@ def restart(db_path: Path, jobs: int) -> None:
     if not backend.wait_until_running(60):
         raise RuntimeError(f"the backend did not start: {backend.last_error}")
     seconds = time.perf_counter() - started
-    loaded = len(backend.state.jobs)
+    # Every job of the state, in memory or left on disk (a finished workflow's: see docs/state.md).
+    loaded = sum(step.counts["total"] for workflow in backend.state.workflows.values() for step in workflow.steps)
     backend.stop()
     print(json.dumps({"ready_seconds": seconds, "jobs": loaded, "peak_rss_mib": peak_rss_mib()}))
 
