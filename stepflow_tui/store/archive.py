@@ -57,6 +57,7 @@ class Archive:
             holders.add(job.workflow_id)
             persisted.job_workflow[job.id] = job.workflow_id
         del persisted.unloaded[shard]
+        persisted.archived = None
 
 
 class JobTable(dict):  # type: ignore[type-arg]

@@ -75,6 +75,10 @@ class Persisted:
         self.shard_workflows: dict[int, set[int]] = {}  # shard -> the workflows its jobs belong to
         # shard -> its workflows, all finished: shards a load left on disk (archive.py reads them on demand)
         self.unloaded: dict[int, list[int]] = {}
+        # meta.archived_shards as last computed; None: to compute again (shards, their workflows or a
+        # workflow's finished state changed). Every flush compares the meta: thousands of shards show.
+        self.archived: dict[str, list[int]] | None = None
+        self._finished: dict[int, bool] = {}  # workflow id -> finished, as `archived` saw it
         # shard not cached -> entries of its final jobs serialised since (see _update_jobs)
         self._final_entries: dict[int, dict[int, str]] = {}
 
@@ -137,6 +141,7 @@ class Persisted:
                 self.pending_shards.add(shard)  # its file still holds the deleted workflow's jobs
         for holders in self.shard_workflows.values():
             holders -= deleted_workflows
+        self.archived = None
         # Rare (an operator's delete): a scan of what is persisted is fine.
         deleted_jobs = {j for j, wf in self.job_workflow.items() if wf in deleted_workflows}
         deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
@@ -165,7 +170,10 @@ class Persisted:
             shard = job_id // self.shard_size
             if shard in self.unloaded:  # a new job in an archived shard: its jobs on disk stay in it
                 state.jobs.bring_shard(shard)  # type: ignore[attr-defined]
-            self.shard_workflows.setdefault(shard, set()).add(job.workflow_id)
+            holders = self.shard_workflows.setdefault(shard, set())
+            if job.workflow_id not in holders:
+                holders.add(job.workflow_id)
+                self.archived = None
             entry = shard_entry(job)
             cache = self.shard_cache.get(shard)
             if cache is not None:
@@ -225,12 +233,15 @@ class Persisted:
                 # number tells the load that those entries (deleted jobs, orphans) are gone. Removed
                 # once no journal file holds jobs of it (see `written`).
                 plan.shards[shard] = shard_text(self.cached_shard(shard, state), plan.seq)
-                self.shard_files.add(shard)
+                if shard not in self.shard_files:
+                    self.shard_files.add(shard)
+                    self.archived = None
             else:
                 self.shard_members.pop(shard, None)
                 self.shard_cache.pop(shard, None)
                 self._final_entries.pop(shard, None)
                 self.shard_workflows.pop(shard, None)
+                self.archived = None
                 self.shard_files.discard(shard)
                 plan.shards[shard] = None
 
@@ -291,13 +302,18 @@ class Persisted:
 
     def _archived_shards(self, state: State) -> dict[str, list[int]]:
         """The shards whose jobs all belong to finished workflows, with those workflows."""
-        archived = {str(shard): holders for shard, holders in self.unloaded.items()}
         workflows = state.workflows
+        finished = {wf_id: workflow.finished for wf_id, workflow in workflows.items()}
+        if self.archived is not None and finished == self._finished:
+            return self.archived
+        self._finished = finished
+        archived = {str(shard): holders for shard, holders in self.unloaded.items()}
         for shard, holders in self.shard_workflows.items():
             if holders and shard in self.shard_files and all(
                     wf_id not in workflows or workflows[wf_id].finished for wf_id in holders):
                 archived[str(shard)] = sorted(holders)
-        return dict(sorted(archived.items(), key=lambda item: int(item[0])))
+        self.archived = dict(sorted(archived.items(), key=lambda item: int(item[0])))
+        return self.archived
 
     def _plan_definitions(self, plan: Plan, state: State) -> None:
         for wf_id in sorted(self.pending_definitions):
