@@ -249,12 +249,9 @@ class StateLoader:
         _rebuild_updated_at(state, latest)
         if orphans:
             # Expected while reading a live owner's files; after a crash, worth a line in the log.
-            log.log(
-                logging.WARNING if self.owner else logging.DEBUG,
-                "%s: ignored %d jobs the index does not know (an interrupted flush or delete)",
-                self.path,
-                orphans,
-            )
+            log.log(logging.WARNING if self.owner else logging.DEBUG,
+                    "%s: ignored %d jobs the index does not know (an interrupted flush or delete)",
+                    self.path, orphans)
         return max_job_id, max_workflow_id
 
     def _read_workflow(self, doc_id: str, document: Any, definition_files: dict[int, Path]) -> Workflow | None:
