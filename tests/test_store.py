@@ -867,12 +867,13 @@ def test_finished_workflows_stay_on_disk_until_asked_for(db: Path) -> None:
     store.close()
 
     for loaded in (reopen(db), read_state(db)):
-        assert sorted(dict(loaded.jobs)) == [2 * SHARD_SIZE, 2 * SHARD_SIZE + 1]  # shards 0 and 1 left on disk
+        assert sorted(dict.keys(loaded.jobs)) == [2 * SHARD_SIZE, 2 * SHARD_SIZE + 1]  # shards 0 and 1 left on disk
         step = loaded.workflows[done.id].step(0)
         assert step.job_ids == list(range(1, 2 * SHARD_SIZE + 1))
         assert step.counts["completed"] == step.counts["total"] == 2 * SHARD_SIZE
         assert loaded.jobs.get(3).status is JobStatus.COMPLETED and 3 in loaded.jobs  # shard 0 read now
-        assert loaded.jobs[1].id == 1 and len(loaded.jobs) == SHARD_SIZE + 1  # kept (ids 1..249, 500, 501)
+        assert loaded.jobs[1].id == 1 and dict.__len__(loaded.jobs) == SHARD_SIZE + 1  # kept: ids 1..249, 500, 501
+        assert len(loaded.jobs) == 2 * SHARD_SIZE + 1  # iterating reads every shard
         assert loaded.jobs.get(10**6) is None and 10**6 not in loaded.jobs
 
     # Changed once read (a retry), and a new job in an archived shard: its jobs on disk stay.
@@ -895,7 +896,7 @@ def test_deleting_a_workflow_left_on_disk_removes_its_jobs(db: Path) -> None:
     store.close()
     store = Store(db)
     state = store.open()
-    assert not dict(state.jobs).keys() & set(range(1, SHARD_SIZE))
+    assert not dict.keys(state.jobs) & set(range(1, SHARD_SIZE))
     del state.workflows[done.id]  # marked only, as the store's callers may
     state.deleted_workflows.add(done.id)
     store.flush(state)
@@ -920,7 +921,7 @@ def test_backend_reads_a_finished_workflow_left_on_disk(db: Path) -> None:
     backend.start()
     try:
         assert backend.wait_until_running(30), backend.last_error
-        assert not dict(backend.state.jobs).keys() & set(range(1, SHARD_SIZE))  # left on disk
+        assert not dict.keys(backend.state.jobs) & set(range(1, SHARD_SIZE))  # left on disk
         view = backend.workflow(done.id)
         assert view is not None and view.status == "completed"
         page = backend.jobs(done.id, 0, offset=SHARD_SIZE - 2, limit=3)

@@ -4,12 +4,13 @@ The index lists the shards whose jobs all belong to finished workflows (``meta.a
 finished workflow's steps' counts and job ids, so a load neither reads those shards nor builds their jobs.
 `JobTable` is the State's ``jobs`` after such a load: a dict of the jobs in memory that reads an archived
 shard into itself the first time one of its jobs is asked for (``get``, ``[]``, ``in``, ``pop``). Iterating it
-(``values``, ``items``, ``len``) sees the jobs in memory only: every job of an active workflow, which is what
-the engine scans for.
+or taking its ``len`` reads every archived shard first (the whole state, as a plain dict would give); code
+that wants the jobs in memory only — every job of an active workflow — uses ``dict.values(jobs)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,30 @@ class JobTable(dict):  # type: ignore[type-arg]
         if dict.__contains__(self, key):
             return True
         return self._archive.bring(key, self, self._workflows) and dict.__contains__(self, key)
+
+    def _bring_all(self) -> None:
+        for shard in list(self._archive.persisted.unloaded):
+            self._archive.bring_shard(shard, self, self._workflows)
+
+    def __iter__(self) -> Iterator[int]:
+        self._bring_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._bring_all()
+        return dict.__len__(self)
+
+    def keys(self) -> KeysView[int]:  # type: ignore[override]
+        self._bring_all()
+        return dict.keys(self)
+
+    def values(self) -> ValuesView[Job]:  # type: ignore[override]
+        self._bring_all()
+        return dict.values(self)
+
+    def items(self) -> ItemsView[int, Job]:  # type: ignore[override]
+        self._bring_all()
+        return dict.items(self)
 
     def pop(self, key: int, *default: Any) -> Any:  # type: ignore[override]
         if not dict.__contains__(self, key):

@@ -144,7 +144,8 @@ class Persisted:
         self.archived = None
         # Rare (an operator's delete): a scan of what is persisted is fine.
         deleted_jobs = {j for j, wf in self.job_workflow.items() if wf in deleted_workflows}
-        deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
+        # In memory only (dict.items): the deleted workflows' shards left on disk were read in above.
+        deleted_jobs |= {j for j, job in dict.items(state.jobs) if job.workflow_id in deleted_workflows}
         return deleted_jobs
 
     def _drop_jobs(self, deleted_jobs: set[int]) -> None:
