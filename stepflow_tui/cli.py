@@ -353,7 +353,7 @@ def follow(backend, workflow_id: int, out=None) -> int:
             else:
                 print(line, file=out, flush=True)
             last_line, last_print = line, now
-        if view.status in ("completed", "error", "aborted"):
+        if view.status in ("completed", "error", "stopped", "aborted"):
             if tty:
                 out.write("\n")
             print_summary(backend, view, out)

@@ -411,3 +411,17 @@ def test_core_modules_stay_pure() -> None:
             "print(sorted(m for m in ('pika', 'textual', 'tinydb') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ({"version_major": 1}, "1"),
+    ({"version_major": 1, "version_minor": 2}, "1.2"),
+    ({"version_major": 1, "version_minor": 2, "version_micro": 3}, "1.2.3"),
+    ({"version_minor": 4}, "0.4"),
+    ({}, "0.0.1"),
+])
+def test_version_is_shown_as_the_definition_states_it(given: dict[str, int], shown: str) -> None:
+    raw = {"identifier": "v", "label": "V", "steps": [{"id": 1, "name": "a", "label": "A"}], **given}
+    (definition,) = parse_definitions(raw, "v.json")
+    assert definition.version == shown
+    assert definition_from_dict(definition.raw, "v.json").version == shown  # the snapshot keeps it

@@ -104,7 +104,8 @@ def _deep_copy(value: Any) -> Any:
 def workflow_view(workflow: Workflow) -> WorkflowView:
     """The immutable view of a workflow and its steps."""
     steps = tuple(StepView(id=s.id, name=s.name, label=s.label, status=s.status.value, counts=dict(s.counts),
-                           job_count=len(s.job_ids)) for s in workflow.steps)
+                           job_count=len(s.job_ids), launched_at=s.launched_at, finished_at=s.finished_at)
+                  for s in workflow.steps)
     return WorkflowView(id=workflow.id, identifier=workflow.identifier, label=workflow.label,
                         version=workflow.version, status=workflow.status.value, paused=workflow.paused,
                         parameters=dict(workflow.parameters), counts=workflow.counts(), steps=steps,
@@ -114,5 +115,8 @@ def workflow_view(workflow: Workflow) -> WorkflowView:
 
 def job_view(job: Job) -> JobView:
     """The immutable view of a job (for lists)."""
+    source = job.parameter("source_path")
     return JobView(id=job.id, workflow_id=job.workflow_id, step_id=job.step_id, job_type=job.job_type,
-                   status=job.status.value, progress=job.progress, error=job.error)
+                   status=job.status.value, progress=job.progress, error=job.error,
+                   input=source if isinstance(source, str) else None, worker=job.worker,
+                   duration=job.execution_duration, started_at=job.started_at)

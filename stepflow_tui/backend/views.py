@@ -15,6 +15,8 @@ class StepView:
     status: str
     counts: dict[str, int]  # queued, processing, retrying, completed, error, skipped, stopped, total
     job_count: int
+    launched_at: str | None = None  # None for a step never launched (pending, or skipped by an abort)
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,10 @@ class JobView:
     status: str
     progress: int
     error: str | None = None
+    input: str | None = None  # the file it works on (its source_path parameter), when it has one
+    worker: str | None = None  # instance id of the worker that reported on it last
+    duration: float | None = None  # execution duration reported by the worker, in seconds
+    started_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

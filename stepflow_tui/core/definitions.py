@@ -81,6 +81,7 @@ class WorkflowDefinition:
     version_major: int = 0
     version_minor: int = 0
     version_micro: int = 1
+    version_parts: int = 3  # how many of major/minor/micro the JSON gave (up to the last one given)
     tags: tuple[str, ...] = ()
     start_parameters: tuple[StartParameter, ...] = ()
     steps: tuple[StepDefinition, ...] = ()
@@ -89,7 +90,9 @@ class WorkflowDefinition:
 
     @property
     def version(self) -> str:
-        return f"{self.version_major}.{self.version_minor}.{self.version_micro}"
+        """The version as the definition states it: ``version_major: 1`` alone is ``1``, not ``1.0.1``."""
+        parts = (self.version_major, self.version_minor, self.version_micro)
+        return ".".join(str(part) for part in parts[:self.version_parts or 3])
 
     def step(self, step_id: int) -> StepDefinition:
         for step in self.steps:
@@ -129,6 +132,7 @@ PARAMETER_TYPES: dict[str, str | None] = {
 #: Parameter types rendered by the engine before an order is sent (they arrive as string / array_of_strings).
 TEMPLATE_TYPES = ("template", "array_of_templates")
 
+VERSION_KEYS = ("version_major", "version_minor", "version_micro")
 _WORKFLOW_KEYS = frozenset({"identifier", "label", "version_major", "version_minor", "version_micro", "tags",
                             "start_parameters", "steps"})
 _STEP_KEYS = frozenset({"id", "name", "label", "parent_ids", "required_to_start", "mode", "parameters",
@@ -452,8 +456,9 @@ def _normalise(definition: WorkflowDefinition) -> dict[str, Any]:
         steps.append(raw_step)
     return {
         "identifier": definition.identifier, "label": definition.label,
-        "version_major": definition.version_major, "version_minor": definition.version_minor,
-        "version_micro": definition.version_micro, "tags": list(definition.tags),
+        **dict(list(zip(VERSION_KEYS, (definition.version_major, definition.version_minor,
+                                       definition.version_micro)))[:definition.version_parts or 3]),
+        "tags": list(definition.tags),
         "start_parameters": start_parameters, "steps": steps,
     }
 
@@ -474,11 +479,14 @@ def _parse_workflow(raw: Any, source: str, where: str) -> WorkflowDefinition:
         raise ctx.error(eex, "EEx expressions ('<%') are not supported: use {name} templates")
     _check_keys(ctx, raw, "", _WORKFLOW_KEYS, _IGNORED_WORKFLOW_KEYS)
     label = _required_string(ctx, raw, "label", "")
-    versions = {}
-    for key, default in (("version_major", 0), ("version_minor", 0), ("version_micro", 1)):
+    versions: dict[str, int] = {}
+    for key, default in zip(VERSION_KEYS, (0, 0, 1)):
         versions[key] = raw.get(key, default)
         if not _is_int(versions[key]) or versions[key] < 0:
             raise ctx.error(key, f"must be an integer >= 0, not {versions[key]!r}")
+    # shown as stated: a part given implies the parts before it; none given shows the whole default
+    versions["version_parts"] = max((index + 1 for index, key in enumerate(VERSION_KEYS) if key in raw),
+                                    default=3)
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ctx.error("tags", f"must be a list of strings, not {tags!r}")

@@ -540,8 +540,10 @@ class Engine:
         active = any(s in (StepStatus.QUEUED, StepStatus.PROCESSING) for s in statuses)
         if all(s in (StepStatus.COMPLETED, StepStatus.SKIPPED) for s in statuses):
             status = WorkflowStatus.COMPLETED
-        elif not active and any(s in (StepStatus.ERROR, StepStatus.STOPPED) for s in statuses):
+        elif not active and StepStatus.ERROR in statuses:
             status = WorkflowStatus.ERROR
+        elif not active and StepStatus.STOPPED in statuses:
+            status = WorkflowStatus.STOPPED  # an operator's cancel is not a failure
         elif workflow.paused:
             status = WorkflowStatus.PAUSED
         else:
@@ -588,7 +590,7 @@ class Engine:
         job.error = None
         job.traceback = None
         self._requeue(workflow, job, "retried by operator")
-        if workflow.status in (WorkflowStatus.ERROR, WorkflowStatus.COMPLETED):
+        if workflow.status in (WorkflowStatus.ERROR, WorkflowStatus.STOPPED, WorkflowStatus.COMPLETED):
             workflow.finished_at = None
         return job
 

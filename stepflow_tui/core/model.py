@@ -38,6 +38,7 @@ class WorkflowStatus(StrEnum):
     PAUSED = "paused"
     COMPLETED = "completed"
     ERROR = "error"
+    STOPPED = "stopped"  # ended with stopped (cancelled) jobs and no failed one: not an error
     ABORTED = "aborted"
 
 
@@ -45,7 +46,8 @@ class WorkflowStatus(StrEnum):
 JOB_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.SKIPPED, JobStatus.STOPPED})
 #: Job statuses that count as "done" for gating the next step.
 JOB_DONE = frozenset({JobStatus.COMPLETED, JobStatus.SKIPPED})
-WORKFLOW_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.ERROR, WorkflowStatus.ABORTED})
+WORKFLOW_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.ERROR, WorkflowStatus.STOPPED,
+                            WorkflowStatus.ABORTED})
 STEP_FINAL = frozenset({StepStatus.COMPLETED, StepStatus.ERROR, StepStatus.SKIPPED, StepStatus.STOPPED})
 
 

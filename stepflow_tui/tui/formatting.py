@@ -41,8 +41,8 @@ STATUS_MEANINGS: tuple[tuple[str, str], ...] = (
     ("retrying", "job failed and waits for its automatic retry"),
     ("completed", "done; outputs and destination paths recorded"),
     ("error", "failed: see the error and traceback in the detail pane, r retries"),
-    ("skipped", "step had no inputs (its parents produced nothing to work on)"),
-    ("stopped", "job cancelled (x) or dropped by an abort"),
+    ("skipped", "step had no inputs (its parents produced nothing), or its workflow was aborted before it began"),
+    ("stopped", "job cancelled (x) or dropped by an abort; a workflow whose jobs ended stopped, none failed"),
     ("paused", "workflow does not dispatch its queued jobs until resumed (p)"),
     ("aborted", "workflow stopped by the operator (a); its unfinished jobs are stopped"),
 )
@@ -145,3 +145,23 @@ def job_line(job_id: int, status: str, progress: int, error: str | None = None) 
 def job_view_line(job: JobView) -> Text:
     """The tree line of a `JobView`."""
     return job_line(job.id, job.status, job.progress, job.error)
+
+
+def step_status_note(step: StepView) -> str:
+    """Why a step ended as it did, when its status alone misleads: a step an abort kept from starting is
+    ``skipped`` like one whose parents produced nothing, and only its launch time tells them apart."""
+    if step.status == "skipped":
+        return "aborted before it began" if step.launched_at is None else "no inputs: its parents produced none"
+    return ""
+
+
+def failed_jobs_phrase(count: int, errors: int, stopped: int) -> str:
+    """``3 failed jobs``, ``1 stopped job``, ``2 failed or stopped jobs``: a cancelled job is not a failure,
+    and the retry confirmation should not call it one. ``errors`` and ``stopped`` come from the view's counts
+    (which kinds there are); ``count`` is the backend's number."""
+    noun = "job" if count == 1 else "jobs"
+    if stopped and not errors:
+        return f"{count} stopped {noun}"
+    if stopped:
+        return f"{count} failed or stopped {noun}"
+    return f"{count} failed {noun}"

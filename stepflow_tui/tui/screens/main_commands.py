@@ -24,7 +24,7 @@ from stepflow_tui.backend import (
     WorkflowView,
     redrive_summary,
 )
-from stepflow_tui.tui.formatting import workflow_status
+from stepflow_tui.tui.formatting import failed_jobs_phrase, workflow_status
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
 from stepflow_tui.tui.screens.filter import FilterScreen
 from stepflow_tui.tui.screens.help import HelpScreen
@@ -147,23 +147,25 @@ class MainCommands:
     def _ask_retry(self, ref: NodeRef, count: int) -> None:
         view = self.tree.views.get(ref.workflow_id)
         name = f"workflow #{ref.workflow_id}" + (f" {view.identifier}" if view else "")
+        counts = view.counts if view is not None else {}
         if ref.kind == "step" and view is not None:
             step = next((s for s in view.steps if s.id == ref.step_id), None)
             name = f"step '{step.label or step.name if step else ref.step_id}'"
+            counts = step.counts if step is not None else counts
         if count == 0:
             self.notify(f"no failed jobs in {name}", severity="information")
             return
+        what = failed_jobs_phrase(count, counts.get("error", 0), counts.get("stopped", 0))
         jobs = "job" if count == 1 else "jobs"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_command(f"retry {count} failed {jobs} of {name}",
+                self.run_command(f"retry {what} of {name}",
                                  lambda: self.backend.retry_failed(ref.workflow_id, ref.step_id),
                                  lambda n: self.notify(f"{n} {jobs} queued again"))
 
-        detail = f"Workflow #{ref.workflow_id}. Each failed job gets a new order; its history is kept."
-        self.app.push_screen(ConfirmScreen(f"Retry {count} failed {jobs} of {name}?", detail,
-                                           confirm_label="Retry"), answered)
+        detail = f"Workflow #{ref.workflow_id}. Each of them gets a new order; its history is kept."
+        self.app.push_screen(ConfirmScreen(f"Retry {what} of {name}?", detail, confirm_label="Retry"), answered)
 
     def action_abort(self) -> None:
         if self.refused("abort"):

@@ -21,6 +21,7 @@ from stepflow_tui.tui.formatting import (
     parse_time,
     short_duration,
     status_text,
+    step_status_note,
     workflow_status,
 )
 
@@ -135,7 +136,7 @@ def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
         _fields([
             ("status", status_text(workflow_status(view))),
             ("progress", f"{view.done}/{view.total} jobs done, {view.counts.get('error', 0)} failed"),
-            ("version", view.version),
+            ("version", f"v{view.version}"),
             ("created", _when(view.created_at, now)),
             ("updated", _when(view.updated_at, now)),
             ("finished", _when(view.finished_at, now)),
@@ -156,15 +157,22 @@ def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefiniti
             step_definition = definition.step(step.id)
         except KeyError:
             step_definition = None
+    status = status_text(step.status)
+    if note := step_status_note(step):
+        status.append(f" ({note})", style="dim")
     rows: list[tuple[str, Any]] = [
-        ("status", status_text(step.status)),
+        ("status", status),
         ("job type", step.name),
         ("queue", f"job_{step.name}"),
         ("jobs", step.job_count),
     ]
     if step_definition is not None:
-        parents = ", ".join(str(parent) for parent in step_definition.parent_ids) or "none"
-        rows += [("mode", step_definition.mode), ("parents", parents),
+        names = {other.id: f"{other.id} {other.label or other.name}" for other in view.steps}
+        inputs = ", ".join(names.get(parent, str(parent)) for parent in step_definition.parent_ids)
+        # required_to_start gates the launch on its own: "parents none" hid a step waiting for step 2
+        waits = ", ".join(names.get(other, str(other)) for other in step_definition.required_to_start)
+        rows += [("mode", step_definition.mode), ("inputs from", inputs or "its parameters (no parent step)"),
+                 ("starts after", waits or "the workflow's start"),
                  ("max retries", step_definition.max_retries), ("timeout", step_definition.timeout)]
     return Group(
         Text.assemble((f"Step {step.id} ", "bold"), (step.label or step.name, "bold cyan"),

@@ -1,0 +1,48 @@
+"""What the workbench says about how things ended: a cancel is not a failure, a step an abort kept from
+starting did not lack inputs, a step waiting for another says so, a version reads as it was written."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from stepflow_tui.backend.views import StepView
+from stepflow_tui.core.definitions import StepDefinition, WorkflowDefinition
+from stepflow_tui.tui.formatting import failed_jobs_phrase, step_status_note
+from stepflow_tui.tui.widgets.detail import step_detail, workflow_detail
+
+from .fakes import NOW, FakeBackend
+
+
+def rendered(renderable) -> str:
+    console = Console(width=100, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_retry_wording_names_stopped_jobs_as_stopped():
+    assert failed_jobs_phrase(1, 0, 1) == "1 stopped job"
+    assert failed_jobs_phrase(3, 3, 0) == "3 failed jobs"
+    assert failed_jobs_phrase(4, 3, 1) == "4 failed or stopped jobs"
+
+
+def test_a_skipped_step_tells_an_abort_from_a_lack_of_inputs():
+    never_launched = StepView(3, "manifest", "manifest", "skipped", {}, 0)
+    launched = StepView(3, "manifest", "manifest", "skipped", {}, 0, launched_at="2026-03-02T10:00:00Z")
+    assert step_status_note(never_launched) == "aborted before it began"
+    assert step_status_note(launched) == "no inputs: its parents produced none"
+    assert step_status_note(StepView(1, "a", "a", "completed", {}, 1)) == ""
+
+
+def test_step_detail_shows_what_a_step_waits_for():
+    view = FakeBackend().workflow(14)
+    definition = WorkflowDefinition("gate", "Gate", steps=(
+        StepDefinition(1, "list_files", "list files"), StepDefinition(2, "checksum", "checksum"),
+        StepDefinition(3, "manifest", "manifest", required_to_start=(2,))))
+    text = rendered(step_detail(view, view.steps[2], definition))
+    assert "inputs from  its parameters (no parent step)" in text
+    assert "starts after 2 checksum" in text and "parents" not in text
+
+
+def test_workflow_detail_shows_the_version_as_defined():
+    view = FakeBackend().workflow(12)
+    assert "version  v0.0.1" in rendered(workflow_detail(view, NOW))
