@@ -457,7 +457,7 @@ def _normalise(definition: WorkflowDefinition) -> dict[str, Any]:
     return {
         "identifier": definition.identifier, "label": definition.label,
         **dict(list(zip(VERSION_KEYS, (definition.version_major, definition.version_minor,
-                                       definition.version_micro)))[:definition.version_parts or 3]),
+                                       definition.version_micro), strict=True))[:definition.version_parts or 3]),
         "tags": list(definition.tags),
         "start_parameters": start_parameters, "steps": steps,
     }
@@ -480,7 +480,7 @@ def _parse_workflow(raw: Any, source: str, where: str) -> WorkflowDefinition:
     _check_keys(ctx, raw, "", _WORKFLOW_KEYS, _IGNORED_WORKFLOW_KEYS)
     label = _required_string(ctx, raw, "label", "")
     versions: dict[str, int] = {}
-    for key, default in zip(VERSION_KEYS, (0, 0, 1)):
+    for key, default in zip(VERSION_KEYS, (0, 0, 1), strict=True):
         versions[key] = raw.get(key, default)
         if not _is_int(versions[key]) or versions[key] < 0:
             raise ctx.error(key, f"must be an integer >= 0, not {versions[key]!r}")
