@@ -38,11 +38,13 @@ from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
 from stepflow_tui.backend.loop import BrokerLoop
+from stepflow_tui.backend.queue_counters import CountersPoller
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker.base import Connection, QueueState, mask_url
+from stepflow_tui.broker.management import ManagementAPI
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
@@ -94,9 +96,14 @@ class Backend:
         self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
+        counters = None
+        if self.config.broker_url.startswith("amqp"):
+            counters = CountersPoller(ManagementAPI(self.config.broker_url), self.config.queue_interval,
+                                      self._stopping)
+            counters.start()
         self._dispatcher = Dispatcher(config=self.config, lock=self.store.lock, engine=self.engine,
                                       stats=self.stats, updates=self._updates, stopping=self._stopping,
-                                      job_types=self._job_types)
+                                      job_types=self._job_types, counters=counters)
         self._loop = BrokerLoop(config=self.config, store=self.store, engine=self.engine, stats=self.stats,
                                 updates=self._updates, workers=self._workers, drops=self._drops,
                                 dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,

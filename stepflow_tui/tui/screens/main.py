@@ -68,7 +68,7 @@ class MainScreen(MainCommands, Screen[None]):
         with Horizontal(id="panes"):
             yield WorkflowTree(self.backend, self.clock, id="tree")
             yield DetailPane(id="detail")
-        yield QueuesPanel(id="queues")
+        yield QueuesPanel(lambda: self.clock().timestamp(), id="queues")
         yield LogPanel(id="log", max_lines=2000, wrap=True)
         yield WorkbenchFooter()
 
@@ -271,9 +271,10 @@ class MainScreen(MainCommands, Screen[None]):
             self._redraw_detail()
 
     def _refresh_ages(self) -> None:
-        """Every 10 s: the tree's ages, and the detail's when it shows something finished (a live one is
+        """Every 10 s: the tree's ages, the queues' rates, and the detail's when it shows something finished (a live one is
         redrawn every `DETAIL_TICK`)."""
         self.tree.refresh_ages()
+        self.query_one(QueuesPanel).tick()
         if self._ready and not self._detail_is_live():
             self._redraw_detail()
 
