@@ -321,6 +321,11 @@ class Backend:
         """A job's full record (``Job.to_dict()``), or None."""
         return self._reads.job(job_id)
 
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        """At most ``limit`` jobs whose id is ``text`` (``14`` or ``#14``) or one of whose parameter values
+        contains it, each with its ``position`` in its step (the page that lists it)."""
+        return self._reads.find_jobs(text, limit)
+
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
         or reported processing."""

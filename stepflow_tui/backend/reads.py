@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -50,6 +51,27 @@ class StateReader:
         with self._lock:
             job = self._state.jobs.get(job_id)
             return None if job is None else _deep_copy(job.to_dict())
+
+    def find_jobs(self, text: str, limit: int) -> list[JobView]:
+        """Jobs whose id is ``text`` (``14`` or ``#14``) or one of whose parameter values contains it (case
+        ignored), newest workflows first, with their position in their step."""
+        needle = text.strip().lower()
+        if not needle:
+            return []
+        with self._lock:
+            jobs = self._state.jobs
+            wanted = needle.removeprefix("#")
+            exact = jobs.get(int(wanted)) if wanted.isdigit() else None
+            found = [] if exact is None else [_positioned(exact, self._state.workflows.get(exact.workflow_id))]
+            for workflow in sorted(self._state.workflows.values(), key=lambda w: -w.id):
+                for step in workflow.steps:
+                    for position, job_id in enumerate(step.job_ids):
+                        if len(found) >= limit:
+                            return found
+                        job = jobs.get(job_id)
+                        if job is not None and job is not exact and _mentions(job, needle):
+                            found.append(dataclasses.replace(job_view(job), position=position))
+            return found
 
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
@@ -120,3 +142,19 @@ def job_view(job: Job) -> JobView:
                    status=job.status.value, progress=job.progress, error=job.error,
                    input=source if isinstance(source, str) else None, worker=job.worker,
                    duration=job.execution_duration, started_at=job.started_at)
+
+
+def _mentions(job: Job, needle: str) -> bool:
+    """Whether one of the job's parameter values contains ``needle`` (already lower case)."""
+    return any(needle in str(parameter.get("value", "")).lower() for parameter in job.parameters)
+
+
+def _positioned(job: Job, workflow: Workflow | None) -> JobView:
+    """The view of ``job`` with its index among its step's jobs."""
+    position = None
+    if workflow is not None:
+        try:
+            position = workflow.step(job.step_id).job_ids.index(job.id)
+        except (KeyError, ValueError):
+            position = None
+    return dataclasses.replace(job_view(job), position=position)

@@ -58,6 +58,7 @@ class JobView:
     worker: str | None = None  # instance id of the worker that reported on it last
     duration: float | None = None  # execution duration reported by the worker, in seconds
     started_at: str | None = None
+    position: int | None = None  # its index among its step's jobs (given by `find_jobs`: the page to list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,11 @@ like the real backend does (an `Update`, from the calling thread, never the UI's
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -223,6 +224,24 @@ class FakeBackend:
             "started_at": iso(started) if view.status != "queued" else None,
             "finished_at": finished,
         }
+
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        """A job by id (``3026`` or ``#3026``); or by its file name (``img_00042``: job 42 of each step)."""
+        wanted = text.strip().lower().removeprefix("#")
+        with self._lock:
+            if wanted.isdigit():
+                found = self._find_job(int(wanted))
+                if found is None:
+                    return []
+                workflow, step, index = found
+                return [replace(self._job_view(workflow.id, step, index), position=index)]
+            match = re.search(r"img_(\d+)", wanted)
+            if match is None:
+                return []
+            index = int(match.group(1))
+            return [replace(self._job_view(workflow.id, step, index), position=index)
+                    for workflow in sorted(self._workflows.values(), key=lambda w: -w.id)
+                    for step in workflow.steps if index < step.job_count][:limit]
 
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         view = self.workflow(workflow_id)

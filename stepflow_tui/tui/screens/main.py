@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +27,7 @@ from stepflow_tui.backend import (
 )
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
 from stepflow_tui.tui.screens.main_commands import MainCommands
+from stepflow_tui.tui.screens.main_search import MainSearch
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.source import UpdateRelay
 from stepflow_tui.tui.widgets.detail import DetailPane, job_detail, step_detail, workflow_detail
@@ -42,7 +44,7 @@ logger = logging.getLogger("stepflow_tui.tui")
 DETAIL_TICK = 2.0
 
 
-class MainScreen(MainCommands, Screen[None]):
+class MainScreen(MainCommands, MainSearch, Screen[None]):
     """Everything an operator watches, and the keys that act on the selection (`MainCommands`)."""
 
     CSS_PATH = "main.tcss"
@@ -200,6 +202,10 @@ class MainScreen(MainCommands, Screen[None]):
 
     def _show_detail(self, ref: NodeRef | None) -> None:
         pane = self.query_one(DetailPane)
+        if not self.tree.root.children:  # the cursor may still name a line that went
+            pane.show(Text("Nothing to show: no workflow matches the filter (/ to change or clear it).",
+                           style="dim"))
+            return
         if ref is None or ref.kind in PAGER_LINES:
             return
         self._detail_record = None

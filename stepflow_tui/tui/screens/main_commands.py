@@ -26,13 +26,12 @@ from stepflow_tui.backend import (
 )
 from stepflow_tui.tui.formatting import failed_jobs_phrase, workflow_status
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
-from stepflow_tui.tui.screens.filter import FilterScreen
 from stepflow_tui.tui.screens.help import HelpScreen
 from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import WorkflowTree
-from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, TreeFilter
+from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef
 
 logger = logging.getLogger("stepflow_tui.tui")
 
@@ -279,17 +278,6 @@ class MainCommands:
             f"In {JOB_DEAD_LETTER} now, by the queue each died in:\n{lines}\n\nEach goes back to its exchange "
             f"and routing key, and leaves {JOB_DEAD_LETTER} once the broker has it.", confirm_label="Redrive"),
             answered)
-
-    def action_filter(self) -> None:
-        self.app.push_screen(FilterScreen(self.tree.tree_filter), self._filtered)
-
-    def _filtered(self, tree_filter: TreeFilter | None) -> None:
-        if tree_filter is None:
-            return
-        self.tree.set_filter(tree_filter)
-        shown = len(self.tree.root.children)
-        if tree_filter.active:
-            self.notify(f"filter {tree_filter.describe()}: {shown} of {len(self.tree.views)} workflows shown")
 
     def action_workers(self) -> None:
         self.app.push_screen(WorkersScreen(self.backend, self.clock))

@@ -55,6 +55,13 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         self._tokens = itertools.count(1)
         #: What each listed job line shows: (status, progress, error).
         self._job_shown: dict[int, tuple[str, int, str | None]] = {}
+        #: The job to put the cursor on once its page is listed (`jump_to_job`).
+        self._reveal_when_listed: dict[StepKey, int] = {}
+        #: Expanded workflows and steps, kept while a filter hides them: clearing it brings them back open.
+        self._expanded_workflows: set[int] = set()
+        self._expanded_steps: set[StepKey] = set()
+        #: The selection before a filter was set, put back when the filter is cleared.
+        self._selected_before_filter: NodeRef | None = None
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
@@ -136,13 +143,13 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     def show_workflows(self, views: Iterable[WorkflowView], *, expand_running: bool = False) -> None:
         """Rebuild from a full list (first load, filter change), keeping the cursor and expanded steps."""
         selected = self.selected_ref
-        expanded_workflows = {wid for wid, node in self._workflow_nodes.items() if node.is_expanded}
-        expanded_steps = {key for key, node in self._step_nodes.items() if node.is_expanded}
+        expanded_workflows, expanded_steps = self._remember_expanded()
         self.clear()
         for mapping in (self._workflow_nodes, self._step_nodes, self._job_nodes, self._more_nodes,
                         self._earlier_nodes, self._window, self._job_shown):
             mapping.clear()
         self._loading.clear()
+        self._reveal_when_listed.clear()
         self.views = {view.id: view for view in views}
         for view in sorted(self.views.values(), key=lambda v: v.id):
             if not self.tree_filter.matches(view):
@@ -158,10 +165,30 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         self._restore(selected)
 
     def set_filter(self, tree_filter: TreeFilter) -> None:
-        """Show only the workflows ``tree_filter`` matches (job pages follow its status)."""
+        """Show only the workflows ``tree_filter`` matches (job pages follow its status). Clearing it puts
+        back the selection of before the filter, and what was expanded stays expanded."""
+        if tree_filter.active and not self.tree_filter.active:
+            self._selected_before_filter = self.selected_ref
         self.tree_filter = tree_filter
-        self.border_subtitle = f"filter: {tree_filter.describe()}" if tree_filter.active else ""
         self.show_workflows(list(self.views.values()))
+        shown = len(self._workflow_nodes)
+        subtitle = f"filter: {tree_filter.describe()}" + ("  — no match" if not shown else "")
+        self.border_subtitle = subtitle if tree_filter.active else ""
+        before = self._selected_before_filter
+        if not tree_filter.active and before is not None:
+            self._selected_before_filter = None
+            self._restore(before)
+            if before.kind == "job" and before.step_key in self._step_nodes and before.job_id is not None:
+                # its step lists its first page again: the cursor goes back to the job if it is there
+                self._reveal_when_listed[before.step_key] = before.job_id
+
+    def _remember_expanded(self) -> tuple[set[int], set[StepKey]]:
+        """The expanded workflows and steps: those shown as they are now, the hidden ones as they were."""
+        for workflow_id, node in self._workflow_nodes.items():
+            (self._expanded_workflows.add if node.is_expanded else self._expanded_workflows.discard)(workflow_id)
+        for key, node in self._step_nodes.items():
+            (self._expanded_steps.add if node.is_expanded else self._expanded_steps.discard)(key)
+        return set(self._expanded_workflows), set(self._expanded_steps)
 
     def apply_workflow(self, workflow_id: int, view: WorkflowView | None) -> None:
         """A workflow changed (``view`` None: it was deleted): update its node and its steps' lines."""

@@ -1,0 +1,86 @@
+"""`/`: the text finds workflows by id, identifier, label or parameter value, and jobs by id or parameter
+value; a job found is selected, its page listed first; "no match" is said; clearing keeps what was open."""
+
+from __future__ import annotations
+
+from stepflow_tui.tui.widgets.tree_refs import NodeRef, TreeFilter
+
+from .fakes import FakeBackend
+from .helpers import make_app, open_step, select, settle, tree_of
+from .test_actions import detail_text
+
+SIZE = (120, 36)
+
+
+def messages(app) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+async def search(pilot, text: str) -> None:
+    await pilot.press("slash")
+    await settle(pilot)
+    await pilot.press(*text, "enter")
+    await settle(pilot)
+
+
+def test_text_matches_workflow_parameter_values():
+    view = FakeBackend().workflow(14)
+    assert TreeFilter(text="/data/scans").matches(view)
+    assert TreeFilter(text="#14").matches(view)
+    assert not TreeFilter(text="/data/photos").matches(view)
+    assert TreeFilter(text="zzz", job_hits=frozenset({14})).matches(view)
+
+
+async def test_a_job_id_jumps_to_its_line_loading_its_page_of_a_100000_job_step():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "154321")  # job 54,321 of workflow #15's step: page 54,200-54,400
+        tree = tree_of(pilot)
+        assert tree.selected_ref == NodeRef("job", 15, 1, 154_321)
+        assert tree.listed_window(15, 1) == (54_200, 54_400)
+        step = tree.node_for(NodeRef("step", 15, 1))
+        assert str(step.children[0].label) == "… load 200 earlier (54,200 before)"
+        assert [node.data.workflow_id for node in tree.root.children] == [15]
+        assert "job #154321 selected" in messages(app)[-1]
+        assert "Job #154321" in detail_text(app)
+
+
+async def test_a_parameter_value_finds_jobs_in_every_workflow():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "img_00030")
+        tree = tree_of(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [12, 14, 15]
+        assert tree.selected_ref == NodeRef("job", 15, 1, 100_030)  # newest workflow first
+
+
+async def test_nothing_found_says_no_match():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search(pilot, "nothing-like-this")
+        tree = tree_of(pilot)
+        assert not tree.root.children
+        assert messages(app)[-1] == "no match for text='nothing-like-this'"
+        assert tree.border_subtitle.endswith("no match")
+        assert "no workflow matches" in detail_text(app)
+
+
+async def test_clearing_the_filter_keeps_expansion_and_selection():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("job", 14, 2, 3005))
+        await search(pilot, "failing")
+        tree = tree_of(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [13]
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.click("#clear")
+        await settle(pilot)
+        assert tree.node_for(NodeRef("step", 14, 2)).is_expanded
+        assert tree.selected_ref == NodeRef("job", 14, 2, 3005)
+        assert "Job #3005" in detail_text(app)
