@@ -24,7 +24,6 @@ from typing import Any
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, Delivery, OutgoingMessage, PublishFailed
 
-DEAD_LETTER_QUEUE = topology.JOB_DEAD_LETTER
 #: Key of `RedriveReport.counts` for messages without an ``x-death`` header: they cannot be sent back.
 NO_ORIGIN = "(no x-death)"
 EXCERPT_CHARS = 100
@@ -107,7 +106,7 @@ def describe_dead_letter(delivery: Delivery, position: int = 0) -> DeadLetter:
 
 def dead_letter_count(conn: Connection) -> int | None:
     """Ready messages in ``job_dead_letter``, or None when the queue does not exist (nothing declared yet)."""
-    (state,) = conn.queue_states([DEAD_LETTER_QUEUE])
+    (state,) = conn.queue_states([topology.JOB_DEAD_LETTER])
     return state.ready if state.exists else None
 
 
@@ -117,7 +116,7 @@ def _take(conn: Connection, limit: int) -> list[Delivery]:
     messages this connection just requeued yet, while a get on the same channel always does."""
     taken: list[Delivery] = []
     while len(taken) < limit:
-        delivery = conn.get(DEAD_LETTER_QUEUE)
+        delivery = conn.get(topology.JOB_DEAD_LETTER)
         if delivery is None:
             break
         taken.append(delivery)
@@ -193,7 +192,7 @@ def redrive(conn: Connection, queue: str | None = None, dry_run: bool = False) -
     ``job_dead_letter`` does not exist, `ConnectionLost` if the connection drops (what was not acked yet
     returns to the queue)."""
     if dead_letter_count(conn) is None:
-        raise BrokerError(f"no queue {DEAD_LETTER_QUEUE!r}: nothing was ever dead-lettered here")
+        raise BrokerError(f"no queue {topology.JOB_DEAD_LETTER!r}: nothing was ever dead-lettered here")
     report = RedriveReport(dry_run)
     taken: list[Delivery] = []
     acked: set[int] = set()

@@ -22,13 +22,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 import stepflow_tui
 from stepflow_tui import hookspecs
-from stepflow_tui.worker.context import WorkerImplementation
+
+if TYPE_CHECKING:
+    from stepflow_tui.worker.context import WorkerImplementation
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -8,12 +8,19 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from backend_harness import Harness
 
+from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker.memory_broker import MemoryBroker
+from stepflow_tui.core.definitions import merge_definitions, parse_definitions
+from stepflow_tui.plugins import Registry
+from stepflow_tui.worker.context import JobContext
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -92,3 +99,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if (path.parent.name in E2E_FOLDERS or path.name in E2E_FILES or "rabbitmq_url" in item.fixturenames
                 or item.get_closest_marker("rabbitmq")):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def start_backend(memory_url: str, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """A backend on this test's embedded broker; ``workers`` (job type -> implementation) run in-process."""
+    started: list[Backend] = []
+
+    def start(workflows: list[dict[str, Any]], workers: dict[str, Callable[[JobContext], Any]] | None = None,
+              status_interval: float = 5.0) -> Harness:
+        backend = Backend(BackendConfig(
+            broker_url=memory_url, db_path=tmp_path / "state.json",
+            definitions=merge_definitions([parse_definitions(workflows, "test workflows")]),
+            registry=Registry(workers=dict(workers)) if workers else None, local_workers=bool(workers),
+            worker_status_interval=status_interval))
+        backend.start()
+        started.append(backend)
+        assert backend.wait_until_running(10), backend.last_error
+        return Harness(backend)
+
+    yield start
+    for backend in started:
+        backend.stop()

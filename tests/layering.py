@@ -19,6 +19,17 @@ class Rule:
     package: str
     forbidden: tuple[str, ...]
     why: str
+    #: When set, the only ``stepflow_tui`` modules allowed (exact names, or ``name.*`` for a whole package).
+    only: tuple[str, ...] = ()
+
+    def breaks(self, name: str) -> str | None:
+        """The forbidden prefix (or allow-list) ``name`` breaks, or None."""
+        bad = next((f for f in self.forbidden if _matches(name, f)), None)
+        if bad is None and self.only and _matches(name, "stepflow_tui") and not any(
+                name == allowed or (allowed.endswith(".*") and _matches(name, allowed[:-2]))
+                for allowed in self.only):
+            bad = "outside " + ", ".join(self.only)
+        return bad
 
 
 RULES: tuple[Rule, ...] = (
@@ -29,7 +40,9 @@ RULES: tuple[Rule, ...] = (
     Rule("stepflow_tui.tui", (
         "stepflow_tui.broker", "stepflow_tui.store", "stepflow_tui.core", "stepflow_tui.worker",
         "stepflow_tui.ops", "stepflow_tui.cli", "stepflow_tui.service", "pika", "tinydb",
-    ), "the workbench talks to the backend's interface only"),
+    ), "the workbench talks to the backend's interface only",
+         only=("stepflow_tui", "stepflow_tui.api", "stepflow_tui.tui.*", "stepflow_tui.backend",
+               "stepflow_tui.backend.views", "stepflow_tui.backend.interface")),
     Rule("stepflow_tui.worker", (
         "textual", "tinydb", "stepflow_tui.backend", "stepflow_tui.store", "stepflow_tui.tui",
         "stepflow_tui.cli", "stepflow_tui.service",
@@ -78,6 +91,15 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+def _is_module(root: Path, name: str) -> bool:
+    """Whether ``name`` is a module (or package) of the tree at ``root``, or any name outside the project."""
+    if not _matches(name, root.name):
+        return True
+    relative = Path(*name.split("."))
+    base = root.parent / relative
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
 def check(root: Path) -> list[str]:
     """One line per forbidden import under ``root`` (the ``stepflow_tui`` package directory)."""
     problems = []
@@ -88,11 +110,12 @@ def check(root: Path) -> list[str]:
             continue
         reported: set[int] = set()
         for lineno, name in imports_of(path, module):
+            if not _is_module(root, name):  # ``from package import Name``: the package line says it
+                continue
             if lineno in reported:
                 continue
             for rule in rules:
-                bad = next((f for f in rule.forbidden if _matches(name, f)), None)
-                if bad:
+                if rule.breaks(name):
                     problems.append(f"{path.relative_to(root.parent)}:{lineno}: {module} imports {name} "
                                     f"({rule.why})")
                     reported.add(lineno)

@@ -5,22 +5,13 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from backend_harness import engine_definition as definition
+from backend_harness import make_engine
 
-from stepflow_tui.core.definitions import StartParameterError, parse_definitions
+from stepflow_tui.core.definitions import StartParameterError
 from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JobStatus, State, StepStatus, WorkflowStatus
 from stepflow_tui.core.protocol import JobCompleted, JobFailed, JobProgression
-
-
-def make_engine() -> Engine:
-    ticks = itertools.count()
-    return Engine(State(), clock=lambda: f"2026-01-01T00:00:{next(ticks) % 60:02d}Z", monotonic=lambda: 0.0)
-
-
-def definition(steps, start_parameters=()):
-    return parse_definitions({"identifier": "wf", "label": "WF", "start_parameters": list(start_parameters),
-                              "steps": steps}, "test.json")[0]
-
 
 CHAIN = [
     {"id": 1, "name": "list", "label": "List", "parameters": [
@@ -249,7 +240,7 @@ def test_a_progression_then_a_result_keeps_the_reported_start():
 def test_engine_times_match_strftime():
     from datetime import UTC, datetime, timedelta
 
-    from stepflow_tui.core.engine import TIME_FORMAT, format_time, seconds_before, utc_now
+    from stepflow_tui.core.clock import TIME_FORMAT, format_time, seconds_before, utc_now
 
     before = datetime.now(UTC).replace(tzinfo=None)
     text = utc_now()

@@ -22,11 +22,13 @@ def test_a_forbidden_import_is_reported(tmp_path: Path) -> None:
     copy = tmp_path / "stepflow_tui"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "core" / "planted.py").write_text("import pika\nfrom ..tui import app\n")
-    (copy / "tui" / "planted.py").write_text("from stepflow_tui.store import Store\n")
+    (copy / "tui" / "planted.py").write_text("from stepflow_tui.store import Store\n"
+                                             "from stepflow_tui import plugins\n")
     problems = layering.check(copy)
     assert any("core/planted.py:1: stepflow_tui.core.planted imports pika" in p for p in problems)
     assert any("imports stepflow_tui.tui" in p and "core/planted.py:2" in p for p in problems)
     assert any("tui/planted.py:1" in p and "stepflow_tui.store" in p for p in problems)
+    assert any("tui/planted.py:2" in p and "stepflow_tui.plugins" in p for p in problems)  # not on the allow-list
     assert len([p for p in problems if "planted" not in p]) == 0
 
 

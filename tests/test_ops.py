@@ -532,10 +532,11 @@ def test_ca_file_errors_name_the_problem(tmp_path: Path, certificates: Path) -> 
 
 
 def test_ca_file_maps_onto_the_url(tmp_path: Path, certificates: Path) -> None:
-    from stepflow_tui import cli
+    from stepflow_tui.cli import build_parser
+    from stepflow_tui.cli.options import apply_ca_file, resolve_options
 
-    args = cli.resolve_options(cli.build_parser().parse_args(
+    args = resolve_options(build_parser().parse_args(
         ["queues", "--broker", "amqps://u:p@h:5671/v?heartbeat=5&cafile=/old", "--ca-file",
          str(certificates / "server.pem")]))
-    cli.apply_ca_file(args)
+    apply_ca_file(args)
     assert args.broker == f"amqps://u:p@h:5671/v?heartbeat=5&cafile={certificates / 'server.pem'}"

@@ -9,19 +9,17 @@ reports what the test wants, like a StepFlow worker that ignores our headers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backend_harness import ForeignWorker, Harness, definition, parse_time, step  # noqa: F401
 from helpers import wait_for
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker import topology
-from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, connect
-from stepflow_tui.core import engine as engine_module
-from stepflow_tui.core import protocol
+from stepflow_tui.broker.base import OutgoingMessage, connect
+from stepflow_tui.core import dispatch, protocol
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import JobStatus, State
@@ -29,101 +27,6 @@ from stepflow_tui.core.protocol import DROP_JOBS, DROPPED_REASON, TIMEOUT_HEADER
 from stepflow_tui.plugins import Registry
 from stepflow_tui.worker.context import JobContext
 from stepflow_tui.worker.runner import Worker
-
-
-def step(step_id: int, name: str, count: int = 1, **options: Any) -> dict[str, Any]:
-    """A one_for_one step of ``count`` jobs; ``options`` are step keys (timeout, max_retries, retry_delay)."""
-    return {"id": step_id, "name": name, "label": name, "mode": "one_for_one",
-            "parameters": [{"id": "source_paths", "type": "array_of_strings",
-                            "value": [f"/in/{name}/{i}" for i in range(count)]}], **options}
-
-
-def definition(identifier: str, *steps: dict[str, Any]) -> dict[str, Any]:
-    return {"identifier": identifier, "label": identifier, "version_major": 1, "version_minor": 0,
-            "version_micro": 0, "start_parameters": [], "steps": list(steps)}
-
-
-def parse_time(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class Harness:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def start(self, identifier: str) -> int:
-        return self.backend.start_workflow(identifier, {}).result(timeout=10)
-
-    def jobs(self, workflow_id: int) -> list[dict[str, Any]]:
-        view = self.backend.workflow(workflow_id)
-        assert view is not None
-        return [self.backend.job(j.id) for s in view.steps for j in self.backend.jobs(workflow_id, s.id, 0, 10_000)]
-
-    def status(self, workflow_id: int) -> str:
-        view = self.backend.workflow(workflow_id)
-        assert view is not None
-        return view.status
-
-    def wait_finished(self, workflow_id: int, timeout: float = 20) -> str:
-        return wait_for(lambda: (s := self.status(workflow_id)) in ("completed", "error", "aborted") and s,
-                        timeout, f"workflow #{workflow_id} to finish")
-
-
-@pytest.fixture
-def start_backend(memory_url: str, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
-    """A backend on this test's embedded broker; ``workers`` (job type -> implementation) run in-process."""
-    started: list[Backend] = []
-
-    def start(workflows: list[dict[str, Any]], workers: dict[str, Callable[[JobContext], Any]] | None = None,
-              status_interval: float = 5.0) -> Harness:
-        backend = Backend(BackendConfig(
-            broker_url=memory_url, db_path=tmp_path / "state.json",
-            definitions=merge_definitions([parse_definitions(workflows, "test workflows")]),
-            registry=Registry(workers=dict(workers)) if workers else None, local_workers=bool(workers),
-            worker_status_interval=status_interval))
-        backend.start()
-        started.append(backend)
-        assert backend.wait_until_running(10), backend.last_error
-        return Harness(backend)
-
-    yield start
-    for backend in started:
-        backend.stop()
-
-
-class ForeignWorker:
-    """A raw connection playing a worker of ``job_type``: it declares the job queue, keeps every order (never
-    acks unless told) and reports only what the test says. Driven from the test thread (`pump`)."""
-
-    def __init__(self, url: str, job_type: str, instance_id: str = "foreign-1") -> None:
-        self.instance_id = instance_id
-        self.conn: Connection = connect(url, name="foreign")
-        self.conn.declare_backend_topology()
-        self.queue = self.conn.declare_job_queue(job_type)
-        self.orders: list[Delivery] = []
-        self.conn.consume(self.queue, self.orders.append)
-
-    def pump(self) -> None:
-        self.conn.process_events(0.01)
-
-    def wait_orders(self, count: int, timeout: float = 10) -> list[Delivery]:
-        return wait_for(lambda: (self.pump(), len(self.orders) >= count)[1] and self.orders, timeout,
-                        f"{count} order(s) for the foreign worker")
-
-    def send(self, routing_key: str, body: bytes) -> None:
-        exchange = topology.WORKER_RESPONSE if routing_key.startswith("worker_") else topology.JOB_RESPONSE
-        self.conn.publish([OutgoingMessage(exchange, routing_key, body, persistent=False)])
-
-    def announce(self, kind: str, interval: float) -> None:
-        self.send(topology.WORKER_DISCOVERY if kind == "discovery" else topology.WORKER_STATUS,
-                  protocol.WorkerStatus(instance_id=self.instance_id, queue_name=self.queue, label="foreign",
-                                        version="0", kind=kind, interval=interval).encode())
-
-    def started(self, job_id: int) -> None:
-        self.send(topology.JOB_PROGRESSION, protocol.JobProgression(job_id, 0, instance_id=self.instance_id).encode())
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 # ------------------------------------------------------------------------------------------- engine (pure)
@@ -199,7 +102,7 @@ def test_worker_answers_timeout_even_if_the_job_ignores_it_and_the_retry_complet
 def test_backend_fails_a_job_whose_foreign_worker_ignores_the_timeout(start_backend, memory_url: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # A shorter guard than the real timeout + max(10 s, timeout / 2), so the test stays quick.
-    monkeypatch.setattr(engine_module, "guard_seconds", lambda timeout: timeout + 0.3)
+    monkeypatch.setattr(dispatch, "guard_seconds", lambda timeout: timeout + 0.3)
     foreign = ForeignWorker(memory_url, "legacy")
     try:
         harness = start_backend([definition("t", step(1, "legacy", timeout=0.2))])

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import test_reliability
-from test_engine import definition as engine_definition
-from test_engine import make_engine
-from test_reliability import ForeignWorker, definition, step, wait_for
+from backend_harness import ForeignWorker, definition, make_engine, step
+from backend_harness import engine_definition as engine_definition
+from helpers import wait_for
 
 from stepflow_tui.broker import topology
 from stepflow_tui.core import protocol
 from stepflow_tui.core.model import JobStatus
 from stepflow_tui.core.protocol import JobFailed
 from stepflow_tui.worker.context import JobContext
-
-start_backend = test_reliability.start_backend  # the fixture, shared
 
 
 # ------------------------------------------------------------------------------------------- engine (pure)
@@ -121,7 +118,8 @@ def test_following_a_paused_workflow_with_nothing_running_ends_and_says_how_to_g
     import io
     import threading
 
-    from stepflow_tui.cli import EXIT_FAILED, follow
+    from stepflow_tui.cli.follow import follow
+    from stepflow_tui.cli.options import EXIT_FAILED
 
     foreign = ForeignWorker(memory_url, "ext")
     try:

@@ -43,3 +43,24 @@ def test_main_help_lists_the_worker_options() -> None:
     assert result.returncode == 0, result.stderr
     for option in ("--broker", "--job-type", "--concurrency", "--prefetch", "--status-interval"):
         assert option in result.stdout
+
+
+LAYERS_IMPORT = """
+import sys
+import stepflow_tui.worker
+import stepflow_tui.worker.headless
+from stepflow_tui.worker.headless import run_headless
+from stepflow_tui.worker.runner import Worker
+from stepflow_tui.plugins import load_registry
+load_registry()
+layers = ("textual", "tinydb", "stepflow_tui.tui", "stepflow_tui.backend", "stepflow_tui.store")
+leaked = sorted(name for name in sys.modules if name.startswith(layers))
+sys.exit(f"imported by the worker: {leaked}" if leaked else 0)
+"""
+
+
+def test_worker_imports_no_tui_backend_or_store() -> None:
+    # The worker's layering contract: it runs jobs over the broker and knows nothing of the workbench's state.
+    result = subprocess.run([sys.executable, "-c", LAYERS_IMPORT], capture_output=True, text=True, timeout=60,
+                            env={"STEPFLOW_LOAD_PLUGINS": "", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr or result.stdout

@@ -267,7 +267,7 @@ class Backend:
             job = self.state.jobs.get(job_id)
             if job is None:
                 raise EngineError(f"no job #{job_id}")
-            if job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRYING):
+            if job.status in JOB_FINAL:
                 raise EngineError(f"job #{job_id} is {job.status.value}: nothing to cancel")
             running = job.status == JobStatus.PROCESSING
             self.engine.on_failed(protocol.JobFailed(job_id, "cancelled by operator", stopped=True))

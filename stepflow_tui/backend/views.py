@@ -42,6 +42,12 @@ class WorkflowView:
     def total(self) -> int:
         return self.counts.get("total", 0)
 
+    def failed_count(self, step_id: int | None = None) -> int:
+        """Jobs in error (of one step with ``step_id``), from the counts."""
+        if step_id is None:
+            return self.counts.get("error", 0)
+        return sum(step.counts.get("error", 0) for step in self.steps if step.id == step_id)
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:
@@ -85,3 +91,89 @@ class Update:
     workers: bool = False
     connection: str | None = None  # new connection state, when it changed
     messages: tuple[str, ...] = field(default_factory=tuple)  # notices for the operator (errors, warnings)
+
+
+def merge_updates(first: Update, second: Update) -> Update:
+    """One update that says everything both say (the later connection state wins)."""
+    return Update(
+        workflow_ids=first.workflow_ids | second.workflow_ids,
+        job_ids=first.job_ids | second.job_ids,
+        queues=first.queues or second.queues,
+        workers=first.workers or second.workers,
+        connection=second.connection if second.connection is not None else first.connection,
+        messages=first.messages + second.messages,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+# The HTTP API (stepflow_tui/service) and its client (backend/remote.py) exchange these as plain JSON objects.
+
+def step_to_dict(view: StepView) -> dict[str, Any]:
+    """A `StepView` as a JSON object."""
+    return {"id": view.id, "name": view.name, "label": view.label, "status": view.status,
+            "counts": dict(view.counts), "job_count": view.job_count}
+
+
+def step_from_dict(data: dict[str, Any]) -> StepView:
+    """The inverse of `step_to_dict`."""
+    return StepView(id=data["id"], name=data["name"], label=data["label"], status=data["status"],
+                    counts=dict(data["counts"]), job_count=data["job_count"])
+
+
+def workflow_to_dict(view: WorkflowView) -> dict[str, Any]:
+    """A `WorkflowView` as a JSON object (steps included)."""
+    return {"id": view.id, "identifier": view.identifier, "label": view.label, "version": view.version,
+            "status": view.status, "paused": view.paused, "parameters": dict(view.parameters),
+            "counts": dict(view.counts), "steps": [step_to_dict(s) for s in view.steps],
+            "created_at": view.created_at, "updated_at": view.updated_at, "finished_at": view.finished_at}
+
+
+def workflow_from_dict(data: dict[str, Any]) -> WorkflowView:
+    """The inverse of `workflow_to_dict`."""
+    return WorkflowView(id=data["id"], identifier=data["identifier"], label=data["label"],
+                        version=data["version"], status=data["status"], paused=data["paused"],
+                        parameters=dict(data["parameters"]), counts=dict(data["counts"]),
+                        steps=tuple(step_from_dict(s) for s in data["steps"]), created_at=data["created_at"],
+                        updated_at=data["updated_at"], finished_at=data.get("finished_at"))
+
+
+def job_to_dict(view: JobView) -> dict[str, Any]:
+    """A `JobView` (a row of the tree) as a JSON object."""
+    return {"id": view.id, "workflow_id": view.workflow_id, "step_id": view.step_id, "job_type": view.job_type,
+            "status": view.status, "progress": view.progress, "error": view.error}
+
+
+def job_from_dict(data: dict[str, Any]) -> JobView:
+    """The inverse of `job_to_dict`."""
+    return JobView(id=data["id"], workflow_id=data["workflow_id"], step_id=data["step_id"],
+                   job_type=data["job_type"], status=data["status"], progress=data["progress"],
+                   error=data.get("error"))
+
+
+def worker_to_dict(view: WorkerView) -> dict[str, Any]:
+    """A `WorkerView` as a JSON object."""
+    return {"instance_id": view.instance_id, "label": view.label, "job_types": list(view.job_types),
+            "activity": view.activity, "current_jobs": list(view.current_jobs), "hostname": view.hostname,
+            "pid": view.pid, "version": view.version, "last_seen": view.last_seen, "lost": view.lost}
+
+
+def worker_from_dict(data: dict[str, Any]) -> WorkerView:
+    """The inverse of `worker_to_dict`."""
+    return WorkerView(instance_id=data["instance_id"], label=data["label"], job_types=tuple(data["job_types"]),
+                      activity=data["activity"], current_jobs=tuple(data["current_jobs"]),
+                      hostname=data["hostname"], pid=data["pid"], version=data["version"],
+                      last_seen=data["last_seen"], lost=data["lost"])
+
+
+def update_to_dict(update: Update) -> dict[str, Any]:
+    """An `Update` as a JSON object (id sets as sorted lists)."""
+    return {"workflow_ids": sorted(update.workflow_ids), "job_ids": sorted(update.job_ids),
+            "queues": update.queues, "workers": update.workers, "connection": update.connection,
+            "messages": list(update.messages)}
+
+
+def update_from_dict(data: dict[str, Any]) -> Update:
+    """The inverse of `update_to_dict` (missing keys take their defaults)."""
+    return Update(workflow_ids=frozenset(data.get("workflow_ids", ())), job_ids=frozenset(data.get("job_ids", ())),
+                  queues=bool(data.get("queues", False)), workers=bool(data.get("workers", False)),
+                  connection=data.get("connection"), messages=tuple(data.get("messages", ())))

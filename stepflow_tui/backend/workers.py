@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from stepflow_tui.backend.views import WorkerView
+from stepflow_tui.core.clock import utc_now
 from stepflow_tui.core.protocol import WorkerStatus
 
 #: A worker unseen for this many of its status intervals is lost.
 LOST_AFTER_INTERVALS = 3
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def is_lost(seen: float, interval: float, now: float) -> bool:
@@ -44,7 +40,7 @@ class WorkerRegistry:
 
     def record(self, status: WorkerStatus) -> None:
         """A worker spoke (discovery, status, terminated): it is seen now, or forgotten when it terminated."""
-        self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), _now())
+        self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), utc_now())
         self._lost_since.pop(status.instance_id, None)
         self.lost_handled.discard(status.instance_id)
         if status.kind == "terminated":

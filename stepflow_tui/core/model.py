@@ -1,8 +1,9 @@
 """The state model: workflows, steps, jobs and their statuses.
 
 Pure data, no I/O. Every object converts to and from a plain JSON-able dict (``to_dict`` / ``from_dict``),
-which is what the store persists. Times are ISO-8601 UTC strings given by the caller (the engine takes a
-clock), so the model stays deterministic under test.
+which is what the store persists. Times are ISO-8601 UTC strings (`core.clock`) given by the caller (the
+engine takes a clock), so the model stays deterministic under test. The status sets below are the one definition
+of each group of statuses.
 """
 
 from __future__ import annotations
@@ -44,11 +45,18 @@ class WorkflowStatus(StrEnum):
 
 #: Job statuses from which a job will not move without an operator (retry) or the engine (auto retry).
 JOB_FINAL = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.SKIPPED, JobStatus.STOPPED})
-#: Job statuses that count as "done" for gating the next step.
-JOB_DONE = frozenset({JobStatus.COMPLETED, JobStatus.SKIPPED})
+#: Job statuses an operator may retry.
+JOB_RETRYABLE = frozenset({JobStatus.ERROR, JobStatus.STOPPED})
+#: A progression changes nothing for a job in these (a retrying job waits for its new order).
+JOB_NO_PROGRESS = JOB_FINAL | {JobStatus.RETRYING}
+#: Step statuses that let the steps requiring it start (and, all steps in them, complete the workflow).
+STEP_DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
+#: Step statuses with jobs still to run.
+STEP_ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.PROCESSING})
+#: Step statuses that end a workflow once no step is active: in error if one failed, else stopped.
+STEP_FAILED = frozenset({StepStatus.ERROR, StepStatus.STOPPED})
 WORKFLOW_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.ERROR, WorkflowStatus.STOPPED,
                             WorkflowStatus.ABORTED})
-STEP_FINAL = frozenset({StepStatus.COMPLETED, StepStatus.ERROR, StepStatus.SKIPPED, StepStatus.STOPPED})
 
 
 def empty_counts() -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 #: A variable name inside braces.
@@ -129,12 +129,37 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
     return value
 
 
-def path_variables(source_path: str) -> dict[str, str]:
-    """``filename`` (basename), ``extension`` (with its dot, as StepFlow: ".mp4", "" if none) and ``name``
-    (basename without the extension) of a path. POSIX separators: paths are the workers' paths."""
-    filename = posixpath.basename(source_path.rstrip("/")) if source_path.strip("/") else ""
+def _file_variables(filename: str) -> dict[str, str]:
+    """``filename``, its ``extension`` (with its dot, as StepFlow: ".mp4", "" if none) and ``name`` (without it)."""
     name, extension = posixpath.splitext(filename)
     return {"filename": filename, "extension": extension, "name": name}
+
+
+def path_variables(source_path: str) -> dict[str, str]:
+    """``filename`` (basename), ``extension`` and ``name`` of a path (a trailing "/" names its folder). POSIX
+    separators: paths are the workers' paths."""
+    return _file_variables(posixpath.basename(source_path.rstrip("/")) if source_path.strip("/") else "")
+
+
+def input_variables(path: str) -> dict[str, str]:
+    """The engine's template variables of one input path: ``source_path``, ``filename``, ``extension``,
+    ``name``. A backslash counts as a separator; a path ending in "/" has an empty filename."""
+    return {"source_path": path, **_file_variables(posixpath.basename(path.replace("\\", "/")))}
+
+
+def render_parameters(parameters: Iterable[dict[str, Any]], variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The order's parameter list: ``template`` values rendered (sent as ``string``), ``array_of_templates``
+    as ``array_of_strings``, others as given (``value``, else ``default``)."""
+    out = []
+    for parameter in parameters:
+        kind = parameter.get("type", "string")
+        value = parameter.get("value", parameter.get("default"))
+        if kind == "template" and isinstance(value, str):
+            value, kind = render(value, variables), "string"
+        elif kind == "array_of_templates" and isinstance(value, list):
+            value, kind = [render(str(v), variables) for v in value], "array_of_strings"
+        out.append({"id": parameter["id"], "type": kind, "value": value})
+    return out
 
 
 def template_variables(
@@ -171,3 +196,64 @@ def template_variables(
         result["source_path"] = source_path
         result.update(path_variables(source_path))
     return result
+
+
+# --- StepFlow's ``<%= … %>`` expressions inside templates ---------------------------------------------------
+
+_EEX_TAG = re.compile(r"<%(=?)(.*?)%>", re.DOTALL)
+
+
+def split_expressions(template: str) -> list[tuple[str, str]]:
+    """Split ``template`` into ("text", part) and ("expression", source) pieces. Only output tags
+    ``<%= … %>`` are expressions; a statement tag ``<% … %>`` or an unclosed ``<%`` raises `TemplateError`."""
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    for match in _EEX_TAG.finditer(template):
+        if not match.group(1):
+            raise TemplateError(f"EEx statement {match.group(0)!r} in {template!r} is not supported "
+                                "(only <%= expression %>)")
+        if match.start() > position:
+            pieces.append(("text", template[position:match.start()]))
+        pieces.append(("expression", match.group(2)))
+        position = match.end()
+    rest = template[position:]
+    if "<%" in rest:
+        raise TemplateError(f"unclosed '<%' in {template!r} (an expression is written <%= … %>)")
+    if rest or not pieces:
+        pieces.append(("text", rest))
+    return pieces
+
+
+def check_template_with_expressions(template: str) -> list[str]:
+    """Check a template that may hold ``<%= … %>`` expressions: its ``{name}`` parts and every expression
+    (against the safe subset of `core.expressions`). Return the variable names the expressions read; raise
+    `TemplateError` naming the expression that is not supported."""
+    from stepflow_tui.core.expressions import ExpressionError, compile_expression
+
+    names: list[str] = []
+    for kind, piece in split_expressions(template):
+        if kind == "text":
+            check_template(piece)
+            continue
+        try:
+            names.extend(name for name in compile_expression(piece).names if name not in names)
+        except ExpressionError as error:
+            raise TemplateError(str(error)) from None
+    return names
+
+
+def render_with_expressions(template: str, variables: Mapping[str, Any]) -> str:
+    """Render ``template`` as StepFlow does: ``{name}`` parts substituted, each ``<%= … %>`` evaluated by the
+    safe evaluator over ``variables`` and inserted as `format_value` shows it. Errors are `TemplateError`."""
+    from stepflow_tui.core.expressions import ExpressionError, compile_expression
+
+    parts: list[str] = []
+    for kind, piece in split_expressions(template):
+        if kind == "text":
+            parts.append(render(piece, variables))
+            continue
+        try:
+            parts.append(format_value(compile_expression(piece).evaluate(variables)))
+        except ExpressionError as error:
+            raise TemplateError(str(error)) from None
+    return "".join(parts)

@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from tinydb.storages import Storage
+
+from stepflow_tui.core.clock import file_stamp
 
 from .errors import StoreCorrupt, StoreError
 
@@ -42,9 +43,8 @@ def loads(raw: bytes) -> Any:
 def dumps(value: Any) -> str:
     """Serialise to compact JSON text."""
     try:
-        # As text, not orjson's bytes: the store keeps serialised documents, and each bytes object orjson
-        # returns keeps a ~4 KiB allocation (100,000 cached jobs took 390 MiB more; decoding copies them to
-        # their size, and is faster than the page faults it saves).
+        # As text, not orjson's bytes: each bytes object orjson returns keeps a larger allocation, and the store
+        # caches many serialised documents (docs/performance.md).
         return orjson.dumps(value).decode("utf-8")
     except TypeError:
         # orjson.JSONEncodeError (a TypeError): integers beyond 64 bits, non-string keys. Rare enough.
@@ -102,8 +102,8 @@ def remove_temp_files(folder: Path, prefix: str = ".") -> None:
 
 
 def keep_corrupt_copy(path: Path) -> str | None:
-    """Copy an unreadable file to ``<file>.corrupt-<YYYYmmddTHHMMSS>`` (never overwriting); return its name."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    """Copy an unreadable file to ``<file>.corrupt-<YYYYmmddTHHMMSS>`` (UTC, never overwriting); return its name."""
+    stamp = file_stamp()
     candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
     number = 1
     while candidate.exists():

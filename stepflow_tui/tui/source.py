@@ -8,19 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from stepflow_tui.backend import Update
-
-
-def merge_updates(first: Update, second: Update) -> Update:
-    """One update that says everything both say (the later connection state wins)."""
-    return Update(
-        workflow_ids=first.workflow_ids | second.workflow_ids,
-        job_ids=first.job_ids | second.job_ids,
-        queues=first.queues or second.queues,
-        workers=first.workers or second.workers,
-        connection=second.connection if second.connection is not None else first.connection,
-        messages=first.messages + second.messages,
-    )
+from stepflow_tui.backend.views import Update, merge_updates
 
 
 class UpdateRelay:

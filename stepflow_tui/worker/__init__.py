@@ -1,23 +1,7 @@
 """Workers: what runs jobs, in-process (embedded broker) or headless (``stepflow worker``).
 
-``Worker`` and ``run_headless`` live in `stepflow_tui.worker.runner`; they are exported here lazily because
-`stepflow_tui.plugins` imports `stepflow_tui.worker.context`, and the runner imports the plugins: an eager
-import here would make that a cycle.
+``Worker`` (`stepflow_tui.worker.runner`) is a facade over the connection loop (`loop`), the execution pool
+(`pool`) and the outbox of results (`outbox`); ``run_headless`` (`headless`) runs one until a signal.
+`context` is what an implementation receives; plugins get it from the package top (`stepflow_tui.api`).
+This package exports nothing itself: importing the plugin API must not load the broker.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from stepflow_tui.worker.runner import Worker, run_headless
-
-__all__ = ["Worker", "run_headless"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from stepflow_tui.worker import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

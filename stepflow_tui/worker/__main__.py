@@ -50,7 +50,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def worker_main(args: argparse.Namespace) -> int:
     """Run a headless worker from parsed `add_worker_arguments` options; returns the exit status."""
-    from stepflow_tui.worker.runner import run_headless
+    from stepflow_tui.worker.headless import run_headless
 
     broker_url = args.broker or os.environ.get(BROKER_ENV) or "memory://"
     return run_headless(broker_url, args.job_type, args.concurrency, args.prefetch,

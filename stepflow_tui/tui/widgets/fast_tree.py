@@ -33,10 +33,8 @@ class FastTree(Tree[NodeData]):
         return width
 
     def _clear_line_cache(self) -> None:
-        # Textual's LRUCache.clear() drops its ring of [prev, next, key, strip] links whole: a reference cycle
-        # holding every cached line with its caches, which only a full garbage collection frees. The tree
-        # clears it on every insertion or removal; paging left ~100,000 such objects per minute to the
-        # collector (a 150 ms full collection). Emptying the links first lets reference counting free them.
+        # Textual's LRUCache.clear() drops its ring of links whole: a reference cycle only a full collection
+        # frees, made on every insertion or removal. Emptying the links first lets reference counting free them.
         links = getattr(self._line_cache, "_cache", None)
         if isinstance(links, dict):
             for link in links.values():

@@ -1,0 +1,136 @@
+"""Global options (--broker, --ca-file, --db, --workflows, --read-only, -v): declared once, accepted before or
+after the command, each with its environment variable; exit codes and `UsageError`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
+BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE)
+_UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, READ_ONLY: False, VERBOSE: 0}
+
+
+class UsageError(Exception):
+    """A problem the user can fix (bad definitions, parameters, state file in use): exit 2, one line."""
+
+
+def default_db() -> Path:
+    """The state file: $STEPFLOW_DB, else $XDG_STATE_HOME/stepflow/state.json (~/.local/state by default)."""
+    env = os.environ.get("STEPFLOW_DB")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "stepflow" / "state.json"
+
+
+def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
+    return {
+        BROKER: (("--broker",), {"metavar": "URL",
+                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
+                                         "[env STEPFLOW_BROKER_URL]"}),
+        CA_FILE: (("--ca-file",), {"metavar": "PATH",
+                                   "help": "CA certificate(s) to verify an amqps:// broker with "
+                                           "[env STEPFLOW_CA_FILE]"}),
+        DB: (("--db",), {"metavar": "FILE", "help": f"state file [env STEPFLOW_DB; default {default_db()}]"}),
+        WORKFLOWS: (("--workflows",), {"metavar": "FILE",
+                                       "help": "workflow definitions, on top of those plugins ship "
+                                               "[env STEPFLOW_WORKFLOWS; default ./workflows.json if present]"}),
+        READ_ONLY: (("--read-only",), {"action": "store_true",
+                                       "help": "refuse every change (run, retry, abort, cancel, pause, delete, "
+                                               "prune, redrive)"}),
+        VERBOSE: (("-v", "--verbose"), {"action": "count", "help": "more logging on stderr (-vv for debug)"}),
+    }
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool, uses: Iterable[str] = GLOBALS,
+                       omit: Iterable[str] = ()) -> None:
+    """Add the global options to ``parser``. On a command (``top=False``) those it ``uses`` are described in
+    its help; the others are still accepted (a script may pass --broker to every command) and only named.
+    ``omit``: options the command declares itself (the worker's --broker)."""
+    used, omitted = set(uses), set(omit)
+    specs = _option_specs()
+    unused = [specs[name][0][-1] for name in GLOBALS if not top and name not in used | omitted]
+    # listed by name, so that the help still says a script may pass them
+    note = f"also accepted, without effect on this command: {', '.join(unused)}" if unused else None
+    group = parser.add_argument_group("global options (before or after the command)", description=note)
+    for name, (flags, spec) in specs.items():
+        if name in omitted:
+            continue
+        # On a command the default is SUPPRESS so that a value given before the command is not reset.
+        default = _UNSET[name] if top else argparse.SUPPRESS
+        shown = top or name in used
+        group.add_argument(*flags, **{**spec, "default": default,
+                                      "help": spec["help"] if shown else argparse.SUPPRESS})
+
+
+def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the global options from the environment and defaults (the command line wins)."""
+    for name, unset in _UNSET.items():
+        if not hasattr(args, name):
+            setattr(args, name, unset)
+    args.broker = args.broker or os.environ.get("STEPFLOW_BROKER_URL") or "memory://"
+    args.db = Path(args.db).expanduser() if args.db else default_db()
+    args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
+    args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
+    return args
+
+
+def apply_ca_file(args: argparse.Namespace) -> None:
+    """--ca-file / STEPFLOW_CA_FILE becomes ``?cafile=`` of an amqps:// URL (broker/amqp.py builds the TLS
+    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from stepflow_tui.broker.base import mask_url
+
+    if not args.ca_file:
+        return
+    parts = urlsplit(args.broker)
+    if parts.scheme == "memory":
+        return
+    if parts.scheme != "amqps":
+        raise UsageError(f"--ca-file {args.ca_file}: the broker URL {mask_url(args.broker)} is not amqps://")
+    path = Path(args.ca_file).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--ca-file {path}: no such file")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "cafile"]
+    query.append(("cafile", str(path.resolve())))
+    args.broker = urlunsplit(parts._replace(query=urlencode(query, safe="/")))  # a readable path when shown
+
+
+def setup_logging(verbose: int) -> None:
+    """Log to stderr: warnings, -v info, -vv debug."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # pika logs each failed connection attempt as several ERROR records and a traceback; we report the same
+    # failure in one line (password masked), so pika speaks only with -vv.
+    logging.getLogger("pika").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Commands:
+    """Where a group module adds its commands: each with its handler, its help and the global options it uses."""
+
+    def __init__(self, subparsers: argparse._SubParsersAction) -> None:
+        self._subparsers = subparsers
+
+    def add(self, name: str, handler: Handler, help_text: str, *, uses: Iterable[str], omit: Iterable[str] = (),
+            epilog: str | None = None) -> argparse.ArgumentParser:
+        """A command ``name`` run by ``handler(args)``; add its own arguments to the parser returned."""
+        # examples in an epilog keep their lines
+        formatter = argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter
+        parser = self._subparsers.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                                             formatter_class=formatter)
+        add_global_options(parser, top=False, uses=uses, omit=omit)
+        parser.set_defaults(handler=handler)
+        return parser

@@ -1,0 +1,127 @@
+"""Opening a backend session for a command: plugins' registry, workflow definitions (plugins' and the user's),
+then a started `Backend` on the state file, stopped when the command ends."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stepflow_tui.cli.options import UsageError
+
+if TYPE_CHECKING:
+    from stepflow_tui.backend.backend import Backend
+
+log = logging.getLogger("stepflow_tui.cli")
+
+
+def load_registry() -> Any:
+    """The installed plugins' registry (job types, workers, shipped definitions, load failures)."""
+    from stepflow_tui.plugins import load_registry as load
+
+    return load()
+
+
+def load_all_definitions(workflows: str | None, registry: Any) -> dict[str, Any]:
+    """Plugin-shipped definitions first, then the user's file on top (same identifier: the file wins).
+    A broken user file is an error (exit 2); a broken plugin definition is a warning."""
+    from stepflow_tui.core.definitions import (
+        DefinitionError,
+        load_definitions,
+        merge_definitions,
+        parse_definitions,
+    )
+
+    sources = []
+    for plugin_name, source in getattr(registry, "workflow_sources", []):
+        try:
+            if isinstance(source, (str, Path)):
+                sources.append(load_definitions(source))
+            else:
+                sources.append(parse_definitions(source, f"plugin {plugin_name}"))
+        except DefinitionError as exc:
+            log.warning("plugin %s ships invalid definitions: %s", plugin_name, exc)
+    path = Path(workflows) if workflows else Path("workflows.json")
+    if workflows or path.exists():
+        if not path.exists():
+            raise UsageError(f"{path}: no such workflows file (--workflows / STEPFLOW_WORKFLOWS)")
+        try:
+            sources.append(load_definitions(path))
+        except DefinitionError as exc:
+            raise UsageError(str(exc)) from None
+    return merge_definitions(sources)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a backend session is opened with: the plugins' registry and every workflow definition."""
+
+    registry: Any
+    definitions: dict[str, Any]
+
+
+def load(args: argparse.Namespace) -> Loaded:
+    """The registry and the definitions of --workflows / STEPFLOW_WORKFLOWS on top of the plugins'."""
+    registry = load_registry()
+    return Loaded(registry, load_all_definitions(args.workflows, registry))
+
+
+def start_backend(args: argparse.Namespace, loaded: Loaded, *, local_workers: bool | None = None,
+                  concurrency: int = 4, locked_hint: str = "") -> Backend:
+    """A started `Backend` on --db and --broker; a state file in use or unreadable is a `UsageError`."""
+    from stepflow_tui.backend.backend import Backend, BackendConfig
+    from stepflow_tui.store import StoreError, StoreLocked
+
+    config = BackendConfig(broker_url=args.broker, db_path=args.db, definitions=loaded.definitions,
+                           registry=loaded.registry, local_workers=local_workers,
+                           local_concurrency=max(1, concurrency), read_only=args.read_only)
+    backend = Backend(config)
+    try:
+        backend.start()
+    except StoreLocked as exc:
+        raise UsageError(f"{exc}{locked_hint}") from None
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    return backend
+
+
+@contextmanager
+def backend_session(args: argparse.Namespace, loaded: Loaded | None = None, *, local_workers: bool | None = None,
+                    concurrency: int = 4, locked_hint: str = "") -> Iterator[Backend]:
+    """A started backend (definitions loaded unless given), stopped when the block ends, also on errors."""
+    backend = start_backend(args, loaded or load(args), local_workers=local_workers, concurrency=concurrency,
+                            locked_hint=locked_hint)
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@contextmanager
+def change_session(args: argparse.Namespace, change: Callable[[Backend], Any], *,
+                   local_workers: bool | None = False, concurrency: int = 4) -> Iterator[tuple[Backend, Any]]:
+    """Open the state (this process must own it), make one ``change(backend)`` (a future) and yield the
+    backend with its result; stopped when the block ends. Refused in read-only mode; an `EngineError` (no such
+    job, nothing to retry…) is a `UsageError`."""
+    from stepflow_tui.core.engine import EngineError
+
+    if args.read_only:
+        raise UsageError(f"read-only mode: {args.command} refused")
+    hint = f" (to {args.command} while it runs, use the workbench's keys: ? lists them)"
+    with backend_session(args, local_workers=local_workers, concurrency=concurrency, locked_hint=hint) as backend:
+        backend.wait_until_running(10.0)
+        try:
+            result = change(backend).result(timeout=30)
+        except EngineError as exc:
+            raise UsageError(str(exc)) from None
+        yield backend, result
+
+
+def make_change(args: argparse.Namespace, change: Callable[[Backend], Any]) -> Any:
+    """`change_session` for a change that needs nothing afterwards: its result, the backend already stopped."""
+    with change_session(args, change) as (_, result):
+        return result

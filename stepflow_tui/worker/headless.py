@@ -1,0 +1,73 @@
+"""The headless worker (``stepflow worker``, ``python -m stepflow_tui.worker``): the job types chosen among the
+installed plugins, one `Worker`, SIGTERM / SIGINT for a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+from urllib.parse import urlsplit
+
+from stepflow_tui.worker.runner import Worker
+
+__all__ = ["run_headless"]
+
+log = logging.getLogger(__name__)
+
+
+def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int, prefetch: int | None,
+                 *, status_interval: float = 5.0) -> int:
+    """Run a worker in this process until SIGTERM / SIGINT (``stepflow worker``). Returns the exit status:
+    0 after a graceful stop, 2 for a usage or broker error (told on stderr)."""
+    from stepflow_tui.plugins import failures_text, load_registry, normalize_job_type_name
+
+    def error(message: str) -> int:
+        print(f"stepflow worker: {message}", file=sys.stderr)
+        return 2
+
+    if urlsplit(broker_url).scheme == "memory":
+        return error(f"{broker_url} is the embedded broker of one process: a separate worker cannot reach it; "
+                     "pass --broker amqp://user:pass@host:5672/vhost (or set STEPFLOW_BROKER_URL)")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry = load_registry()
+    for line in failures_text(registry.failures):
+        log.warning("plugin not loaded: %s", line)
+    known = ", ".join(sorted(registry.workers)) or "none installed"
+    if job_types:
+        selected = []
+        for given in job_types:
+            job_type = normalize_job_type_name(given)
+            if job_type not in registry.job_types:
+                return error(f"unknown job type {given!r} (job types with a worker: {known})")
+            if job_type not in registry.workers:
+                return error(f"job type {given!r} has no worker implementation installed "
+                             f"(job types with a worker: {known})")
+            if job_type not in selected:
+                selected.append(job_type)
+    else:
+        selected = sorted(registry.workers)
+        if not selected:
+            return error("no worker implementation is installed: install a plugin that provides one")
+    label = registry.job_types[selected[0]].label if len(selected) == 1 else "stepflow worker"
+    try:
+        worker = Worker(broker_url, registry.workers, job_types=selected, concurrency=concurrency,
+                        prefetch=prefetch, label=label, status_interval=status_interval,
+                        schemas={t: registry.job_types[t].parameters for t in selected})
+    except ValueError as exc:
+        return error(str(exc))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # A second signal means "now": running jobs are given back to the queue at once.
+        grace = 0.0 if worker.stopping else 30.0
+        log.info("received %s: stopping (grace %.0f s)", signal.Signals(signum).name, grace)
+        worker.stop(grace=grace)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 2 if worker.failure is not None else 0
