@@ -6,14 +6,9 @@ from __future__ import annotations
 from stepflow_tui.tui.widgets.tree_refs import NodeRef, TreeFilter
 
 from .fakes import FakeBackend
-from .helpers import make_app, open_step, select, settle, tree_of
-from .test_actions import detail_text
+from .helpers import detail_text, make_app, notifications, open_step, select, settle, tree_of
 
 SIZE = (120, 36)
-
-
-def messages(app) -> list[str]:
-    return [notification.message for notification in app._notifications]
 
 
 async def search(pilot, text: str) -> None:
@@ -42,7 +37,7 @@ async def test_a_job_id_jumps_to_its_line_loading_its_page_of_a_100000_job_step(
         step = tree.node_for(NodeRef("step", 15, 1))
         assert str(step.children[0].label) == "… load 200 earlier (54,200 before)"
         assert [node.data.workflow_id for node in tree.root.children] == [15]
-        assert "job #154321 selected" in messages(app)[-1]
+        assert "job #154321 selected" in notifications(app)[-1]
         assert "Job #154321" in detail_text(app)
 
 
@@ -63,7 +58,7 @@ async def test_nothing_found_says_no_match():
         await search(pilot, "nothing-like-this")
         tree = tree_of(pilot)
         assert not tree.root.children
-        assert messages(app)[-1] == "no match for text='nothing-like-this'"
+        assert notifications(app)[-1] == "no match for text='nothing-like-this'"
         assert tree.border_subtitle.endswith("no match")
         assert "no workflow matches" in detail_text(app)
 
