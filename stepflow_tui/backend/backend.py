@@ -41,7 +41,7 @@ from stepflow_tui.backend.loop import BrokerLoop
 from stepflow_tui.backend.queue_counters import CountersPoller
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
-from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, Update, WorkerView, WorkflowView
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker.base import Connection, QueueState, mask_url
 from stepflow_tui.broker.management import ManagementAPI
@@ -325,6 +325,10 @@ class Backend:
         """At most ``limit`` jobs whose id is ``text`` (``14`` or ``#14``) or one of whose parameter values
         contains it, each with its ``position`` in its step (the page that lists it)."""
         return self._reads.find_jobs(text, limit)
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """How long a step's finished jobs took: min / median / p95 / max, throughput, the slowest jobs."""
+        return self._reads.step_stats(workflow_id, step_id)
 
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from stepflow_tui.backend.views import JobView, StepView, WorkflowView
+from stepflow_tui.backend.step_stats import step_stats
+from stepflow_tui.backend.views import JobView, StepStats, StepView, WorkflowView
 from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow
 
@@ -72,6 +73,19 @@ class StateReader:
                         if job is not None and job is not exact and _mentions(job, needle):
                             found.append(dataclasses.replace(job_view(job), position=position))
             return found
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """Duration statistics of a step's jobs; None for an unknown step."""
+        with self._lock:
+            workflow = self._state.workflows.get(workflow_id)
+            try:
+                job_ids = workflow.step(step_id).job_ids if workflow is not None else None
+            except KeyError:
+                job_ids = None
+            if job_ids is None:
+                return None
+            jobs = self._state.jobs
+            return step_stats((jobs[i] for i in job_ids if i in jobs), job_view)
 
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,

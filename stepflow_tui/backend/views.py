@@ -105,19 +105,34 @@ def merge_updates(first: Update, second: Update) -> Update:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """How long a step's finished jobs took (`WorkbenchBackend.step_stats`): seconds, None without any."""
+
+    timed: int = 0  # jobs with a reported duration
+    minimum: float | None = None
+    median: float | None = None
+    p95: float | None = None
+    maximum: float | None = None
+    throughput: float | None = None  # jobs finished per second, from the first start to the last finish
+    slowest: tuple[JobView, ...] = ()
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 # The HTTP API (stepflow_tui/service) and its client (backend/remote.py) exchange these as plain JSON objects.
 
 def step_to_dict(view: StepView) -> dict[str, Any]:
     """A `StepView` as a JSON object."""
     return {"id": view.id, "name": view.name, "label": view.label, "status": view.status,
-            "counts": dict(view.counts), "job_count": view.job_count}
+            "counts": dict(view.counts), "job_count": view.job_count, "launched_at": view.launched_at,
+            "finished_at": view.finished_at}
 
 
 def step_from_dict(data: dict[str, Any]) -> StepView:
     """The inverse of `step_to_dict`."""
     return StepView(id=data["id"], name=data["name"], label=data["label"], status=data["status"],
-                    counts=dict(data["counts"]), job_count=data["job_count"])
+                    counts=dict(data["counts"]), job_count=data["job_count"], launched_at=data.get("launched_at"),
+                    finished_at=data.get("finished_at"))
 
 
 def workflow_to_dict(view: WorkflowView) -> dict[str, Any]:
@@ -140,14 +155,31 @@ def workflow_from_dict(data: dict[str, Any]) -> WorkflowView:
 def job_to_dict(view: JobView) -> dict[str, Any]:
     """A `JobView` (a row of the tree) as a JSON object."""
     return {"id": view.id, "workflow_id": view.workflow_id, "step_id": view.step_id, "job_type": view.job_type,
-            "status": view.status, "progress": view.progress, "error": view.error}
+            "status": view.status, "progress": view.progress, "error": view.error, "input": view.input,
+            "worker": view.worker, "duration": view.duration, "started_at": view.started_at,
+            "position": view.position}
 
 
 def job_from_dict(data: dict[str, Any]) -> JobView:
     """The inverse of `job_to_dict`."""
     return JobView(id=data["id"], workflow_id=data["workflow_id"], step_id=data["step_id"],
                    job_type=data["job_type"], status=data["status"], progress=data["progress"],
-                   error=data.get("error"))
+                   error=data.get("error"), input=data.get("input"), worker=data.get("worker"),
+                   duration=data.get("duration"), started_at=data.get("started_at"), position=data.get("position"))
+
+
+def stats_to_dict(stats: StepStats) -> dict[str, Any]:
+    """A `StepStats` as a JSON object."""
+    return {"timed": stats.timed, "minimum": stats.minimum, "median": stats.median, "p95": stats.p95,
+            "maximum": stats.maximum, "throughput": stats.throughput,
+            "slowest": [job_to_dict(job) for job in stats.slowest]}
+
+
+def stats_from_dict(data: dict[str, Any]) -> StepStats:
+    """The inverse of `stats_to_dict`."""
+    return StepStats(timed=data.get("timed", 0), minimum=data.get("minimum"), median=data.get("median"),
+                     p95=data.get("p95"), maximum=data.get("maximum"), throughput=data.get("throughput"),
+                     slowest=tuple(job_from_dict(job) for job in data.get("slowest", ())))
 
 
 def worker_to_dict(view: WorkerView) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
 
 from rich.text import Text
 
@@ -131,20 +133,56 @@ def step_line(step: StepView) -> Text:
     return line
 
 
-def job_line(job_id: int, status: str, progress: int, error: str | None = None) -> Text:
-    """``#1234 ✔ 100%`` (with the first words of the error for a failed job)."""
+def job_line(job_id: int, status: str, progress: int, error: str | None = None, *, input_path: str | None = None,
+             duration: float | None = None, worker: str | None = None) -> Text:
+    """``#1234 ✔ completed 100%  img_0042.jpg  3.1s  3fa2b9c1``: what it worked on, how long it took and
+    where, then the first words of the error for a failed job (the worker last: the least asked for)."""
     line = Text(f"#{job_id} ")
     line.append_text(status_text(status, with_name=False))
     line.append(f" {status} {progress}%", style=STATUS_STYLES.get(status, ""))
+    if input_path:
+        line.append(f"  {PurePosixPath(input_path).name[:32]}")
+    if duration is not None:
+        line.append(f"  {seconds_text(duration)}", style="dim")
     if error:
         first = error.strip().splitlines()[0] if error.strip() else ""
         line.append(f"  {first[:60]}", style="dim red")
+    if worker:
+        line.append(f"  {short_worker(worker)}", style="dim")
     return line
+
+
+def seconds_text(seconds: float) -> str:
+    """``0.25s``, ``3.1s``, ``2m05s``: a job's duration, finer than an age."""
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def short_worker(instance_id: str) -> str:
+    """A worker's instance id short enough for a tree line: the first 8 digits of a hex id (that is unique
+    enough among a few workers), other ids cut at 16 characters."""
+    if len(instance_id) >= 16 and all(c in "0123456789abcdef" for c in instance_id):
+        return instance_id[:8]
+    return instance_id if len(instance_id) <= 16 else instance_id[:15] + "…"
 
 
 def job_view_line(job: JobView) -> Text:
     """The tree line of a `JobView`."""
-    return job_line(job.id, job.status, job.progress, job.error)
+    return job_line(job.id, job.status, job.progress, job.error, input_path=job.input, duration=job.duration,
+                    worker=job.worker)
+
+
+def job_view_of(record: dict[str, Any]) -> JobView:
+    """The `JobView` of a job's full record (``WorkbenchBackend.job``): what its tree line shows."""
+    source = next((p.get("value") for p in record.get("parameters") or [] if p.get("id") == "source_path"), None)
+    return JobView(id=record["id"], workflow_id=record.get("workflow_id", 0), step_id=record.get("step_id", 0),
+                   job_type=record.get("job_type", ""), status=record.get("status", "?"),
+                   progress=record.get("progress", 0), error=record.get("error"),
+                   input=source if isinstance(source, str) else None, worker=record.get("worker"),
+                   duration=record.get("execution_duration"), started_at=record.get("started_at"))
 
 
 def step_status_note(step: StepView) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stepflow_tui.backend.views import JobView, StepView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, StepView, Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
 from stepflow_tui.core.definitions import ONE_FOR_MANY, StartParameter, StepDefinition, WorkflowDefinition
 from stepflow_tui.ops import NO_ORIGIN
@@ -243,6 +243,23 @@ class FakeBackend:
                     for workflow in sorted(self._workflows.values(), key=lambda w: -w.id)
                     for step in workflow.steps if index < step.job_count][:limit]
 
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """Fixed durations: the slowest jobs are the step's first three finished ones."""
+        with self._lock:
+            step = self._step(workflow_id, step_id)
+            if step is None:
+                return None
+            finished = [index for index in range(min(step.job_count, 50))
+                        if step.status_of(index) in ("completed", "error")][:3]
+            counts = self._step_counts(step)
+            slowest = tuple(replace(self._job_view(workflow_id, step, index), duration=12.25 - index)
+                            for index in finished)
+        timed = counts["completed"] + counts["error"]
+        if not timed:
+            return StepStats()
+        return StepStats(timed=timed, minimum=0.4, median=3.0, p95=7.5, maximum=12.25, throughput=1.5,
+                         slowest=slowest)
+
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         view = self.workflow(workflow_id)
         if view is None:
@@ -411,12 +428,16 @@ class FakeBackend:
         job_id = step.first_job_id + index
         override = self._overrides.get(job_id)
         if override is not None:
-            return JobView(job_id, workflow_id, step.id, step.name, override.status, override.progress,
-                           override.error)
-        status = step.status_of(index)
-        progress = {"completed": 100, "processing": (index * 37) % 100, "error": 40}.get(status, 0)
-        error = f"no such file: /data/photos/img_{index:05}.jpg" if status == "error" else None
-        return JobView(job_id, workflow_id, step.id, step.name, status, progress, error)
+            status, progress, error = override.status, override.progress, override.error
+        else:
+            status = step.status_of(index)
+            progress = {"completed": 100, "processing": (index * 37) % 100, "error": 40}.get(status, 0)
+            error = f"no such file: /data/photos/img_{index:05}.jpg" if status == "error" else None
+        # what `job` tells of the same job: its tree line reads the same from a page or from a record
+        return JobView(job_id, workflow_id, step.id, step.name, status, progress, error,
+                       input=f"/data/photos/img_{index:05}.jpg",
+                       worker="worker-checksum-1" if status != "queued" else None,
+                       duration=3.0 if status in ("completed", "error", "stopped") else None)
 
     def _step_counts(self, step: FakeStep) -> dict[str, int]:
         counts = dict.fromkeys(("queued", "processing", "retrying", "completed", "error", "skipped", "stopped"), 0)

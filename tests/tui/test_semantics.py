@@ -46,3 +46,23 @@ def test_step_detail_shows_what_a_step_waits_for():
 def test_workflow_detail_shows_the_version_as_defined():
     view = FakeBackend().workflow(12)
     assert "version  v0.0.1" in rendered(workflow_detail(view, NOW))
+
+
+def test_job_lines_show_input_duration_and_worker():
+    from stepflow_tui.tui.formatting import job_line, job_view_of
+
+    line = job_line(7, "completed", 100, input_path="/data/in/img_0042.jpg", duration=3.14,
+                    worker="3fa2b9c1d4e5f60718293a4b5c6d7e8f")
+    assert line.plain == "#7 ✔ completed 100%  img_0042.jpg  3.1s  3fa2b9c1"
+    record = {"id": 7, "status": "error", "progress": 40, "error": "boom", "worker": "w-1",
+              "execution_duration": 0.25, "parameters": [{"id": "source_path", "value": "/x/a.mov"}]}
+    view = job_view_of(record)
+    assert (view.input, view.duration, view.worker) == ("/x/a.mov", 0.25, "w-1")
+
+
+def test_step_detail_shows_durations_and_the_slowest_jobs():
+    backend = FakeBackend()
+    view = backend.workflow(14)
+    text = rendered(step_detail(view, view.steps[1], None, backend.step_stats(14, 2)))
+    assert "min / median 0.40s / 3.0s" in text and "p95 / max    7.5s / 12.2s" in text
+    assert "throughput   1.50 jobs/s" in text and "#3001  12.2s" in text

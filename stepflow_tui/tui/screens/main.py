@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,13 +19,16 @@ from textual.widgets import Tree
 from stepflow_tui.backend import (
     JOB_FINAL,
     WORKFLOW_FINAL,
+    JobView,
     QueueState,
+    StepStats,
     Update,
     WorkbenchBackend,
     WorkerView,
     WorkflowDefinition,
     WorkflowView,
 )
+from stepflow_tui.tui.formatting import job_view_of
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
 from stepflow_tui.tui.screens.main_commands import MainCommands
 from stepflow_tui.tui.screens.main_search import MainSearch
@@ -42,6 +46,8 @@ logger = logging.getLogger("stepflow_tui.tui")
 
 #: Seconds between redraws of the detail pane's relative times while it shows a live item.
 DETAIL_TICK = 2.0
+#: Seconds between reads of a selected step's durations (a scan of its jobs: 100,000 of them for a big step).
+STATS_EVERY = 2.0
 
 
 class MainScreen(MainCommands, MainSearch, Screen[None]):
@@ -63,6 +69,8 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         self._select_when_shown: int | None = None
         self._log_handler: PanelLogHandler | None = None
         self._detail_record: dict[str, Any] | None = None  # the job record the detail pane shows, if any
+        self._step_stats: tuple[tuple[int, int], StepStats] | None = None  # the durations last read, of a step
+        self._stats_read_at = 0.0
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -119,6 +127,7 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         self.tree.show_workflows(workflows, expand_running=True)
         self.query_one(QueuesPanel).show(queues)
         self._show_workers(workers)
+        self._show_totals()
         if self.tree.cursor_node is None and self.tree.root.children:
             self.tree.move_cursor(self.tree.root.children[0])
         self._ready = True
@@ -149,36 +158,40 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
     def _refresh(self, update: Update, pages: list[tuple[int, int, int, int]], job_ids: set[int],
                  selected_job: int | None) -> None:
         views: dict[int, WorkflowView | None] = {}
+        jobs: list[JobView] = []
         records: list[dict[str, Any]] = []
         queues = workers = None
         try:
             views = {workflow_id: self.backend.workflow(workflow_id) for workflow_id in update.workflow_ids}
             # many changed jobs of one step: re-read its listed pages (one lock each) instead of job by job
             for workflow_id, step_id, offset, limit in pages:
-                records += [{"id": job.id, "status": job.status, "progress": job.progress, "error": job.error}
-                            for job in self.backend.jobs(workflow_id, step_id, offset=offset, limit=limit)]
+                jobs += self.backend.jobs(workflow_id, step_id, offset=offset, limit=limit)
             if selected_job is not None:
                 job_ids = job_ids | {selected_job}  # the detail pane needs the full record
             records += [record for job_id in job_ids if (record := self.backend.job(job_id)) is not None]
+            jobs += [job_view_of(record) for record in records]
             queues = self.backend.queue_states() if update.queues else None
             workers = self.backend.workers() if update.workers else None
         except Exception as error:  # show it, keep going with what was read
             logger.exception("refresh failed")
             self.app.call_from_thread(self.notify, f"cannot read the backend: {error}", severity="error")
         finally:
-            self.app.call_from_thread(self._apply_refresh, views, records, queues, workers)
+            self.app.call_from_thread(self._apply_refresh, views, jobs, records, queues, workers)
 
-    def _apply_refresh(self, views: dict[int, WorkflowView | None], records: list[dict[str, Any]],
-                       queues: list[QueueState] | None, workers: list[WorkerView] | None) -> None:
+    def _apply_refresh(self, views: dict[int, WorkflowView | None], jobs: list[JobView],
+                       records: list[dict[str, Any]], queues: list[QueueState] | None,
+                       workers: list[WorkerView] | None) -> None:
         try:
             tree = self.tree
             for workflow_id, view in sorted(views.items()):
                 tree.apply_workflow(workflow_id, view)
-            tree.apply_jobs(records)
+            tree.apply_jobs(jobs)
             if queues is not None:
                 self.query_one(QueuesPanel).show(queues)
             if workers is not None:
                 self._show_workers(workers)
+            if views:
+                self._show_totals()
             if self._select_when_shown is not None and self._select_when_shown in views:
                 tree.select_workflow(self._select_when_shown)
                 self._select_when_shown = None
@@ -187,6 +200,13 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
             self._refreshing = False
         if self.relay.pending:
             self.pump_updates()
+
+    def _show_totals(self) -> None:
+        """The header's job totals, summed over every workflow the backend knows (filtered out or not)."""
+        views = self.tree.views.values()
+        self.header.totals = (sum(view.counts.get("processing", 0) for view in views),
+                              sum(view.counts.get("queued", 0) + view.counts.get("retrying", 0) for view in views),
+                              sum(view.counts.get("error", 0) for view in views))
 
     def _show_workers(self, workers: list[WorkerView]) -> None:
         self.header.live_workers = sum(not worker.lost for worker in workers)
@@ -217,7 +237,28 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         elif view is not None and ref.kind == "step":
             step = next((s for s in view.steps if s.id == ref.step_id), None)
             if step is not None:
-                pane.show(step_detail(view, step, self._definition(view.identifier)))
+                key = (view.id, step.id)
+                stats = self._step_stats[1] if self._step_stats and self._step_stats[0] == key else None
+                pane.show(step_detail(view, step, self._definition(view.identifier), stats))
+                if stats is None or time.monotonic() - self._stats_read_at > STATS_EVERY:
+                    self._stats_read_at = time.monotonic()
+                    self._load_step_stats(key)
+
+    @work(thread=True, exclusive=True, group="stats", exit_on_error=False, description="read step durations")
+    def _load_step_stats(self, key: tuple[int, int]) -> None:
+        try:
+            stats = self.backend.step_stats(*key)
+        except Exception as error:  # the rest of the detail stands; say why the durations are missing
+            logger.warning("cannot read the durations of step %s of workflow #%s: %s", key[1], key[0], error)
+            return
+        if stats is not None:
+            self.app.call_from_thread(self._show_step_stats, key, stats)
+
+    def _show_step_stats(self, key: tuple[int, int], stats: StepStats) -> None:
+        self._step_stats = (key, stats)
+        ref = self.tree.selected_ref
+        if ref is not None and ref.kind == "step" and ref.step_key == key:  # still the one selected
+            self._show_detail(ref)
 
     def _refresh_detail(self, views: dict[int, WorkflowView | None], records: list[dict[str, Any]]) -> None:
         ref = self.tree.selected_ref

@@ -12,13 +12,14 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stepflow_tui.backend import StepView, WorkflowDefinition, WorkflowView
+from stepflow_tui.backend import StepStats, StepView, WorkflowDefinition, WorkflowView
 from stepflow_tui.tui.formatting import (
     STATUS_ICONS,
     STATUS_STYLES,
     STEP_COUNT_KEYS,
     age,
     parse_time,
+    seconds_text,
     short_duration,
     status_text,
     step_status_note,
@@ -149,8 +150,28 @@ def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
     )
 
 
-def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefinition | None) -> RenderableType:
-    """Definition parameters and counts of a step."""
+def _durations(stats: StepStats) -> RenderableType:
+    """min / median / p95 / max, throughput and the slowest jobs of a step."""
+    if not stats.timed:
+        return Text("no finished job yet", style="dim")
+    rows: list[tuple[str, Any]] = [
+        ("jobs timed", f"{stats.timed:,}"),
+        ("min / median", f"{seconds_text(stats.minimum or 0)} / {seconds_text(stats.median or 0)}"),
+        ("p95 / max", f"{seconds_text(stats.p95 or 0)} / {seconds_text(stats.maximum or 0)}"),
+        ("throughput", f"{stats.throughput:.2f} jobs/s" if stats.throughput else None),
+    ]
+    slowest = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
+    slowest.add_column(no_wrap=True)
+    slowest.add_column(justify="right", no_wrap=True)
+    slowest.add_column(no_wrap=True, overflow="ellipsis")
+    for job in stats.slowest:
+        slowest.add_row(f"#{job.id}", seconds_text(job.duration or 0), Text(job.input or "", style="dim"))
+    return Group(_fields(rows), Text("slowest", style="bold"), slowest)
+
+
+def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefinition | None,
+                stats: StepStats | None = None) -> RenderableType:
+    """Definition parameters, counts and (once read) the durations of a step."""
     step_definition = None
     if definition is not None:
         try:
@@ -178,6 +199,8 @@ def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefiniti
         Text.assemble((f"Step {step.id} ", "bold"), (step.label or step.name, "bold cyan"),
                       (f"  of workflow #{view.id} {view.identifier}", "dim")),
         _fields(rows),
+        _section("Durations"),  # above the counts: those are on the step's line already
+        _durations(stats) if stats is not None else Text("reading…", style="dim"),
         _section("Counts"),
         _counts(step.counts),
         _section("Parameters (definition)"),

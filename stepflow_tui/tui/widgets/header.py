@@ -1,4 +1,4 @@
-"""The header line: app name, broker (masked), connection state, live / lost workers."""
+"""The header line: app name, connection state, live / lost workers, job totals, broker (masked)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ CONNECTION_STYLES = {"connected": "bold green", "connecting": "yellow", "reconne
 
 
 class StatusHeader(Static):
-    """``stepflow  ● connected  workers 2 live, 1 lost  READ-ONLY  amqp://user:***@host/vh``."""
+    """``stepflow  ● connected  workers 2 live, 1 lost  ⟳ 4 … 38,768 ✘ 4  READ-ONLY  amqp://user:***@host/vh``."""
 
     broker = reactive("")
     connection = reactive("connecting")
     live_workers = reactive(0)
     lost_workers = reactive(0)
     read_only = reactive(False)
+    #: Jobs of every workflow by status: processing, queued (retrying included), error.
+    totals: reactive[tuple[int, int, int]] = reactive((0, 0, 0))
 
     def render(self) -> Text:
         line = Text()
@@ -28,6 +30,11 @@ class StatusHeader(Static):
         line.append(f"  workers {self.live_workers} live")
         if self.lost_workers:
             line.append(f", {self.lost_workers} lost", style="bold red")
+        running, queued, failed = self.totals
+        line.append("  ")
+        line.append(f"⟳ {running:,}", style="yellow")
+        line.append(f" … {queued:,}", style="cyan")
+        line.append(f" ✘ {failed:,}", style="bold red" if failed else "dim")
         if self.read_only:
             line.append("  READ-ONLY", style="bold magenta reverse")
         line.append("  ")

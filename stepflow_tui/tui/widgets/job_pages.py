@@ -35,7 +35,7 @@ class JobPages:
     _window: dict[StepKey, tuple[int, int]]
     _loading: dict[StepKey, int]
     _tokens: itertools.count[int]
-    _job_shown: dict[int, tuple[str, int, str | None]]
+    _job_shown: dict[int, JobView]
     _reveal_when_listed: dict[StepKey, int]
 
     if TYPE_CHECKING:  # provided by WorkflowTree and FastTree; a stub here would shadow FastTree's in the MRO
@@ -148,7 +148,7 @@ class JobPages:
             if line is not None:
                 line.remove()
         for index, job in enumerate(added):
-            self._job_shown[job.id] = (job.status, job.progress, job.error)
+            self._job_shown[job.id] = job
             self._job_nodes[job.id] = step_node.add_leaf(
                 job_view_line(job), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
         if window is None:

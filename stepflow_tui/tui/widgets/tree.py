@@ -10,8 +10,8 @@ from textual import on
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from stepflow_tui.backend import WORKFLOW_FINAL, StepView, WorkbenchBackend, WorkflowView
-from stepflow_tui.tui.formatting import job_line, step_line, workflow_line
+from stepflow_tui.backend import WORKFLOW_FINAL, JobView, StepView, WorkbenchBackend, WorkflowView
+from stepflow_tui.tui.formatting import job_view_line, step_line, workflow_line
 from stepflow_tui.tui.widgets.fast_tree import FastTree
 from stepflow_tui.tui.widgets.job_pages import JobPages
 from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, StepKey, TreeFilter
@@ -53,8 +53,8 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         #: tree was rebuilt, the workflow removed — is ignored when it lands).
         self._loading: dict[StepKey, int] = {}
         self._tokens = itertools.count(1)
-        #: What each listed job line shows: (status, progress, error).
-        self._job_shown: dict[int, tuple[str, int, str | None]] = {}
+        #: What each listed job line shows.
+        self._job_shown: dict[int, JobView] = {}
         #: The job to put the cursor on once its page is listed (`jump_to_job`).
         self._reveal_when_listed: dict[StepKey, int] = {}
         #: Expanded workflows and steps, kept while a filter hides them: clearing it brings them back open.
@@ -76,7 +76,7 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     def job_status(self, job_id: int) -> str | None:
         """The last known status of a listed job."""
         shown = self._job_shown.get(job_id)
-        return shown[0] if shown is not None else None
+        return shown.status if shown is not None else None
 
     def plan_job_reads(self, job_ids: set[int] | frozenset[int],
                        many: int = 50) -> tuple[list[tuple[int, int, int, int]], set[int]]:
@@ -222,30 +222,26 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
             self._sync_pager_lines((workflow_id, step.id))
         self._restore(selected)
 
-    def apply_jobs(self, records: Iterable[dict]) -> None:
-        """Relabel listed jobs from full records (``Backend.job``): status, progress, error.
+    def apply_jobs(self, jobs: Iterable[JobView]) -> None:
+        """Relabel listed jobs: status, progress, error, input, duration, worker.
 
         Only lines whose text changes are relabelled, and the tree repaints once for all of them: Textual's
         ``set_label`` queues a repaint callback per node, which for 1,000 lines cost more than the labels.
         """
         changed = False
-        for record in records:
-            job_id = record["id"]
-            node = self._job_nodes.get(job_id)
+        for job in jobs:
+            node = self._job_nodes.get(job.id)
             if node is not None:
-                changed |= self._show_job(node, job_id, record["status"], record.get("progress", 0),
-                                          record.get("error"))
+                changed |= self._show_job(node, job)
         if changed:
             self.refresh()
 
-    def _show_job(self, node: TreeNode[NodeRef], job_id: int, status: str, progress: int,
-                  error: str | None) -> bool:
+    def _show_job(self, node: TreeNode[NodeRef], job: JobView) -> bool:
         """Give a listed job's line this content (the caller repaints); False when it already shows it."""
-        shown = (status, progress, error)
-        if self._job_shown.get(job_id) == shown:
+        if self._job_shown.get(job.id) == job:
             return False
-        self._job_shown[job_id] = shown
-        self.relabel_quietly(node, job_line(job_id, status, progress, error))
+        self._job_shown[job.id] = job
+        self.relabel_quietly(node, job_view_line(job))
         return True
 
     def refresh_ages(self) -> None:
