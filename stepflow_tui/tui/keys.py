@@ -22,7 +22,9 @@ WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
     WorkbenchKey("p", "pause", "Pause", "Pause or resume dispatching the workflow's queued jobs", True),
     WorkbenchKey("d", "delete", "Delete", "Delete a finished workflow and its jobs (after a confirmation)", True),
     WorkbenchKey("x", "cancel_job", "Cancel", "Cancel the selected job (queued or processing)", True),
-    WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text"),
+    WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text; the text also finds jobs by "
+                 "id or parameter value and jumps to the first"),
+    WorkbenchKey("o", "order", "Order", "List the newest workflows first, or the oldest"),
     WorkbenchKey("w", "workers", "Workers", "Show live and lost workers"),
     WorkbenchKey("l", "toggle_log", "Log", "Show or hide the log panel"),
     WorkbenchKey("question_mark", "help", "Help", "Keys and what each status means"),

@@ -79,3 +79,28 @@ async def test_clearing_the_filter_keeps_expansion_and_selection():
         assert tree.node_for(NodeRef("step", 14, 2)).is_expanded
         assert tree.selected_ref == NodeRef("job", 14, 2, 3005)
         assert "Job #3005" in detail_text(app)
+
+
+def line_is_on_screen(tree, ref: NodeRef) -> bool:
+    node = tree.node_for(ref)
+    top = tree.scroll_offset.y
+    return node is not None and top <= node.line < top + tree.scrollable_content_region.height
+
+
+async def test_a_started_workflow_is_scrolled_into_view_in_either_order():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_step(pilot, 14, 2)  # 40 job lines: the end of the tree is off-screen
+        await select(pilot, NodeRef("workflow", 12))
+        await pilot.press("s", "enter")
+        await settle(pilot)
+        await pilot.press(*"/data/new", "enter")
+        await settle(pilot)
+        tree = tree_of(pilot)
+        assert tree.selected_ref == NodeRef("workflow", 16) and line_is_on_screen(tree, NodeRef("workflow", 16))
+        await pilot.press("o")
+        await settle(pilot)
+        assert [node.data.workflow_id for node in tree.root.children] == [16, 15, 14, 13, 12]
+        assert tree.selected_ref == NodeRef("workflow", 16) and tree.node_for(NodeRef("step", 14, 2)).is_expanded
+        assert tree.border_title == "Workflows, newest first"

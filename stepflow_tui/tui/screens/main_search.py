@@ -1,5 +1,6 @@
-"""`/` on the main screen (`MainSearch`, a mixin of it): filter the tree by status and text, where the text
-also finds jobs by id or parameter value (`WorkbenchBackend.find_jobs`) and jumps to the first one found."""
+"""`/` and `o` on the main screen (`MainSearch`, a mixin of it): filter the tree by status and text, where the
+text also finds jobs by id or parameter value (`WorkbenchBackend.find_jobs`) and jumps to the first one found;
+list the newest workflows first or the oldest."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class MainSearch:
     tree: WorkflowTree
     notify: Callable[..., None]
     _show_detail: Callable[[NodeRef | None], None]
+
+    def action_order(self) -> None:
+        self.tree.set_order(not self.tree.newest_first)
+        self.notify("newest workflows first" if self.tree.newest_first else "oldest workflows first")
 
     def action_filter(self) -> None:
         self.app.push_screen(FilterScreen(self.tree.tree_filter), self._filtered)

@@ -40,6 +40,7 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         self.show_root = False
         self.guide_depth = 3
         self.tree_filter = TreeFilter()
+        self.newest_first = False  # the order of the workflows (o toggles it)
         #: The last view of every workflow the backend knows (shown or filtered out).
         self.views: dict[int, WorkflowView] = {}
         self._workflow_nodes: dict[int, TreeNode[NodeRef]] = {}
@@ -151,7 +152,7 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         self._loading.clear()
         self._reveal_when_listed.clear()
         self.views = {view.id: view for view in views}
-        for view in sorted(self.views.values(), key=lambda v: v.id):
+        for view in sorted(self.views.values(), key=lambda v: v.id, reverse=self.newest_first):
             if not self.tree_filter.matches(view):
                 continue
             node = self._add_workflow_node(view)
@@ -163,6 +164,14 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
                 if step_node is not None and (view.id, step.id) in expanded_steps:
                     step_node.expand()
         self._restore(selected)
+
+    def set_order(self, newest_first: bool) -> None:
+        """List the newest workflows first (or the oldest), keeping the selection and what is expanded."""
+        self.newest_first = newest_first
+        self.border_title = "Workflows, newest first" if newest_first else "Workflows"
+        self.show_workflows(list(self.views.values()))
+        if self.cursor_node is not None:
+            self.move_to_visible(self.cursor_node)
 
     def set_filter(self, tree_filter: TreeFilter) -> None:
         """Show only the workflows ``tree_filter`` matches (job pages follow its status). Clearing it puts
@@ -267,8 +276,9 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
 
     # -- nodes --------------------------------------------------------------------------------------------
     def _add_workflow_node(self, view: WorkflowView) -> TreeNode[NodeRef]:
-        # keep workflows in id order: insert before the first shown workflow with a larger id
-        before = next((node for wid, node in sorted(self._workflow_nodes.items()) if wid > view.id), None)
+        # keep workflows in id order: insert before the first shown workflow that comes after it
+        before = next((node for wid, node in sorted(self._workflow_nodes.items(), reverse=self.newest_first)
+                       if (wid < view.id if self.newest_first else wid > view.id)), None)
         node = self.root.add(workflow_line(view, self.clock()), NodeRef("workflow", view.id), before=before)
         self._workflow_nodes[view.id] = node
         for step in view.steps:
