@@ -12,6 +12,7 @@ class WorkbenchKey:
     label: str  # short, for the footer
     help: str  # one line, for the help screen and the command palette
     changes_state: bool = False  # refused in read-only mode
+    in_footer: bool = True  # False: in the palette and the help only (the footer must fit 120 columns)
 
 
 WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
@@ -24,7 +25,7 @@ WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
     WorkbenchKey("x", "cancel_job", "Cancel", "Cancel the selected job (queued or processing)", True),
     WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text; the text also finds jobs by "
                  "id or parameter value and jumps to the first"),
-    WorkbenchKey("o", "order", "Order", "List the newest workflows first, or the oldest"),
+    WorkbenchKey("o", "order", "Order", "List the newest workflows first, or the oldest", in_footer=False),
     WorkbenchKey("w", "workers", "Workers", "Show live and lost workers"),
     WorkbenchKey("l", "toggle_log", "Log", "Show or hide the log panel"),
     WorkbenchKey("question_mark", "help", "Help", "Keys and what each status means"),

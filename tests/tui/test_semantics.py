@@ -66,3 +66,21 @@ def test_step_detail_shows_durations_and_the_slowest_jobs():
     text = rendered(step_detail(view, view.steps[1], None, backend.step_stats(14, 2)))
     assert "min / median 0.40s / 3.0s" in text and "p95 / max    7.5s / 12.2s" in text
     assert "throughput   1.50 jobs/s" in text and "#3001  12.2s" in text
+
+
+async def test_the_log_panel_shows_info_records_logged_while_it_was_hidden():
+    import logging
+
+    from stepflow_tui.tui.widgets.log import LogPanel
+
+    from .helpers import make_app, settle
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        logging.getLogger("stepflow_tui.worker").info("worker started")  # info: the root stops at warnings
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        panel = app.main_screen.query_one(LogPanel)
+        assert panel.display and any("worker started" in str(line.text) for line in panel.lines)

@@ -54,7 +54,8 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
     """Everything an operator watches, and the keys that act on the selection (`MainCommands`)."""
 
     CSS_PATH = "main.tcss"
-    BINDINGS = [Binding(key.key, key.action, key.label, tooltip=key.help) for key in WORKBENCH_KEYS]
+    BINDINGS = [Binding(key.key, key.action, key.label, tooltip=key.help, show=key.in_footer)
+                for key in WORKBENCH_KEYS]
 
     def __init__(self, backend: WorkbenchBackend, relay: UpdateRelay, clock: Callable[[], datetime],
                  read_only: bool) -> None:
@@ -68,6 +69,7 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         self._refreshing = False  # one refresh at a time, so an older read never overwrites a newer one
         self._select_when_shown: int | None = None
         self._log_handler: PanelLogHandler | None = None
+        self._log_level = logging.NOTSET
         self._detail_record: dict[str, Any] | None = None  # the job record the detail pane shows, if any
         self._step_stats: tuple[tuple[int, int], StepStats] | None = None  # the durations last read, of a step
         self._stats_read_at = 0.0
@@ -100,7 +102,13 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         self.query_one(QueuesPanel).border_title = "Queues"
         self.query_one(LogPanel).border_title = "Log"
         self._log_handler = PanelLogHandler(self.query_one(LogPanel))
-        logging.getLogger("stepflow_tui").addHandler(self._log_handler)
+        package_logger = logging.getLogger("stepflow_tui")
+        package_logger.addHandler(self._log_handler)
+        # the root logger stops at warnings by default, and the panel opened empty: the actions sent and the
+        # workers' start lines are info records (the terminal's handlers are set aside while the app runs)
+        self._log_level = package_logger.level
+        if package_logger.getEffectiveLevel() > logging.INFO:
+            package_logger.setLevel(logging.INFO)
         self.tree.focus()
         self.set_interval(10, self._refresh_ages)
         # the detail's "(3s ago)" of a live item follows the clock as the tree's lines do
@@ -110,6 +118,7 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
     def on_unmount(self) -> None:
         if self._log_handler is not None:
             logging.getLogger("stepflow_tui").removeHandler(self._log_handler)
+            logging.getLogger("stepflow_tui").setLevel(self._log_level)
 
     @work(thread=True, group="load", exit_on_error=False, description="first load")
     def _initial_load(self) -> None:

@@ -51,6 +51,7 @@ class MainCommands:
     tree: WorkflowTree
     notify: Callable[..., None]
     query_one: Callable[..., Any]
+    refresh: Callable[..., Any]
 
     # -- running them -------------------------------------------------------------------------------------
     @work(thread=True, group="commands", exit_on_error=False, description="run a command")
@@ -285,6 +286,10 @@ class MainCommands:
     def action_toggle_log(self) -> None:
         log = self.query_one(LogPanel)
         log.display = not log.display
+        # lay the whole screen out again at once: the panes above once stayed drawn twice until the next key
+        self.refresh(layout=True)
+        if log.display:
+            log.scroll_end(animate=False)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
