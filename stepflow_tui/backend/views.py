@@ -79,6 +79,12 @@ class WorkerView:
     version: str
     last_seen: str  # ISO time
     lost: bool  # unseen for 3 status intervals
+    concurrency: int = 1  # jobs it runs at the same time
+    processed: int = 0  # results this backend applied from it (completed or failed)
+    failed: int = 0  # of which failed (an error; a cancel is not counted)
+    first_seen: str = ""  # ISO time this backend first heard of it (its uptime, as far as we know)
+    last_job: int | None = None  # the job of its last result
+    last_job_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +192,9 @@ def worker_to_dict(view: WorkerView) -> dict[str, Any]:
     """A `WorkerView` as a JSON object."""
     return {"instance_id": view.instance_id, "label": view.label, "job_types": list(view.job_types),
             "activity": view.activity, "current_jobs": list(view.current_jobs), "hostname": view.hostname,
-            "pid": view.pid, "version": view.version, "last_seen": view.last_seen, "lost": view.lost}
+            "pid": view.pid, "version": view.version, "last_seen": view.last_seen, "lost": view.lost,
+            "concurrency": view.concurrency, "processed": view.processed, "failed": view.failed,
+            "first_seen": view.first_seen, "last_job": view.last_job, "last_job_at": view.last_job_at}
 
 
 def worker_from_dict(data: dict[str, Any]) -> WorkerView:
@@ -194,7 +202,10 @@ def worker_from_dict(data: dict[str, Any]) -> WorkerView:
     return WorkerView(instance_id=data["instance_id"], label=data["label"], job_types=tuple(data["job_types"]),
                       activity=data["activity"], current_jobs=tuple(data["current_jobs"]),
                       hostname=data["hostname"], pid=data["pid"], version=data["version"],
-                      last_seen=data["last_seen"], lost=data["lost"])
+                      last_seen=data["last_seen"], lost=data["lost"], concurrency=data.get("concurrency", 1),
+                      processed=data.get("processed", 0), failed=data.get("failed", 0),
+                      first_seen=data.get("first_seen", ""), last_job=data.get("last_job"),
+                      last_job_at=data.get("last_job_at"))
 
 
 def update_to_dict(update: Update) -> dict[str, Any]:

@@ -286,11 +286,16 @@ class FakeBackend:
     def workers(self) -> list[WorkerView]:
         return [
             WorkerView("worker-checksum-1", "stepflow-files", ("list_files", "checksum", "manifest"), "Busy",
-                       (1140, 1141), "node-a", 4242, "0.1.0", iso(NOW - timedelta(seconds=2)), False),
+                       (1140, 1141), "node-a", 4242, "0.1.0", iso(NOW - timedelta(seconds=2)), False,
+                       concurrency=4, processed=1_338, failed=1, first_seen=iso(NOW - timedelta(minutes=40)),
+                       last_job=1139, last_job_at=iso(NOW - timedelta(seconds=3))),
             WorkerView("worker-fail-1", "stepflow defaults", ("fail", "noop"), "Idle", (), "node-a", 4243,
-                       "0.1.0", iso(NOW - timedelta(seconds=4)), False),
+                       "0.1.0", iso(NOW - timedelta(seconds=4)), False, processed=6, failed=6,
+                       first_seen=iso(NOW - timedelta(minutes=12)), last_job=2003,
+                       last_job_at=iso(NOW - timedelta(minutes=9))),
             WorkerView("worker-sleep-1", "stepflow defaults", ("sleep",), "Busy", (200_001,), "node-b", 977,
-                       "0.1.0", iso(NOW - timedelta(seconds=40)), True),
+                       "0.1.0", iso(NOW - timedelta(seconds=40)), True, concurrency=8,
+                       first_seen=iso(NOW - timedelta(hours=3))),
         ]
 
     # -- commands ---------------------------------------------------------------------------------------
