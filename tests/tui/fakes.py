@@ -82,6 +82,7 @@ class FakeStep:
     blocks: list[tuple[str, int]]
     first_job_id: int
     status: str = "processing"
+    launched: bool = True  # False: never launched (pending, or skipped by an abort)
 
     @property
     def job_count(self) -> int:
@@ -264,9 +265,9 @@ class FakeBackend:
         view = self.workflow(workflow_id)
         if view is None:
             return 0
-        if step_id is None:
-            return view.counts.get("error", 0)
-        return sum(step.counts.get("error", 0) for step in view.steps if step.id == step_id)
+        # as the real backend: jobs in error or stopped (both can be retried)
+        return sum(step.counts.get("error", 0) + step.counts.get("stopped", 0) for step in view.steps
+                   if step_id is None or step.id == step_id)
 
     def queue_states(self) -> list[QueueState]:
         return [
@@ -463,7 +464,8 @@ class FakeBackend:
             counts = self._step_counts(step)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
-            steps.append(StepView(step.id, step.name, step.label, step.status, counts, step.job_count))
+            steps.append(StepView(step.id, step.name, step.label, step.status, counts, step.job_count,
+                                  launched_at=iso(workflow.created) if step.launched else None))
         finished = iso(workflow.finished) if workflow.finished else None
         return WorkflowView(
             id=workflow.id, identifier=workflow.identifier, label=workflow.label, version="0.0.1",
@@ -497,3 +499,18 @@ def default_workflows() -> list[FakeWorkflow]:
                                [("completed", 61_234), ("processing", 8), ("queued", 38_758)], 100_000)],
                      T0 + timedelta(minutes=1)),
     ]
+
+
+def add_ended_workflows(backend: FakeBackend) -> None:
+    """#17 ended stopped (a job cancelled, none failed); #18 aborted before its second step began."""
+    backend._workflows[17] = FakeWorkflow(
+        17, "failing_demo", "A step that always fails (to try retry)", "stopped", {"count": "2"},
+        [FakeStep(1, "fail", "fail", [("completed", 1), ("stopped", 1)], 4001, "stopped")],
+        T0 + timedelta(minutes=4), finished=T0 + timedelta(minutes=4, seconds=30))
+    backend._workflows[18] = FakeWorkflow(
+        18, "checksum_folder", "Checksum every file of a folder and write a manifest", "aborted",
+        {"source_dir": "/data/old", "manifest_path": "manifest.sha256", "algorithm": "sha256"},
+        [FakeStep(1, "list_files", "list files", [("stopped", 1)], 4101, "stopped"),
+         FakeStep(2, "checksum", "checksum", [], 4102, "skipped", launched=False),
+         FakeStep(3, "manifest", "manifest", [], 4102, "skipped", launched=False)],
+        T0 + timedelta(minutes=4, seconds=10), finished=T0 + timedelta(minutes=4, seconds=20))

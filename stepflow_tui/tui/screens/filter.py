@@ -28,7 +28,7 @@ class FilterScreen(ModalScreen[TreeFilter | None]):
             yield Label("Status (of the workflow or of any of its jobs)")
             yield Select([(status, status) for status in FILTER_STATUSES], prompt="any status",
                          value=self.current.status or Select.NULL, id="status")
-            yield Label("Text: a workflow or job id, an identifier, a label or a parameter value")
+            yield Label("Text: a workflow or job id, a name, a parameter value")
             yield Input(self.current.text, placeholder="e.g. checksum, 3026, img_0042.jpg", id="text")
             with Horizontal(id="buttons"):
                 yield Button("Apply", id="apply", variant="primary")

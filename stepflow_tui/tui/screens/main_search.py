@@ -71,7 +71,8 @@ class MainSearch:
         if not shown:
             self.notify(f"no match for {tree_filter.describe()}", severity="warning")
             return
-        found = f", {len(jobs)}{'+' if len(jobs) >= FOUND_JOBS else ''} jobs found" if jobs else ""
+        more = "+" if len(jobs) >= FOUND_JOBS else ""
+        found = f", {len(jobs)}{more} job{'' if len(jobs) == 1 else 's'} found" if jobs else ""
         where = f"; job #{jumped.id} selected" if jumped is not None else ""
         self.notify(f"filter {tree_filter.describe()}: {shown} of {len(self.tree.views)} workflows shown"
                     f"{found}{where}")
