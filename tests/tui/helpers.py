@@ -77,3 +77,11 @@ def detail_text(app) -> str:
     with console.capture() as capture:
         console.print(pane.query_one("#detail-body").content)
     return capture.get()
+
+
+async def search(pilot: Pilot, text: str) -> None:
+    """Type ``text`` in the filter dialog (``/``) and apply it."""
+    await pilot.press("slash")
+    await settle(pilot)
+    await pilot.press(*text, "enter")
+    await settle(pilot)

@@ -6,16 +6,9 @@ from __future__ import annotations
 from stepflow_tui.tui.widgets.tree_refs import NodeRef, TreeFilter
 
 from .fakes import FakeBackend
-from .helpers import detail_text, make_app, notifications, open_step, select, settle, tree_of
+from .helpers import detail_text, make_app, notifications, open_step, search, select, settle, tree_of
 
 SIZE = (120, 36)
-
-
-async def search(pilot, text: str) -> None:
-    await pilot.press("slash")
-    await settle(pilot)
-    await pilot.press(*text, "enter")
-    await settle(pilot)
 
 
 def test_text_matches_workflow_parameter_values():

@@ -8,7 +8,7 @@ from stepflow_tui.backend.views import Update
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
 from .fakes import FakeBackend, add_ended_workflows
-from .helpers import load_page, make_app, open_step, select, settle, tree_of
+from .helpers import load_page, make_app, open_step, search, select, settle, tree_of
 
 SIZE = (120, 36)
 
@@ -180,10 +180,7 @@ def test_search_jumps_to_a_job_of_a_large_step(snap_compare):
 
     async def run_before(pilot):
         await settle(pilot)
-        await pilot.press("slash")
-        await settle(pilot)
-        await pilot.press(*"154321", "enter")
-        await settle(pilot)
+        await search(pilot, "154321")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
@@ -193,10 +190,7 @@ def test_search_without_a_match(snap_compare):
 
     async def run_before(pilot):
         await settle(pilot)
-        await pilot.press("slash")
-        await settle(pilot)
-        await pilot.press(*"nothing-like-this", "enter")
-        await settle(pilot)
+        await search(pilot, "nothing-like-this")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
