@@ -94,11 +94,13 @@ def _per_second(before: int | None, after: int | None, elapsed: float) -> float 
 
 
 def rate_text(rate: float | None) -> str:
-    """``12/s``, ``0.3/s``, ``0``, or ``?`` when unknown."""
+    """``12/s``, ``0.3/s``, ``<0.1/s``, ``0``, or ``?`` when unknown."""
     if rate is None:
         return "?"
     if rate == 0:
         return "0"
+    if rate < 0.05:
+        return "<0.1/s"  # a few messages a minute: "0.0/s" read as none
     return f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s"
 
 

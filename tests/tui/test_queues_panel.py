@@ -46,7 +46,8 @@ def test_depth_history_has_one_bar_per_bucket_carrying_the_last_depth():
 
 
 def test_rate_text():
-    assert [rate_text(r) for r in (None, 0, 0.25, 12.4, 1500)] == ["?", "0", "0.2/s", "12/s", "1,500/s"]
+    assert [rate_text(r) for r in (None, 0, 0.01, 0.25, 12.4, 1500)] == ["?", "0", "<0.1/s", "0.2/s", "12/s",
+                                                                         "1,500/s"]
 
 
 def test_order_puts_lost_and_dead_messages_first_then_the_busiest():
