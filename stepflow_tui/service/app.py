@@ -20,7 +20,9 @@ from .auth import Tokens, auth_middleware, is_loopback, resolve_tokens
 from .credentials import CredentialStore
 from .errors import MAX_BODY, error_middleware
 from .keys import BACKEND, CREDENTIALS, HEARTBEAT, HUB, STOPPING, TOKENS
+from .metrics import setup_metrics
 from .openapi import openapi_document
+from .stepflow_routes import setup_stepflow
 
 log = logging.getLogger("stepflow_tui.service")
 DEFAULT_LISTEN = "127.0.0.1:4000"
@@ -53,6 +55,8 @@ def create_app(backend: Any, *, token: str | None = None, read_only_token: str |
     app.add_routes(resources.routes)
     app.add_routes(commands.routes)
     app.add_routes(mcai.routes)
+    setup_stepflow(app)
+    setup_metrics(app)
 
     async def end_streams(app: web.Application) -> None:
         app[STOPPING]["stopping"] = True

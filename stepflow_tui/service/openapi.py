@@ -7,6 +7,8 @@ from typing import Any
 
 import stepflow_tui
 
+from .stepflow_openapi import STEPFLOW_PARAMETERS, STEPFLOW_PATHS
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OBJECT = {"type": "object"}
 
@@ -142,4 +144,5 @@ def openapi_document() -> dict[str, Any]:
             "info": {"title": "stepflow-tui backend API", "version": stepflow_tui.__version__,
                      "description": "See docs/service.md."},
             "servers": [{"url": "/"}], "security": [{"bearer": []}, {}],
-            "paths": PATHS, "components": COMPONENTS}
+            "paths": {**PATHS, **STEPFLOW_PATHS},
+            "components": {**COMPONENTS, "parameters": {**COMPONENTS["parameters"], **STEPFLOW_PARAMETERS}}}
