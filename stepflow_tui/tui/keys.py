@@ -26,6 +26,12 @@ WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
     WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text; the text also finds jobs by "
                  "id or parameter value and jumps to the first"),
     WorkbenchKey("o", "order", "Order", "List the newest workflows first, or the oldest", in_footer=False),
+    WorkbenchKey("e", "rerun", "Re-run", "Start the selected workflow again: the start form holds its parameters "
+                 "(edit them or press enter)", True, in_footer=False),
+    WorkbenchKey("E", "export", "Export", "Write the selected workflow and its jobs to workflow-<id>.json and .csv "
+                 "in the current folder", in_footer=False),
+    WorkbenchKey("c", "copy_id", "Copy id", "Copy the selected job's id (or workflow's) to the clipboard",
+                 in_footer=False),
     WorkbenchKey("w", "workers", "Workers", "Show live and lost workers"),
     WorkbenchKey("l", "toggle_log", "Log", "Show or hide the log panel"),
     WorkbenchKey("question_mark", "help", "Help", "Keys and what each status means"),

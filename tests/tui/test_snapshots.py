@@ -262,3 +262,15 @@ def test_queues_rates_and_sparklines(snap_compare):
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_rerun_form(snap_compare):
+    """e on workflow #14: the start form again, its fields holding the parameters #14 was started with."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await select(pilot, NodeRef("workflow", 14))
+        await pilot.press("e")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -31,6 +32,7 @@ from stepflow_tui.backend import (
 from stepflow_tui.tui.formatting import job_view_of
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
 from stepflow_tui.tui.screens.main_commands import MainCommands
+from stepflow_tui.tui.screens.main_extras import MainExtras
 from stepflow_tui.tui.screens.main_search import MainSearch
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.source import UpdateRelay
@@ -50,7 +52,7 @@ DETAIL_TICK = 2.0
 STATS_EVERY = 2.0
 
 
-class MainScreen(MainCommands, MainSearch, Screen[None]):
+class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
     """Everything an operator watches, and the keys that act on the selection (`MainCommands`)."""
 
     CSS_PATH = "main.tcss"
@@ -64,6 +66,7 @@ class MainScreen(MainCommands, MainSearch, Screen[None]):
         self.relay = relay
         self.clock = clock
         self.read_only = read_only
+        self.export_dir = Path.cwd()  # where E writes workflow-<id>.json and .csv
         self.definitions: list[WorkflowDefinition] = []
         self._ready = False  # the first full load is shown; updates wait until then
         self._refreshing = False  # one refresh at a time, so an older read never overwrites a newer one
