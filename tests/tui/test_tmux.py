@@ -356,3 +356,23 @@ def test_search_jumps_to_a_job_by_id_says_no_match_and_clears(tmux: Tmux, tmp_pa
     tmux.key("Enter")  # an empty filter: everything again, the selection of before the filter back
     tmux.wait_for(lambda s: workflow_line(s, "failing_demo") != "", "the workflow listed again")
     tmux.wait_text(f"Workflow #{workflow_id}", "the workflow selected again, as before the search")
+
+
+def test_rerun_with_the_same_parameters_then_export(tmux: Tmux, tmp_path: Path):
+    start_workbench(tmux, tmp_path, "--workflows", str(REPO_WORKFLOWS))
+    pick_definition(tmux, "failing_demo")
+    tmux.key("Enter")
+    tmux.wait_for(lambda s: re.search(r"(error|completed)", workflow_line(s, "failing_demo")), "#1 ended")
+    tmux.wait_text("Workflow #1", "workflow #1 selected")
+
+    tmux.key("e")
+    tmux.wait_text("With the parameters of #1", "the start form again, holding #1's parameters")
+    tmux.key("Enter")
+    tmux.wait_text("started workflow #2 failing_demo", "the re-run started")
+    tmux.wait_for(lambda s: re.search(r"#2 failing_demo\s+\S+ (error|completed)", s), "#2 ended")
+
+    tmux.key("E")
+    tmux.wait_text("exported to", "the export done")
+    exported = sorted(path.name for path in (tmp_path / "cwd").glob("workflow-*"))
+    assert exported == ["workflow-2.csv", "workflow-2.json"]
+    assert "failing_demo" in (tmp_path / "cwd" / "workflow-2.json").read_text()
