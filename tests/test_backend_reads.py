@@ -53,3 +53,25 @@ def test_a_backend_counts_what_its_workers_did(start_backend) -> None:
     assert harness.wait_finished(workflow_id) == "completed"
     workers = wait_for(lambda: [w for w in harness.backend.workers() if w.processed == 3], 10, "3 results counted")
     assert workers[0].failed == 0 and workers[0].last_job is not None
+
+
+def test_a_job_log_travels_with_its_result_bounded(start_backend) -> None:
+    from stepflow_tui.core.protocol import MAX_LOG_LINES, JobCompleted, decode_response
+
+    def chatty(ctx):
+        ctx.logger.debug("not kept")
+        for n in range(MAX_LOG_LINES + 5):
+            ctx.logger.info("line %d of %s", n, ctx.job_id)
+        return {}
+
+    harness = start_backend([{"identifier": "w", "label": "W", "steps": [{"id": 1, "name": "chatty", "label": "C"}]}],
+                            {"chatty": chatty})
+    workflow_id = harness.start("w")
+    assert harness.wait_finished(workflow_id) == "completed"
+    (record,) = harness.jobs(workflow_id)
+    assert len(record["logs"]) == MAX_LOG_LINES and record["logs"][-1].endswith(
+        f"INFO line {MAX_LOG_LINES + 4} of {record['id']}")
+    # the wire: our extension, dropped (not refused) when malformed
+    message = decode_response("job_completed", JobCompleted(7, logs=["a", "b"]).encode())
+    assert message.logs == ["a", "b"]
+    assert decode_response("job_completed", b'{"job_id": 7, "status": "completed", "logs": 3}').logs == []

@@ -88,6 +88,7 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
+    logs: list[str] = field(default_factory=list)  # what its implementation logged (the last lines), if told
 
     def parameter(self, parameter_id: str, default: Any = None) -> Any:
         for parameter in self.parameters:
@@ -117,6 +118,7 @@ class Job:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "logs": self.logs,
         }
 
     @classmethod

@@ -221,6 +221,8 @@ class FakeBackend:
             if view.status == "completed" else [],
             "worker": "worker-checksum-1" if view.status != "queued" else None,
             "execution_duration": 3.0 if finished else None,
+            "logs": ([f"10:01:03 INFO reading /data/photos/img_{index:05}.jpg"]
+                     + ([f"10:01:06 WARNING failed: {error}"] if error else [])) if view.status != "queued" else [],
             "created_at": iso(created),
             "started_at": iso(started) if view.status != "queued" else None,
             "finished_at": finished,

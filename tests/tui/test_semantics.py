@@ -84,3 +84,15 @@ async def test_the_log_panel_shows_info_records_logged_while_it_was_hidden():
         await settle(pilot)
         panel = app.main_screen.query_one(LogPanel)
         assert panel.display and any("worker started" in str(line.text) for line in panel.lines)
+
+
+def test_job_detail_shows_its_log_or_says_none():
+    from stepflow_tui.tui.widgets.detail import LOG_LINES, job_detail
+
+    record = FakeBackend().job(2002)
+    text = rendered(job_detail(record, NOW))
+    log = text.split("Log\n", 1)[1]
+    assert log.startswith("10:01:03 INFO reading /data/photos/img_00001.jpg\n10:01:06 WARNING failed: no such")
+    many = dict(record, logs=[f"line {n}" for n in range(LOG_LINES + 7)])
+    assert "… 7 lines above\nline 7\n" in rendered(job_detail(many, NOW))
+    assert "Log\nnone\n" in rendered(job_detail(dict(record, logs=[]), NOW))  # a foreign worker sends none

@@ -27,6 +27,7 @@ from stepflow_tui.tui.formatting import (
 )
 
 TRACEBACK_LINES = 20  # the end of a traceback is where the cause is
+LOG_LINES = 50  # of a job's log (the pane scrolls; the export has them all)
 MAX_ITEMS = 10  # of a list value (a fan-out step's source_paths may hold 100,000 paths)
 MAX_CHARS = 300  # of any one value
 
@@ -239,6 +240,19 @@ def _history(record: dict[str, Any], now: datetime) -> Table:
     return history
 
 
+def _job_log(lines: list[str]) -> Text:
+    """The last `LOG_LINES` lines the job's implementation logged (a worker of ours sends up to 200 with the
+    result; a foreign one sends none)."""
+    if not lines:
+        return Text("none", style="dim")
+    shown = lines[-LOG_LINES:]
+    text = Text(f"… {len(lines) - len(shown)} lines above\n" if len(lines) > len(shown) else "", style="dim")
+    for line in shown:
+        text.append(line + "\n", style="red" if " ERROR " in line or " WARNING " in line else "")
+    text.rstrip()
+    return text
+
+
 def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
     """A job: its error and traceback first (what an operator opens a failed job for), then status, worker,
     times, history, parameters, outputs and destination paths."""
@@ -266,6 +280,7 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
         ("finished", _when(record.get("finished_at"), now)),
     ]))
     parts += [_section("History"), _history(record, now)]
+    parts += [_section("Log"), _job_log(record.get("logs") or [])]
     parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
     parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
     paths = record.get("destination_paths") or []
