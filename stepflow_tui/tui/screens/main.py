@@ -76,6 +76,7 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
         self._detail_record: dict[str, Any] | None = None  # the job record the detail pane shows, if any
         self._step_stats: tuple[tuple[int, int], StepStats] | None = None  # the durations last read, of a step
         self._stats_read_at = 0.0
+        self._stats_reading = False
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -252,24 +253,28 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
                 key = (view.id, step.id)
                 stats = self._step_stats[1] if self._step_stats and self._step_stats[0] == key else None
                 pane.show(step_detail(view, step, self._definition(view.identifier), stats))
-                if stats is None or time.monotonic() - self._stats_read_at > STATS_EVERY:
+                due = stats is None or time.monotonic() - self._stats_read_at > STATS_EVERY
+                if due and not self._stats_reading:  # one read at a time: a newer one waits for the next redraw
                     self._stats_read_at = time.monotonic()
+                    self._stats_reading = True
                     self._load_step_stats(key)
 
-    @work(thread=True, exclusive=True, group="stats", exit_on_error=False, description="read step durations")
+    @work(thread=True, group="stats", exit_on_error=False, description="read step durations")
     def _load_step_stats(self, key: tuple[int, int]) -> None:
+        stats = None
         try:
             stats = self.backend.step_stats(*key)
         except Exception as error:  # the rest of the detail stands; say why the durations are missing
             logger.warning("cannot read the durations of step %s of workflow #%s: %s", key[1], key[0], error)
-            return
-        if stats is not None:
-            self.app.call_from_thread(self._show_step_stats, key, stats)
+        self.app.call_from_thread(self._show_step_stats, key, stats)
 
-    def _show_step_stats(self, key: tuple[int, int], stats: StepStats) -> None:
+    def _show_step_stats(self, key: tuple[int, int], stats: StepStats | None) -> None:
+        self._stats_reading = False
+        if stats is None:
+            return
         self._step_stats = (key, stats)
         ref = self.tree.selected_ref
-        if ref is not None and ref.kind == "step" and ref.step_key == key:  # still the one selected
+        if ref is not None and ref.kind == "step":  # the one read, or another selected meanwhile: read that one
             self._show_detail(ref)
 
     def _refresh_detail(self, views: dict[int, WorkflowView | None], records: list[dict[str, Any]]) -> None:
