@@ -1,4 +1,5 @@
-"""The header line: app name, connection state, live / lost workers, job totals, broker (masked)."""
+"""The header line: app name, connection state, live / lost workers, job totals, where the backend runs,
+broker (masked)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class StatusHeader(Static):
     read_only = reactive(False)
     #: Jobs of every workflow by status: processing, queued (retrying included), error.
     totals: reactive[tuple[int, int, int]] = reactive((0, 0, 0))
+    #: "embedded" or "attached to http://…" (empty: not said, as by a test's fake backend)
+    mode = reactive("")
 
     def render(self) -> Text:
         line = Text()
@@ -37,6 +40,8 @@ class StatusHeader(Static):
         line.append(f" ✘ {failed:,}", style="bold red" if failed else "dim")
         if self.read_only:
             line.append("  READ-ONLY", style="bold magenta reverse")
+        if self.mode:
+            line.append(f"  {self.mode}", style="italic")
         line.append("  ")
         line.append(self.broker, style="bold")
         return line
