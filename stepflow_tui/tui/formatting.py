@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -169,10 +170,20 @@ def short_worker(instance_id: str) -> str:
     return instance_id if len(instance_id) <= 16 else instance_id[:15] + "…"
 
 
-def job_view_line(job: JobView) -> Text:
-    """The tree line of a `JobView`."""
-    return job_line(job.id, job.status, job.progress, job.error, input_path=job.input, duration=job.duration,
-                    worker=job.worker)
+def job_view_line(job: JobView, columns: dict[str, Callable[[JobView], str | None]] | None = None) -> Text:
+    """The tree line of a `JobView`, with the plugins' ``columns`` (`register_job_columns`) before the worker:
+    the worker is the least asked for, and the first cut by a narrow pane."""
+    line = job_line(job.id, job.status, job.progress, job.error, input_path=job.input, duration=job.duration)
+    for name, value in (columns or {}).items():
+        try:
+            shown = value(job)
+        except Exception as error:  # noqa: BLE001 - a plugin's bug shows on its column, never kills the tree
+            shown = f"{name}: {type(error).__name__}"
+        if shown:
+            line.append(f"  {str(shown)[:40]}", style="cyan")
+    if job.worker:
+        line.append(f"  {short_worker(job.worker)}", style="dim")
+    return line
 
 
 def job_view_of(record: dict[str, Any]) -> JobView:

@@ -274,3 +274,23 @@ def test_rerun_form(snap_compare):
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_plugin_renderer_and_column(snap_compare):
+    """A plugin's renderer above a checksum job's outputs, and its column at the end of job lines."""
+    from stepflow_tui.tui.app import WorkbenchApp
+    from stepflow_tui.tui.extensions import WorkbenchExtensions
+
+    from .fakes import fixed_clock
+
+    extensions = WorkbenchExtensions(
+        renderers={"checksum": lambda record: f"sha256 {record['outputs'][0]['value'][:16]}… (verified)"},
+        columns={"parity": lambda job: "even" if job.id % 2 == 0 else "odd"})
+    app = WorkbenchApp(FakeBackend(), clock=fixed_clock, cursor_blink=False, extensions=extensions)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await open_step(pilot, 14, 2)
+        await select(pilot, NodeRef("job", 14, 2, 3002))
+
+    assert snap_compare(app, terminal_size=(120, 50), run_before=run_before)

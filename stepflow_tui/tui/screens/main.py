@@ -29,6 +29,7 @@ from stepflow_tui.backend import (
     WorkflowDefinition,
     WorkflowView,
 )
+from stepflow_tui.tui.extensions import WorkbenchExtensions
 from stepflow_tui.tui.formatting import job_view_of
 from stepflow_tui.tui.keys import WORKBENCH_KEYS
 from stepflow_tui.tui.screens.main_commands import MainCommands
@@ -60,9 +61,10 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
                 for key in WORKBENCH_KEYS]
 
     def __init__(self, backend: WorkbenchBackend, relay: UpdateRelay, clock: Callable[[], datetime],
-                 read_only: bool) -> None:
+                 read_only: bool, extensions: WorkbenchExtensions | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.extensions = extensions or WorkbenchExtensions()
         self.relay = relay
         self.clock = clock
         self.read_only = read_only
@@ -82,7 +84,7 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
         with Horizontal(id="panes"):
-            yield WorkflowTree(self.backend, self.clock, id="tree")
+            yield WorkflowTree(self.backend, self.clock, job_columns=self.extensions.columns, id="tree")
             yield DetailPane(id="detail")
         yield QueuesPanel(lambda: self.clock().timestamp(), id="queues")
         yield LogPanel(id="log", max_lines=2000, wrap=True)
@@ -306,7 +308,8 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
 
     def _show_job(self, record: dict[str, Any]) -> None:
         self._detail_record = record
-        self.query_one(DetailPane).show(job_detail(record, self.clock()))
+        renderer = self.extensions.renderers.get(record.get("job_type", ""))
+        self.query_one(DetailPane).show(job_detail(record, self.clock(), renderer))
 
     def _detail_is_live(self) -> bool:
         """Whether the detail pane shows something still changing (its ages then move every second)."""

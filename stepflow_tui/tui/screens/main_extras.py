@@ -1,6 +1,6 @@
-"""Re-run, export and copy on the main screen (`MainExtras`, a mixin of it): `e` starts the selected workflow's
-definition again with its parameters in the start form, `E` writes the workflow and its jobs as JSON and CSV,
-`c` copies the selected id to the clipboard."""
+"""Re-run, export, copy and plugins' commands on the main screen (`MainExtras`, a mixin of it): `e` starts the
+selected workflow's definition again with its parameters in the start form, `E` writes the workflow and its
+jobs as JSON and CSV, `c` copies the selected id to the clipboard; a plugin's palette command runs on a thread."""
 
 from __future__ import annotations
 
@@ -64,6 +64,24 @@ class MainExtras:
         self.app.copy_to_clipboard(text)  # OSC 52: the terminal puts it on the clipboard
         what = "job" if ref.kind == "job" else "workflow"
         self.notify(f"copied {what} id {text} to the clipboard")
+
+    def run_plugin_command(self, command: Any) -> None:
+        """Run a plugin's palette command (`register_commands`) on the selection, on a thread."""
+        ref: NodeRef | None = self.tree.selected_ref
+        selection = {"workflow_id": ref.workflow_id if ref else None, "step_id": ref.step_id if ref else None,
+                     "job_id": ref.job_id if ref else None}
+        self._run_plugin_command(command, selection)
+
+    @work(thread=True, group="plugin-commands", exit_on_error=False, description="a plugin's command")
+    def _run_plugin_command(self, command: Any, selection: dict[str, int | None]) -> None:
+        try:
+            message = command.run(selection)
+        except Exception as error:  # a plugin's bug: say it, keep the app
+            logger.warning("command %r failed: %s", command.name, error)
+            self.app.call_from_thread(self.notify, f"{command.name} failed: {error}", severity="error")
+            return
+        if message:
+            self.app.call_from_thread(self.notify, str(message))
 
     def action_export(self) -> None:
         view = self._workflow_of_selection("export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -253,7 +254,18 @@ def _job_log(lines: list[str]) -> Text:
     return text
 
 
-def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
+def _rendered_by_plugin(record: dict[str, Any], renderer: Callable[[dict[str, Any]], Any]) -> RenderableType:
+    """A plugin's view of the job (`register_output_renderers`); what it raises is shown instead."""
+    try:
+        shown = renderer(record)
+    except Exception as error:  # noqa: BLE001 - a plugin's bug must not blank the detail pane
+        return Text(f"the renderer of {record.get('job_type')!r} failed: {type(error).__name__}: {error}",
+                    style="red")
+    return shown if isinstance(shown, (str, Text)) or hasattr(shown, "__rich_console__") else Text(str(shown))
+
+
+def job_detail(record: dict[str, Any], now: datetime,
+               renderer: Callable[[dict[str, Any]], Any] | None = None) -> RenderableType:
     """A job: its error and traceback first (what an operator opens a failed job for), then status, worker,
     times, history, parameters, outputs and destination paths."""
     parts: list[RenderableType] = [
@@ -282,6 +294,8 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
     parts += [_section("History"), _history(record, now)]
     parts += [_section("Log"), _job_log(record.get("logs") or [])]
     parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
+    if renderer is not None:  # a plugin shows this job type's outputs its own way, above the raw ones
+        parts += [_section(f"{record.get('job_type', '')} says"), _rendered_by_plugin(record, renderer)]
     parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
     paths = record.get("destination_paths") or []
     listed = "\n".join(short_value(path) for path in paths[:MAX_ITEMS])

@@ -37,6 +37,7 @@ class JobPages:
     _tokens: itertools.count[int]
     _job_shown: dict[int, JobView]
     _reveal_when_listed: dict[StepKey, int]
+    job_columns: dict[str, Callable[[JobView], str | None]]
 
     if TYPE_CHECKING:  # provided by WorkflowTree and FastTree; a stub here would shadow FastTree's in the MRO
         @property
@@ -150,7 +151,7 @@ class JobPages:
         for index, job in enumerate(added):
             self._job_shown[job.id] = job
             self._job_nodes[job.id] = step_node.add_leaf(
-                job_view_line(job), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
+                job_view_line(job, self.job_columns), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
         if window is None:
             window = (offset, offset + len(jobs))
         elif before:

@@ -33,8 +33,11 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     PAGE_SIZE = 200
     MAX_LISTED = 1000
 
-    def __init__(self, backend: WorkbenchBackend, clock: Callable[[], datetime], **kwargs) -> None:
+    def __init__(self, backend: WorkbenchBackend, clock: Callable[[], datetime],
+                 job_columns: dict[str, Callable[[JobView], str | None]] | None = None, **kwargs) -> None:
         super().__init__("workflows", **kwargs)
+        #: The plugins' columns at the end of each job line (`register_job_columns`).
+        self.job_columns = dict(job_columns or {})
         self.backend = backend
         self.clock = clock
         self.show_root = False
@@ -250,7 +253,7 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         if self._job_shown.get(job.id) == job:
             return False
         self._job_shown[job.id] = job
-        self.relabel_quietly(node, job_view_line(job))
+        self.relabel_quietly(node, job_view_line(job, self.job_columns))
         return True
 
     def refresh_ages(self) -> None:
