@@ -94,3 +94,25 @@ def test_rabbitmq_management_tells_unacked(rabbitmq_url: str) -> None:
         assert found.published == 3 and found.delivered == 1
     finally:
         conn.close()
+
+
+@pytest.mark.rabbitmq
+def test_stepflow_queues_shows_unknown_unacked_as_a_question_mark(rabbitmq_url: str, tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    from stepflow_tui.broker.base import connect
+    from stepflow_tui.cli import broker as cli_broker
+    from stepflow_tui.cli.root import main
+
+    conn = connect(rabbitmq_url)
+    try:
+        conn.declare_backend_topology()
+        conn.declare_job_queue("noop")
+    finally:
+        conn.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli_broker, "_management_counters", lambda url: None)  # as without the plugin
+    assert main(["queues", "--broker", rabbitmq_url]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("job_noop"))
+    assert line.split()[1:4] == ["0", "?", "0"], out
+    assert "unacked: '?' = unknown" in out
