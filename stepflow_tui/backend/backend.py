@@ -13,6 +13,8 @@ Public API (thread-safe; this is what the CLI and the TUI use):
     backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None, after=None, before=None) -> list[JobView]
     backend.job(job_id) -> dict | None     # full record (Job.to_dict())
     backend.count_failed(workflow_id, step_id=None) -> int
+    backend.find_jobs(text, limit=20) -> list[JobView]      # by id or parameter value, with their position
+    backend.step_stats(workflow_id, step_id) -> StepStats | None   # durations, throughput, slowest jobs
     backend.queue_states() -> list[QueueState]; backend.workers() -> list[WorkerView]
     backend.connection_state -> "connecting" | "connected" | "reconnecting" | "stopped"
     backend.broker_display_url -> masked URL
