@@ -116,3 +116,25 @@ def test_stepflow_queues_shows_unknown_unacked_as_a_question_mark(rabbitmq_url: 
     line = next(line for line in out.splitlines() if line.startswith("job_noop"))
     assert line.split()[1:4] == ["0", "?", "0"], out
     assert "unacked: '?' = unknown" in out
+
+
+@pytest.mark.rabbitmq
+def test_a_backend_on_rabbitmq_shows_unacked_from_the_management_api(rabbitmq_url: str, tmp_path) -> None:
+    from helpers import wait_for
+
+    from stepflow_tui.backend.backend import Backend, BackendConfig
+    from stepflow_tui.broker.management import ManagementUnavailable
+
+    try:
+        ManagementAPI(rabbitmq_url).queue_counters()
+    except ManagementUnavailable as exc:
+        pytest.skip(f"rabbitmq_management is not enabled: {exc}")
+    backend = Backend(BackendConfig(broker_url=rabbitmq_url, db_path=tmp_path / "state.json", queue_interval=0.2))
+    backend.start()
+    try:
+        assert backend.wait_until_running(10), backend.last_error
+        completed = wait_for(lambda: next((s for s in backend.queue_states() if s.name == "job_completed"
+                                           and s.unacked is not None), None), 30, "job_completed's counters")
+        assert completed.unacked == 0 and completed.published is not None
+    finally:
+        backend.stop()
