@@ -23,6 +23,8 @@ class BackendConfig:
     local_workers: bool | None = None
     local_concurrency: int = 4
     read_only: bool = False
+    #: Move unfinished workflows started on another broker to this one (else opening such a state is refused).
+    move_to_broker: bool = False
     batch_size: int = 1000  # responses applied per flush
     publish_batch: int = 500  # orders per confirmed publish
     window: int = 5000  # orders sent and not finished, at most

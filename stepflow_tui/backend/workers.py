@@ -27,6 +27,13 @@ class SeenWorker(NamedTuple):
     seen_at: str  # the same, as a UTC timestamp to show
 
 
+class WorkerResults(NamedTuple):
+    processed: int = 0
+    failed: int = 0
+    last_job: int | None = None
+    last_job_at: str | None = None
+
+
 class WorkerRegistry:
     """Worker statuses by instance id. Only the broker thread changes it; readers take a copy. An SDK worker
     speaks only when asked and gives no interval (5 s by default): the backend polls at least that often
@@ -39,23 +46,43 @@ class WorkerRegistry:
         self._lost_since: dict[str, float] = {}
         self.lost_handled: set[str] = set()
         self._lost: frozenset[str] = frozenset()
+        self._first_seen: dict[str, str] = {}
+        self._results: dict[str, WorkerResults] = {}
 
     def __contains__(self, instance_id: str) -> bool:
         return instance_id in self._workers
 
+    def serves(self, instance_id: str, job_type: str) -> bool:
+        """Whether ``instance_id`` announced itself as a worker of ``job_type``."""
+        seen = self._workers.get(instance_id)
+        return seen is not None and (job_type in seen.status.job_types
+                                     or seen.status.queue_name == f"job_{job_type}")
+
     def record(self, status: WorkerStatus) -> None:
         """A worker spoke (discovery, status, terminated): it is seen now; a terminated one is kept, stopped
         (never lost), among the `KEEP_TERMINATED` most recent."""
+        now = utc_now()
         known = self._workers.pop(status.instance_id, None)  # re-inserted last: the most recent at the end
         if known is not None and not status.parameters and known.status.parameters:
             status = replace(status, parameters=known.status.parameters)  # an SDK status reply has no schema
-        self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), utc_now())
+        self._workers[status.instance_id] = SeenWorker(status, time.monotonic(), now)
+        self._first_seen.setdefault(status.instance_id, now)
         self._lost_since.pop(status.instance_id, None)
         self.lost_handled.discard(status.instance_id)
         if status.kind == "terminated":
             ended = [i for i, seen in self._workers.items() if seen.status.kind == "terminated"]
             for instance_id in ended[:-KEEP_TERMINATED]:
                 del self._workers[instance_id]
+                self._first_seen.pop(instance_id, None)
+                self._results.pop(instance_id, None)
+
+    def count_result(self, instance_id: str | None, job_id: int, failed: bool) -> None:
+        """A result of ``instance_id``'s was applied (a StepFlow worker's results name no instance: the job's
+        last progression did; None when neither did)."""
+        if instance_id is None:
+            return
+        before = self._results.get(instance_id, WorkerResults())
+        self._results[instance_id] = WorkerResults(before.processed + 1, before.failed + failed, job_id, utc_now())
 
     @staticmethod
     def _is_lost(status: WorkerStatus, seen: float, now: float) -> bool:
@@ -103,9 +130,13 @@ class WorkerRegistry:
         now = time.monotonic()
         views = []
         for status, seen, seen_at in list(self._workers.values()):
+            results = self._results.get(status.instance_id, WorkerResults())
             views.append(WorkerView(
                 instance_id=status.instance_id, label=status.label, job_types=tuple(status.served_types),
                 activity=status.activity, current_jobs=tuple(status.current_jobs), hostname=status.hostname,
                 pid=status.pid, version=status.version, last_seen=seen_at,
-                lost=self._is_lost(status, seen, now)))
+                lost=self._is_lost(status, seen, now), concurrency=status.concurrency,
+                processed=results.processed, failed=results.failed,
+                first_seen=self._first_seen.get(status.instance_id, seen_at), last_job=results.last_job,
+                last_job_at=results.last_job_at))
         return sorted(views, key=lambda w: (w.lost, w.label, w.instance_id))

@@ -16,9 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
+from stepflow_tui.broker.url import (
+    mask_url as mask_url,  # one masker for every output path; imported from here
+)
 
 
 class BrokerError(Exception):
@@ -66,8 +69,13 @@ class QueueState:
     name: str
     exists: bool
     ready: int = 0  # messages waiting
-    unacked: int = 0  # delivered, not acked (memory broker only; RabbitMQ's passive declare cannot tell)
+    #: delivered, not acked; None when unknown (RabbitMQ's passive declare cannot tell, its management API can)
+    unacked: int | None = 0
     consumers: int = 0
+    #: messages routed to the queue and delivered from it since it was declared; None when unknown. Rates
+    #: are the difference of two readings (the memory broker counts them, RabbitMQ's management API tells).
+    published: int | None = None
+    delivered: int | None = None
 
 
 MessageHandler = Callable[[Delivery], None]
@@ -79,6 +87,8 @@ class Connection(ABC):
     url: str
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
+    #: True when `queue_states` knows the unacked counts (memory://); RabbitMQ's passive declares report 0.
+    counts_unacked: bool = False
 
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""
@@ -182,31 +192,17 @@ def with_death(headers: dict[str, Any] | None, queue: str, reason: str, exchange
     return result
 
 
-def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid broker url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
 def connect(url: str, *, name: str = "stepflow") -> Connection:
     """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
-    Raises `BrokerError` for an unsupported scheme, `ConnectionLost` when the server cannot be reached."""
-    scheme = urlsplit(url).scheme
+    Raises `BrokerError` for a URL that cannot be used, `ConnectionLost` when the server cannot be reached."""
+    try:
+        scheme = parse_broker_url(url).scheme
+    except InvalidBrokerURL as exc:
+        raise BrokerError(str(exc)) from None
     if scheme == "memory":
         from stepflow_tui.broker.memory import MemoryConnection
 
         return MemoryConnection(url, name=name)
-    if scheme in ("amqp", "amqps"):
-        from stepflow_tui.broker.amqp import AmqpConnection
+    from stepflow_tui.broker.amqp import AmqpConnection
 
-        return AmqpConnection(url, name=name)
-    raise BrokerError(f"unsupported broker URL {mask_url(url)!r}: use memory:// or amqp://user:pass@host:5672/vhost")
+    return AmqpConnection(url, name=name)

@@ -46,6 +46,7 @@ class MemoryConnection(Connection):
     """A connection to the embedded broker of ``url``; owned by the thread that calls `process_events`."""
 
     durable = False
+    counts_unacked = True
 
     def __init__(self, url: str = "memory://", *, name: str = "stepflow") -> None:
         self.url = url
@@ -83,6 +84,7 @@ class MemoryConnection(Connection):
         self._unacked[tag] = (message, consumer.queue, consumer)
         consumer.unacked += 1
         consumer.queue.unacked += 1
+        consumer.queue.delivered += 1
         delivery = _delivery(consumer.queue.spec.name, message, tag)
         self._inbox.put((consumer, delivery))
 
@@ -149,8 +151,9 @@ class MemoryConnection(Connection):
                     message = Message(m.body, m.exchange, m.routing_key, headers)
                     if q.ttl is None and m.expiration_ms is None:
                         q.messages.append(message)  # the common case, without the deadline's cost
+                        q.published += 1
                     else:
-                        broker.enqueue(q, message, expiration_ms=m.expiration_ms)
+                        broker.enqueue(q, message, expiration_ms=m.expiration_ms)  # counts it too
                     touched[id(q)] = q
             for q in touched.values():
                 broker.dispatch(q)
@@ -253,7 +256,8 @@ class MemoryConnection(Connection):
                 if q is None:
                     states.append(QueueState(name, exists=False))
                 else:
-                    states.append(QueueState(name, True, len(q.messages), q.unacked, len(q.consumers)))
+                    states.append(QueueState(name, True, len(q.messages), q.unacked, len(q.consumers),
+                                             published=q.published, delivered=q.delivered))
             return states
 
     def get(self, queue: str) -> Delivery | None:
@@ -268,6 +272,7 @@ class MemoryConnection(Connection):
             tag = next(self._tags)
             self._unacked[tag] = (message, q, None)
             q.unacked += 1
+            q.delivered += 1
             return _delivery(queue, message, tag)
 
     def purge(self, queue: str) -> int:

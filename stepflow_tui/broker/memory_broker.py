@@ -107,7 +107,8 @@ class Consumer:
 class Queue:
     """A declared queue: ready messages, consumers (round-robin) and the count of unacked deliveries."""
 
-    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted", "ttl")
+    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted", "published",
+                 "delivered", "ttl")
 
     def __init__(self, spec: QueueSpec, owner: MemoryConnection | None) -> None:
         self.spec = spec
@@ -117,6 +118,8 @@ class Queue:
         self.unacked = 0
         self.owner = owner  # the declaring connection of an exclusive queue
         self.deleted = False
+        self.published = 0  # messages routed here since it was declared (RabbitMQ's message_stats.publish)
+        self.delivered = 0  # deliveries and gets, redeliveries included (message_stats.deliver_get)
         ttl = spec.arguments.get("x-message-ttl")
         self.ttl: float | None = ttl / 1000 if isinstance(ttl, int | float) else None  # seconds
 
@@ -251,6 +254,7 @@ class MemoryBroker:
             q.messages.appendleft(message)
         else:
             self.stamp(q, message, expiration_ms)
+            q.published += 1
             q.messages.append(message)
         if message.expires is not None:
             self.expiring.add(q)

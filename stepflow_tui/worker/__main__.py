@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from stepflow_tui.worker.context import ALLOW_PATHS_ENV
+
 BROKER_ENV = "STEPFLOW_BROKER_URL"
 
 
@@ -46,6 +48,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="orders held per job queue, running or waiting (default: the concurrency)")
     parser.add_argument("--status-interval", metavar="SECONDS", type=_positive_float, default=5.0,
                         help="seconds between two worker status messages (default: 5)")
+    parser.add_argument("--allow-path", metavar="DIR", action="append", dest="allow_path", default=None,
+                        help=f"file job types read and write under these folders only; repeat for several "
+                             f"(added to ${ALLOW_PATHS_ENV}, {os.pathsep}-separated)")
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -53,6 +58,11 @@ def worker_main(args: argparse.Namespace) -> int:
     from stepflow_tui.worker.headless import run_headless
 
     broker_url = args.broker or os.environ.get(BROKER_ENV) or "memory://"
+    if getattr(args, "allow_path", None):
+        # The plugins' jobs read it (stepflow-files): an environment variable reaches in-process and plugin code.
+        given = [os.path.abspath(os.path.expanduser(path)) for path in args.allow_path]
+        previous = [path for path in os.environ.get(ALLOW_PATHS_ENV, "").split(os.pathsep) if path]
+        os.environ[ALLOW_PATHS_ENV] = os.pathsep.join(previous + given)
     return run_headless(broker_url, args.job_type, args.concurrency, args.prefetch,
                         status_interval=args.status_interval)
 

@@ -240,7 +240,7 @@ class ConnectionLoop:
             return
         try:
             order = decode_order(delivery.body)
-        except ProtocolError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a body does to the decoder, it is this order's failure
             log.warning("order from queue %s is not valid, moved to the dead-letter queue %s: %s",
                         delivery.queue, topology.JOB_DEAD_LETTER, exc)
             # Not reject: the job queue's dead-letter exchange (job_delayed) would bring it back every 5 s.
