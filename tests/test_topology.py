@@ -14,6 +14,7 @@ import pika
 import pytest
 from helpers import wait_for
 
+from stepflow_tui.backend import loop
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import Connection, OutgoingMessage, TopologyConflict, connect
@@ -179,19 +180,25 @@ def test_an_old_vhost_gets_one_clear_error(rabbitmq_url: str, kind: str, name: s
 
 @pytest.mark.rabbitmq
 def test_the_backend_on_an_old_vhost_says_so_once_and_does_not_reconnect(
-        rabbitmq_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        rabbitmq_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
     try:  # worker_response as an earlier stepflow-tui declared it: no alternate exchange
         connection.channel().exchange_declare("worker_response", "topic", durable=True)
     finally:
         connection.close()
+    connects: list[str] = []
+
+    def counting_connect(url: str, **kwargs: object) -> Connection:
+        connects.append(url)
+        return connect(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "connect", counting_connect)
     backend = Backend(BackendConfig(broker_url=rabbitmq_url, db_path=tmp_path / "state.json", local_workers=False))
     backend.start()
     try:
         wait_for(lambda: backend.connection_state == "error", 15, "the backend's error")
         assert "exchange 'worker_response'" in (backend.last_error or "") and "delete" in backend.last_error
         time.sleep(1.5)  # a reconnect loop would retry within this (its first delay is 0.5 s)
-        conflicts = [r for r in caplog.records if "earlier version of stepflow-tui" in r.getMessage()]
-        assert len(conflicts) == 1 and backend.connection_state == "error"
+        assert len(connects) == 1 and backend.connection_state == "error"
     finally:
         backend.stop()
