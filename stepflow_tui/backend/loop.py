@@ -64,7 +64,8 @@ class BrokerLoop:
         delay = FIRST_DELAY
         while not self._stopping.is_set():
             try:
-                conn = connect(self._config.broker_url, name="stepflow-backend")
+                conn = connect(self._config.broker_url, name="stepflow-backend",
+                               queue_type=self._config.queue_type)
             except ConnectionLost as exc:
                 self._updates.set_connection("reconnecting",
                                              f"broker unreachable ({exc}); retrying in {delay:.1f} s")
@@ -121,6 +122,8 @@ class BrokerLoop:
                     log.info("resuming: %d job orders to send", resent)
             self._first = False
         self._dispatcher.ask_status(conn)
+        if conn.node != conn.url and conn.node:
+            log.info("connected to %s", conn.node)  # one node of a cluster's addresses
         self._updates.set_connection("connected", None)
         self._started.set()
 

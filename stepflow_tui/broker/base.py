@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.cluster import CLASSIC, check_queue_type, is_cluster, split_urls
 
 
 class BrokerError(Exception):
@@ -72,15 +73,19 @@ class Connection(ABC):
     url: str
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
+    #: ``x-queue-type`` of the queues the backend owns (`cluster.QUEUE_TYPES`); set by `connect`.
+    queue_type: str = "classic"
+    #: The node this connection reached (masked URL): one of a cluster's, or the only one.
+    node: str = ""
 
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""
-        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
+        self._declare(topology.EXCHANGES, topology.with_queue_type(topology.BACKEND_QUEUES, self.queue_type))
 
     def declare_job_queue(self, job_type: str) -> str:
         """Declare and bind ``job_<type>`` (durable, with the dead-letter exchange); return the queue name.
         Also declares the exchanges it binds to, so a worker may start before any backend."""
-        exchanges, queues = topology.worker_topology(job_type)
+        exchanges, queues = topology.worker_topology(job_type, self.queue_type)
         self._declare(exchanges, queues)
         return topology.job_queue(job_type)
 
@@ -143,7 +148,10 @@ class Connection(ABC):
 
 
 def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
+    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password (each
+    node's, for a cluster's comma-separated URLs)."""
+    if is_cluster(url):
+        return ",".join(mask_url(node) for node in split_urls(url))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -157,9 +165,25 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def connect(url: str, *, name: str = "stepflow") -> Connection:
-    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
-    Raises `BrokerError` for an unsupported scheme, `ConnectionLost` when the server cannot be reached."""
+def connect(url: str, *, name: str = "stepflow", queue_type: str = CLASSIC) -> Connection:
+    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``, or a
+    cluster's node URLs separated by commas (tried in turn, see `cluster`). ``queue_type`` is the
+    ``x-queue-type`` of the queues the backend owns. Raises `BrokerError` for an unsupported scheme,
+    `ConnectionLost` when no node can be reached."""
+    try:
+        check_queue_type(queue_type)
+    except ValueError as exc:
+        raise BrokerError(str(exc)) from None
+    conn = _open(url, name)
+    conn.queue_type = queue_type
+    return conn
+
+
+def _open(url: str, name: str) -> Connection:
+    schemes = {urlsplit(node).scheme for node in split_urls(url)}
+    if len(split_urls(url)) > 1 and not schemes <= {"amqp", "amqps"}:
+        raise BrokerError(f"broker {mask_url(url)!r}: several addresses are for a RabbitMQ cluster (amqp:// or "
+                          "amqps:// each)")
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from stepflow_tui.broker.memory import MemoryConnection

@@ -11,12 +11,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from stepflow_tui.broker.cluster import CLASSIC, QUEUE_TYPES
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
 
 #: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
 BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
-GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE)
-_UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, READ_ONLY: False, VERBOSE: 0}
+QUEUE_TYPE = "queue_type"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE, QUEUE_TYPE)
+_UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, READ_ONLY: False, VERBOSE: 0,
+                          QUEUE_TYPE: None}
 
 
 class UsageError(Exception):
@@ -35,8 +40,13 @@ def default_db() -> Path:
 def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
     return {
         BROKER: (("--broker",), {"metavar": "URL",
-                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
+                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost; "
+                                         "a RabbitMQ cluster: its nodes' URLs separated by commas "
                                          "[env STEPFLOW_BROKER_URL]"}),
+        QUEUE_TYPE: (("--queue-type",), {"choices": QUEUE_TYPES,
+                                         "help": "type of the response, worker and catch queues: quorum "
+                                                 "(replicated on a cluster) or classic [env STEPFLOW_QUEUE_TYPE; "
+                                                 "default classic]"}),
         CA_FILE: (("--ca-file",), {"metavar": "PATH",
                                    "help": "CA certificate(s) to verify an amqps:// broker with "
                                            "[env STEPFLOW_CA_FILE]"}),
@@ -78,10 +88,19 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         if not hasattr(args, name):
             setattr(args, name, unset)
     args.broker = args.broker or os.environ.get("STEPFLOW_BROKER_URL") or "memory://"
+    args.queue_type = queue_type_option(args.queue_type)
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
     args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
     return args
+
+
+def queue_type_option(given: str | None) -> str:
+    """--queue-type, else $STEPFLOW_QUEUE_TYPE, else classic; a `UsageError` for anything else."""
+    value = given or os.environ.get(QUEUE_TYPE_ENV) or CLASSIC
+    if value not in QUEUE_TYPES:
+        raise UsageError(f"{QUEUE_TYPE_ENV}={value!r}: expected one of {', '.join(QUEUE_TYPES)}")
+    return value
 
 
 def apply_ca_file(args: argparse.Namespace) -> None:

@@ -78,7 +78,8 @@ def start_backend(args: argparse.Namespace, loaded: Loaded, *, local_workers: bo
 
     config = BackendConfig(broker_url=args.broker, db_path=args.db, definitions=loaded.definitions,
                            registry=loaded.registry, local_workers=local_workers,
-                           local_concurrency=max(1, concurrency), read_only=args.read_only)
+                           local_concurrency=max(1, concurrency), read_only=args.read_only,
+                           queue_type=args.queue_type)
     backend = Backend(config)
     try:
         backend.start()

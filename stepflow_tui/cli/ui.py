@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         command += ["--workflows", str(args.workflows)]
     if args.read_only:
         command.append("--read-only")
+    command += ["--queue-type", args.queue_type]
     import shlex
 
     Server(" ".join(shlex.quote(c) for c in command), host=args.host, port=args.port,

@@ -133,7 +133,7 @@ class ConnectionLoop:
 
     def _connect(self) -> None:
         worker = self.worker
-        conn = connect(worker.broker_url, name=worker.name)
+        conn = connect(worker.broker_url, name=worker.name, queue_type=worker.queue_type)
         self.conn = conn
         for job_type in worker.job_types:
             conn.declare_job_queue(job_type)
