@@ -17,6 +17,7 @@ from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
+from stepflow_tui.broker.cluster import is_cluster
 from stepflow_tui.core import protocol
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.store import Store, StoreError
@@ -122,7 +123,7 @@ class BrokerLoop:
                     log.info("resuming: %d job orders to send", resent)
             self._first = False
         self._dispatcher.ask_status(conn)
-        if conn.node != conn.url and conn.node:
+        if is_cluster(conn.url):
             log.info("connected to %s", conn.node)  # one node of a cluster's addresses
         self._updates.set_connection("connected", None)
         self._started.set()

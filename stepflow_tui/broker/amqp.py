@@ -139,7 +139,7 @@ class AmqpConnection(Connection):
             if self._consuming.is_closed:
                 self._drop()
                 raise ConnectionLost(f"{what}: channel closed by {self._masked}: {_describe(exc)}") from None
-            raise BrokerError(f"{what}: {_describe(exc)}") from None
+            raise BrokerError(f"{what}: {_describe(exc)}{_queue_type_hint(exc)}") from None
         except _CONNECTION_ERRORS as exc:
             self._drop()
             raise ConnectionLost(f"{what}: connection to {self._masked} lost: {_describe(exc)}") from None
@@ -344,6 +344,14 @@ def _node_down(exc: pe.ChannelClosedByBroker) -> bool:
     """Whether RabbitMQ refused because the queue's node (or its quorum) is down: transient on a cluster."""
     text = str(exc.reply_text)
     return exc.reply_code == 404 and ("down or inaccessible" in text or "stopped by supervisor" in text)
+
+
+def _queue_type_hint(exc: pe.ChannelClosedByBroker) -> str:
+    """What to do about a queue declared earlier with another ``x-queue-type``."""
+    if exc.reply_code != 406 or "x-queue-type" not in str(exc.reply_text):
+        return ""
+    return (": the queues were declared with another --queue-type; give every backend and worker of this vhost "
+            "the same one, or delete the queues of the other type first")
 
 
 def _reached(connection: pika.BlockingConnection, order: Sequence[int], params: Sequence[pika.ConnectionParameters]
