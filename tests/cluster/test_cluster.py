@@ -87,6 +87,7 @@ def test_node_stops_lose_nothing(rabbit_cluster: Any, tmp_path: Path) -> None:
         stopped = time.monotonic()
         second = wait_for(lambda: connected_elsewhere(backend, first), 60, "the backend on another node")
         figures["backend failover s"] = time.monotonic() - stopped
+        assert cluster.index_of_port(second) == 1  # the node after the lost one
         done = completed(backend, workflow_id)
         wait_for(lambda: completed(backend, workflow_id) >= min(JOBS, done + 100), 60, "progress after failover")
         cluster.start_node(0)  # back before the next stop: quorum queues need two of three nodes
