@@ -110,6 +110,7 @@ class AmqpConnection(Connection):
         self._node_index = _reached(self._connection, order, params)
         ROTATION.connected(url, self._node_index)
         self.node = mask_url(nodes[self._node_index])
+        self._masked = self.node  # from now on, errors name the node reached, not every address
         self._closed = False
         self._lost = False  # closed by a failure, not by close(): later calls raise ConnectionLost
         self._consuming: BlockingChannel = self._connection.channel()
