@@ -1,0 +1,68 @@
+"""Several broker addresses (a RabbitMQ cluster) and the queue type: parsing, masking, rotation, topology."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepflow_tui.broker import topology
+from stepflow_tui.broker.base import BrokerError, connect, mask_url
+from stepflow_tui.broker.cluster import NodeRotation, is_cluster, split_urls
+from stepflow_tui.cli.options import UsageError, queue_type_option
+
+CLUSTER = "amqp://u:S3cret@h1:5672/vh,amqp://u:p,w@h2:5673/vh, amqps://v:x@h3/vh?cafile=/ca.pem"
+
+
+def test_a_comma_starts_a_new_address_only_before_a_scheme() -> None:
+    assert split_urls(CLUSTER) == ["amqp://u:S3cret@h1:5672/vh", "amqp://u:p,w@h2:5673/vh",
+                                   "amqps://v:x@h3/vh?cafile=/ca.pem"]
+    assert split_urls("amqp://u:p@h/v") == ["amqp://u:p@h/v"]
+    assert is_cluster(CLUSTER) and not is_cluster("amqp://u:p,w@h/v")
+
+
+def test_every_password_of_a_cluster_is_masked() -> None:
+    masked = mask_url(CLUSTER)
+    assert "S3cret" not in masked and "p,w" not in masked and ":x@" not in masked
+    assert masked.count("***") == 3 and "h1:5672" in masked and "h3" in masked
+
+
+def test_the_next_node_after_a_lost_one_is_tried_first() -> None:
+    rotation = NodeRotation()
+    assert rotation.order(CLUSTER) == [0, 1, 2]
+    rotation.lost(CLUSTER, 2)
+    assert rotation.order(CLUSTER) == [0, 1, 2]
+    rotation.lost(CLUSTER, 0)
+    assert rotation.order(CLUSTER) == [1, 2, 0]
+    rotation.connected(CLUSTER, 2)
+    assert rotation.order(CLUSTER) == [2, 0, 1]
+    assert rotation.order("amqp://other") == [0]
+
+
+def test_quorum_applies_to_the_durable_queues_the_backend_owns_never_to_job_or_direct_queues() -> None:
+    quorum = {q.name: q for q in topology.with_queue_type(topology.BACKEND_QUEUES, "quorum")}
+    assert quorum[topology.JOB_COMPLETED].arguments["x-queue-type"] == "quorum"
+    assert quorum[topology.JOB_DEAD_LETTER].arguments["x-queue-type"] == "quorum"
+    assert topology.with_queue_type(topology.BACKEND_QUEUES, "classic") == topology.BACKEND_QUEUES
+    _exchanges, queues = topology.worker_topology("noop", "quorum")
+    job = next(q for q in queues if q.name == "job_noop")
+    assert "x-queue-type" not in job.arguments
+    assert all(q.arguments.get("x-queue-type") == "quorum" for q in queues if q.name != "job_noop")
+    direct = topology.direct_queue_spec("abc", ["noop"])
+    assert topology.with_queue_type([direct], "quorum") == (direct,)
+
+
+def test_a_cluster_of_memory_brokers_and_an_unknown_queue_type_are_refused() -> None:
+    with pytest.raises(BrokerError, match="RabbitMQ cluster"):
+        connect("memory://a,memory://b")
+    with pytest.raises(BrokerError, match="queue type 'mirrored'"):
+        connect("memory://a", queue_type="mirrored")
+
+
+def test_the_queue_type_option_and_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STEPFLOW_QUEUE_TYPE", raising=False)
+    assert queue_type_option(None) == "classic"
+    monkeypatch.setenv("STEPFLOW_QUEUE_TYPE", "quorum")
+    assert queue_type_option(None) == "quorum"
+    assert queue_type_option("classic") == "classic"
+    monkeypatch.setenv("STEPFLOW_QUEUE_TYPE", "lazy")
+    with pytest.raises(UsageError, match="STEPFLOW_QUEUE_TYPE='lazy'"):
+        queue_type_option(None)
