@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from backend_harness import Harness
+from stepflow_features import Hooks
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.broker.memory_broker import MemoryBroker
@@ -121,3 +122,10 @@ def start_backend(memory_url: str, tmp_path: Path) -> Iterator[Callable[..., Har
     yield start
     for backend in started:
         backend.stop()
+
+
+@pytest.fixture
+def hooks() -> Iterator[Hooks]:
+    """A local webhook receiver (tests/stepflow_features.py), shut down after the test."""
+    with Hooks() as receiver:
+        yield receiver

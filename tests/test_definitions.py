@@ -99,16 +99,16 @@ BAD: list[tuple[str, Callable[[], Any], str, str]] = [
     ("cycle", lambda: with_step(0, parent_ids=[2]), "steps", "cycle"),
     ("self cycle", lambda: with_step(0, required_to_start=[1]), "steps", "cycle: 1 -> 1"),
     ("mode unknown", lambda: with_step(1, mode="fan_out"), "steps[1].mode",
-     "unknown mode 'fan_out' (allowed: one_for_one, one_for_many)"),
-    ("mode notification", lambda: with_step(1, mode="notification"), "steps[1].mode", "not supported"),
+     "unknown mode 'fan_out' (allowed: one_for_one, one_for_many, notification)"),
     ("mode workflow_one_for_one", lambda: with_step(1, mode="workflow_one_for_one"), "steps[1].mode",
      "not supported"),
     ("mode workflow_one_for_many", lambda: with_step(1, mode="workflow_one_for_many"), "steps[1].mode",
-     "one_for_one, one_for_many"),
+     "one_for_one, one_for_many, notification"),
     ("condition", lambda: with_step(1, condition="source_path =~ \"mp4\""), "steps[1].condition",
      "not supported"),
-    ("multiple_jobs", lambda: with_step(1, multiple_jobs="segments"), "steps[1].multiple_jobs",
-     "not supported"),
+    # multiple_jobs is run (issue 13); still invalid: a value that does not name a workflow parameter.
+    ("multiple_jobs not a name", lambda: with_step(1, multiple_jobs=3), "steps[1].multiple_jobs",
+     "must be a string"),
     ("parameters not a list", lambda: with_step(1, parameters={"a": 1}), "steps[1].parameters", "list"),
     ("parameter not an object", lambda: with_step(1, parameters=["x"]), "steps[1].parameters[0]", "object"),
     ("parameter without id", lambda: with_parameter(1, {"type": "string", "value": "x"}),
@@ -118,10 +118,15 @@ BAD: list[tuple[str, Callable[[], Any], str, str]] = [
     ("parameter duplicate", lambda: with_step(1, parameters=[{"id": "a", "type": "string", "value": "1"},
                                                              {"id": "a", "type": "string", "value": "2"}]),
      "steps[1].parameters[1].id", "duplicate parameter id 'a'"),
-    ("credential", lambda: with_parameter(1, {"id": "key", "type": "credential", "value": "S3_KEY"}),
-     "steps[1].parameters[0]", "credential"),
-    ("credential store", lambda: with_parameter(1, {"id": "key", "type": "string", "value": "k",
-                                                    "store": "BACKEND"}), "steps[1].parameters[0]", "credential"),
+    # Credentials are references (issue 13); still invalid: a value that is not a secret's name, a bad store.
+    ("credential not a key", lambda: with_parameter(1, {"id": "key", "type": "credential", "value": "s3 key"}),
+     "steps[1].parameters[0].value", "does not match"),
+    ("credential store not a name", lambda: with_parameter(1, {"id": "key", "type": "string", "value": "K",
+                                                               "store": "backend"}),
+     "steps[1].parameters[0].store", "does not match"),
+    ("credential store value is a secret", lambda: with_parameter(1, {"id": "key", "type": "string",
+                                                                      "value": "my secret", "store": "ENV"}),
+     "steps[1].parameters[0].value", "does not match"),
     ("integer value", lambda: with_parameter(1, {"id": "n", "type": "integer", "value": "3"}),
      "steps[1].parameters[0].value", "integer"),
     ("filter value", lambda: with_parameter(1, {"id": "input_filter", "type": "filter", "value": [".mp4"]}),
@@ -260,20 +265,51 @@ def test_raw_is_a_copy_of_the_input() -> None:
     assert definition.raw["steps"][0]["parameters"][0]["value"] == "{source_dir}"
 
 
-def test_stepflow_definition_ignores_unsupported_fields_with_warnings(caplog: pytest.LogCaptureFixture) -> None:
+def test_stepflow_definition_keeps_its_fields_and_warns_only_about_rights(caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 13: icon, schema_version, reference and is_live: false are StepFlow's fields, kept without a
+    # warning; work_dir and skip_destination_path are run by the engine. Only rights (not enforced) warn.
     caplog.set_level(logging.WARNING, logger="stepflow_tui.definitions")
     (definition,) = load_definitions(DATA / "stepflow_style.json")
     warned = caplog.text
-    for field in ("'icon'", "'rights'", "'reference'", "'is_live'", "'schema_version'", "'steps[0].icon'",
+    assert "'rights'" in warned and "transcode_like" in warned
+    for field in ("'icon'", "'reference'", "'is_live'", "'schema_version'", "'steps[0].icon'",
                   "'steps[1].work_dir'", "'steps[1].skip_destination_path'"):
-        assert field in warned, field
-    assert "transcode_like" in warned
+        assert field not in warned, field
+    assert (definition.icon, definition.schema_version, definition.reference) == ("movie", "1.8", "abc")
+    assert definition.steps[0].icon == "file_download" and definition.steps[1].work_dir == "/tmp"
     assert [step.name for step in definition.steps] == ["transfer", "ffmpeg", "transfer"]
     assert definition.steps[2].mode == ONE_FOR_MANY
     assert (definition.steps[2].max_retries, definition.steps[2].retry_delay, definition.steps[2].timeout) == \
         (2, 1.5, 600.0)
-    assert "icon" not in definition.raw
-    assert "icon" not in definition.raw["steps"][0]
+    assert definition.raw["icon"] == "movie" and definition.raw["steps"][0]["icon"] == "file_download"
+    assert "rights" not in definition.raw
+
+
+def test_live_workflows_are_still_refused() -> None:
+    with pytest.raises(DefinitionError, match="is_live"):
+        parse_definitions([workflow(is_live=True)], SOURCE)
+
+
+@pytest.mark.parametrize("case", ["multiple_jobs", "credential", "credential store", "notification"])
+def test_constructs_issue_13_lifted_are_accepted(case: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stepflow_tui.definitions")
+    data = {
+        "multiple_jobs": lambda: with_step(1, multiple_jobs="segments"),
+        "credential": lambda: with_parameter(1, {"id": "key", "type": "credential", "value": "S3_KEY"}),
+        "credential store": lambda: with_parameter(1, {"id": "key", "type": "string", "value": "S3_KEY",
+                                                       "store": "BACKEND"}),
+        "notification": lambda: with_step(1, mode="notification"),
+    }[case]()
+    (definition,) = parse_definitions([data], SOURCE)
+    step = definition.steps[1]
+    assert caplog.text == ""
+    if case == "multiple_jobs":
+        assert step.multiple_jobs == "segments"
+    elif case == "notification":
+        assert step.mode == "notification"
+    else:
+        assert step.parameters[0]["value"] == "S3_KEY"
+        assert step.parameters[0].get("store") == ("BACKEND" if case == "credential store" else None)
 
 
 def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
@@ -411,3 +447,11 @@ def test_core_modules_stay_pure() -> None:
             "print(sorted(m for m in ('pika', 'textual', 'tinydb') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_hook_with_credentials_warns_that_they_are_not_sent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stepflow_tui.definitions")
+    hooks = [{"label": "ops", "endpoint": "http://ops/", "conditions": {"job_error": True}, "credentials": "OPS"}]
+    (definition,) = parse_definitions([workflow(notification_hooks=hooks)], SOURCE)
+    assert definition.notification_hooks[0]["endpoint"] == "http://ops/"
+    assert "field 'notification_hooks[0].credentials': not sent by stepflow-tui" in caplog.text

@@ -153,7 +153,8 @@ BAD: list[tuple[str, Callable[[], Any], str, str]] = [
      "steps[2].skip_destination_path", "true or false"),
     ("work_dir not a string", at("steps[0].work_dir", ["/tmp"]), "steps[0].work_dir", "must be a string"),
     ("mode sub-workflow", at("steps[1].mode", "workflow_one_for_many"), "steps[1].mode", "not supported"),
-    ("mode notification", at("steps[1].mode", "notification"), "steps[1].mode", "not supported"),
+    # notification steps run (issue 13); a misspelt mode is still refused.
+    ("mode notifications", at("steps[1].mode", "notifications"), "steps[1].mode", "unknown mode"),
     ("parent unknown", at("steps[1].parent_ids", [11]), "steps[1].parent_ids", "step 11 does not exist"),
     ("required unknown", at("steps[4].required_to_start", [99]), "steps[4].required_to_start",
      "step 99 does not exist"),

@@ -38,6 +38,7 @@ from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
 from stepflow_tui.backend.loop import BrokerLoop
+from stepflow_tui.backend.notifications import Notifier
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
@@ -76,6 +77,7 @@ class Backend:
         self._loop: BrokerLoop | None = None
         self._dispatcher: Dispatcher | None = None
         self._reads: StateReader | None = None
+        self._notifier: Notifier | None = None
 
     @property
     def connection_state(self) -> str:
@@ -91,16 +93,18 @@ class Backend:
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
         self.state = self.store.open()
-        self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}))
+        self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}),
+                             work_directory=self.config.work_directory)
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
         self._dispatcher = Dispatcher(config=self.config, lock=self.store.lock, engine=self.engine,
                                       stats=self.stats, updates=self._updates, stopping=self._stopping,
                                       job_types=self._job_types)
+        self._notifier = Notifier(self.engine, self.store.lock, self._updates.notice, self._wake_up)
         self._loop = BrokerLoop(config=self.config, store=self.store, engine=self.engine, stats=self.stats,
                                 updates=self._updates, workers=self._workers, drops=self._drops,
                                 dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,
-                                run_commands=self._run_commands)
+                                run_commands=self._run_commands, notifier=self._notifier)
         self._updates.connection_state = "connecting"
         if local.wants_local_workers(self.config):
             # Workers first: on memory:// an order sent before its job queue is declared would go to
@@ -117,6 +121,8 @@ class Backend:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._notifier is not None:
+            self._notifier.stop()
         if self.state is not None:
             flush_error = self._loop is not None and self._loop.flush_error
             with self.store.lock:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stepflow_tui.core.definitions import WorkflowDefinition
+
+WORK_DIRECTORY_ENV = "STEPFLOW_WORK_DIRECTORY"
 
 
 @dataclass
@@ -28,3 +31,6 @@ class BackendConfig:
     queue_interval: float = 1.0  # seconds between queue state polls
     worker_status_interval: float = 5.0
     clock: Callable[[], str] | None = None
+    #: The workers' work directory (StepFlow's ``workers_work_directory``): the base of generated
+    #: ``destination_path``s and the ``work_directory`` variable of steps without ``work_dir``.
+    work_directory: str = field(default_factory=lambda: os.environ.get(WORK_DIRECTORY_ENV, ""))

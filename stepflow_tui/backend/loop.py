@@ -13,6 +13,7 @@ from collections.abc import Callable
 from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
+from stepflow_tui.backend.notifications import Notifier
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker import topology
@@ -38,7 +39,7 @@ class BrokerLoop:
     def __init__(self, *, config: BackendConfig, store: Store, engine: Engine, stats: dict[str, int],
                  updates: Updates, workers: WorkerRegistry, drops: DropList, dispatcher: Dispatcher,
                  stopping: threading.Event, started: threading.Event,
-                 run_commands: Callable[[], None]) -> None:
+                 run_commands: Callable[[], None], notifier: Notifier | None = None) -> None:
         self._config = config
         self._store = store
         self._engine = engine
@@ -50,6 +51,7 @@ class BrokerLoop:
         self._dispatcher = dispatcher
         self._stopping = stopping
         self._run_commands = run_commands
+        self._notifier = notifier
         self.conn: Connection | None = None
         self._started = started  # set once connected
         self._wake = threading.Event()
@@ -155,6 +157,7 @@ class BrokerLoop:
             self._wake.wait(min(remaining, 0.2))
             self._wake.clear()
             self._run_commands()
+            self._notify()
             self.flush()
             self._updates.emit()
 
@@ -168,6 +171,7 @@ class BrokerLoop:
             conn.process_events(timeout)
             self._run_commands()
             self._apply_batch(conn)
+            self._notify()
             self._check_jobs()
             self._drops.send(conn)
             if self.flush():
@@ -246,6 +250,11 @@ class BrokerLoop:
             self._updates.changed_workers = True
             return True
         return False
+
+    def _notify(self) -> None:
+        """Send the webhook calls the engine asked for; apply those that finished."""
+        if self._notifier is not None:
+            self._notifier.pump()
 
     def flush(self) -> bool:
         """Write what changed; False when the state file cannot be written (the operator is told once per

@@ -17,6 +17,7 @@ from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.dispatch import Dispatcher
 from stepflow_tui.core.handlers import Handlers
 from stepflow_tui.core.model import Job, JobStatus, State, Workflow
+from stepflow_tui.core.notifications import Notification
 from stepflow_tui.core.progression import Progression
 from stepflow_tui.core.protocol import JobCompleted, JobFailed, JobProgression
 
@@ -24,15 +25,16 @@ __all__ = ["Engine", "EngineError"]
 
 
 class Engine:
-    """Advances the workflows of ``state``: times from ``clock``, delays and deadlines from ``monotonic``."""
+    """Advances the workflows of ``state``: times from ``clock``, delays and deadlines from ``monotonic``;
+    ``work_directory`` is the workers' (StepFlow's ``workers_work_directory``), for generated destinations."""
 
     def __init__(self, state: State, clock: Callable[[], str] = clocks.utc_now,
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None, work_directory: str = "") -> None:
         self.state = state
         self.clock = clock
         self.monotonic = monotonic or clocks.monotonic
         self.dispatcher = Dispatcher(state, self.monotonic)
-        self.progression = Progression(state, clock, self.dispatcher)
+        self.progression = Progression(state, clock, self.dispatcher, work_directory)
         self.handlers = Handlers(self.progression)
         self.commands = Commands(self.progression)
         self._definitions = self.progression.definitions
@@ -92,6 +94,16 @@ class Engine:
     def on_queue_not_found(self, job_id: int) -> bool:
         """An order reached no job queue: no worker has ever declared that job type's queue."""
         return self.handlers.on_queue_not_found(job_id)
+
+    def take_notifications(self) -> list[Notification]:
+        """The webhook calls due (notification steps' jobs and hooks); the backend sends them and reports a
+        step's with `on_notification_sent`."""
+        due, self.progression.notifications[:] = list(self.progression.notifications), []
+        return due
+
+    def on_notification_sent(self, job_id: int, error: str | None) -> bool:
+        """A notification step's call was made (``error`` None) or failed for good."""
+        return self.handlers.on_notification_sent(job_id, error)
 
     def fail_job(self, job_id: int, reason: str, *, allow_retry: bool = True) -> bool:
         """Fail a job from the backend's side (lost worker, timeout); retried if its step allows."""
@@ -161,7 +173,7 @@ class Engine:
                         self.progression.requeue(workflow, job, "retry after restart")
                         count += 1
                     elif not job.dispatched:
-                        self.dispatcher.enqueue(job)
+                        self.progression.send(workflow, job)
                         count += 1
                     elif orders_survived:
                         self.dispatcher.count_in_flight(job)

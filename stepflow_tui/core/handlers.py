@@ -70,6 +70,21 @@ class Handlers:
         self.progression.set_status(workflow, job, JobStatus.COMPLETED)
         return True
 
+    def on_notification_sent(self, job_id: int, error: str | None) -> bool:
+        """A notification step's webhook call was made: its job completes, or fails with ``error`` (the
+        backend already retried; the engine does not)."""
+        found = self._open_job(job_id)
+        if found is None:
+            return False
+        job, workflow = found
+        if error is not None:
+            self.progression.fail(workflow, job, error, None, allow_retry=False)
+            return True
+        job.progress = 100
+        job.finished_at = job.started_at = self.clock()
+        self.progression.set_status(workflow, job, JobStatus.COMPLETED)
+        return True
+
     def on_failed(self, message: JobFailed) -> bool:
         """A job failed (retried if its step allows) or was stopped."""
         found = self._open_job(message.job_id)

@@ -5,10 +5,10 @@ step and workflow statuses. Orders to send go to the `Dispatcher`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from stepflow_tui.core import templates
+from stepflow_tui.core import launch
 from stepflow_tui.core.definitions import (
     ONE_FOR_MANY,
     StepDefinition,
@@ -30,17 +30,28 @@ from stepflow_tui.core.model import (
     Workflow,
     WorkflowStatus,
 )
+from stepflow_tui.core.notifications import (
+    NOTIFICATION_MODE,
+    Notification,
+    hook_notifications,
+    step_notification,
+)
 
 
 class Progression:
     """Advances the workflows of one `State`; times come from ``clock``."""
 
-    def __init__(self, state: State, clock: Callable[[], str], dispatcher: Dispatcher) -> None:
+    def __init__(self, state: State, clock: Callable[[], str], dispatcher: Dispatcher,
+                 work_directory: str = "") -> None:
         self.state = state
         self.clock = clock
         self.dispatcher = dispatcher
+        #: The workers' work directory (StepFlow's ``workers_work_directory``) for steps without ``work_dir``.
+        self.work_directory = work_directory
         #: Parsed definitions of the workflows, by id (parsed again from the state when missing).
         self.definitions: dict[int, WorkflowDefinition] = {}
+        #: Webhook calls due (notification steps' jobs, hooks): the backend takes and sends them.
+        self.notifications: list[Notification] = []
 
     def definition_of(self, workflow: Workflow) -> WorkflowDefinition:
         """``workflow``'s definition, as it was started."""
@@ -108,12 +119,12 @@ class Progression:
         progressed = True
         while progressed:
             progressed = False
-            statuses = {step.id: step.status for step in workflow.steps}
+            done = {step.id for step in workflow.steps if _done(definition, step)}
             for step_def in definition.steps:
                 step = workflow.step(step_def.id)
                 if step.status != StepStatus.PENDING:
                     continue
-                if all(statuses.get(r) in STEP_DONE for r in step_def.required_to_start):
+                if all(r in done for r in step_def.required_to_start):
                     self._launch(workflow, step_def, step)
                     progressed = True
         self.roll_up(workflow)
@@ -122,42 +133,46 @@ class Progression:
         now = self.clock()
         step.launched_at = now
         step.status = StepStatus.QUEUED
-        base = dict(workflow.parameters)
-        base.update(workflow.variables)
-        base.update(workflow_id=workflow.id, workflow_identifier=workflow.identifier,
-                    step_id=step_def.id, step_name=step_def.name)
+        base = launch.step_variables(self.definition_of(workflow), step_def, workflow_id=workflow.id,
+                                     start_parameters=workflow.parameters, outputs=workflow.variables, now=now,
+                                     work_directory=self.work_directory)
         parameters = [p for p in step_def.parameters if p.get("type") != "filter"]
-        inputs: list[str] | None = None
-        if step_def.parent_ids:
-            inputs = self._inputs(workflow, step_def)
-            if not inputs:
-                self.refresh_step(workflow, step)  # no jobs: skipped
-                return
-        paths = inputs if inputs is not None else _list_parameter(parameters, "source_paths")
-        if step_def.mode == ONE_FOR_MANY:
-            variables = dict(base, source_paths=paths or [])
-            extra = [] if paths is None else [
-                {"id": "source_paths", "type": "array_of_strings", "value": list(paths)}]
-            own = [p for p in parameters if p.get("id") != "source_paths"] if paths is not None else parameters
-            self._create_job(workflow, step_def, step, own, variables, extra)
-        elif paths is None:
-            self._create_job(workflow, step_def, step, parameters, base, [])
-        else:
-            own = [p for p in parameters if p.get("id") != "source_paths"]
-            for path in paths:
-                variables = dict(base, **templates.input_variables(path))
-                extra = [{"id": "source_path", "type": "string", "value": path}]
-                self._create_job(workflow, step_def, step, own, variables, extra)
-        self.refresh_step(workflow, step)
+        inputs = self._inputs(workflow, step_def) if step_def.parent_ids else None
+        try:
+            runs = launch.condition_holds(step_def, dict(base, source_paths=inputs or []))
+        except launch.LaunchError as error:
+            self._create_job(workflow, step_def, step, launch.JobSpec(parameters, str(error)))
+            runs = None
+        if runs is False:
+            # StepFlow's skipped job: shows why; the children find no input and are skipped in turn.
+            job = self._create_job(workflow, step_def, step, launch.JobSpec(parameters), send=False)
+            job.finished_at = now
+            self.set_status(workflow, job, JobStatus.SKIPPED, f"condition is false: {step_def.condition}")
+        if runs and (inputs is None or inputs or step_def.mode == NOTIFICATION_MODE):
+            for spec in self._job_specs(workflow, step_def, parameters, base, inputs):
+                self._create_job(workflow, step_def, step, spec)
+        self.refresh_step(workflow, step)  # no jobs (a step with parents and no input): skipped
+
+    def _job_specs(self, workflow: Workflow, step_def: StepDefinition, parameters: list[dict[str, Any]],
+                   base: dict[str, Any], inputs: list[str] | None) -> list[launch.JobSpec]:
+        paths = inputs if inputs is not None else launch.listed_paths(parameters, base)
+        if step_def.mode in (ONE_FOR_MANY, NOTIFICATION_MODE):
+            return [launch.one_for_many_spec(step_def, parameters, base, paths)]
+        own = [p for p in parameters if p.get("id") != "source_paths"] if paths is not None else parameters
+        return launch.one_for_one_specs(step_def, own, base, paths, workflow.id)
 
     def _inputs(self, workflow: Workflow, step_def: StepDefinition) -> list[str]:
-        """The parents' jobs' destination paths, in job order, filtered by ``input_filter``."""
+        """The parents' completed jobs' destination paths, in job order, each once, filtered by ``input_filter``.
+        A job that reported none produced its order's ``destination_path`` (a Media Cloud AI worker often
+        reports nothing: StepFlow takes that parameter too)."""
         paths: list[str] = []
         for parent_id in step_def.parent_ids:
             for job_id in workflow.step(parent_id).job_ids:
                 job = self.state.jobs.get(job_id)
                 if job is not None and job.status == JobStatus.COMPLETED:
-                    paths.extend(job.destination_paths)
+                    given = job.parameter("destination_path")
+                    paths.extend(job.destination_paths or ([given] if isinstance(given, str) and given else []))
+        paths = list(dict.fromkeys(paths))  # each path once, as StepFlow (segment jobs share destinations)
         for parameter in step_def.parameters:
             if parameter.get("type") == "filter":
                 rule = parameter.get("value", parameter.get("default")) or {}
@@ -166,31 +181,55 @@ class Progression:
                     paths = [p for p in paths if p.endswith(tuple(endings))]
         return paths
 
-    def _create_job(self, workflow: Workflow, step_def: StepDefinition, step: StepState,
-                    parameters: Iterable[dict[str, Any]], variables: Mapping[str, Any],
-                    extra: list[dict[str, Any]]) -> Job:
+    def _create_job(self, workflow: Workflow, step_def: StepDefinition, step: StepState, spec: launch.JobSpec,
+                    *, send: bool = True) -> Job:
         state = self.state
         now = self.clock()
         job = Job(id=state.next_job_id, workflow_id=workflow.id, step_id=step.id, job_type=step_def.name,
-                  parameters=[], history=[[JobStatus.QUEUED.value, now]], created_at=now)
+                  parameters=spec.parameters, history=[[JobStatus.QUEUED.value, now]], created_at=now)
         state.next_job_id += 1
-        error = None
-        try:
-            job.parameters = templates.render_parameters(parameters, variables) + extra
-        except templates.TemplateError as exc:
-            job.parameters = [dict(p) for p in parameters] + extra
-            error = f"template error: {exc}"
         state.jobs[job.id] = job
         step.job_ids.append(job.id)
         step.counts["total"] += 1
         step.counts[JobStatus.QUEUED.value] += 1
         state.mark_job(job)
-        if error is not None:
-            job.error = error
-            self.set_status(workflow, job, JobStatus.ERROR, error)
-        else:
-            self.dispatcher.enqueue(job)
+        if spec.error is not None:
+            job.error = spec.error
+            self.set_status(workflow, job, JobStatus.ERROR, spec.error)
+        elif send:
+            self.send(workflow, job)
         return job
+
+    def send(self, workflow: Workflow, job: Job) -> None:
+        """Queue ``job``'s order for the broker — or, for a ``notification`` step, its webhook call."""
+        step_def = self.definition_of(workflow).step(job.step_id)
+        if step_def.mode != NOTIFICATION_MODE:
+            self.dispatcher.enqueue(job)
+            return
+        try:
+            notification = step_notification(job.parameters, workflow_id=workflow.id, job_id=job.id,
+                                             label=step_def.label, default_body=self._summary(workflow, job))
+        except ValueError as error:
+            job.error = str(error)
+            job.finished_at = self.clock()
+            self.set_status(workflow, job, JobStatus.ERROR, job.error)
+            return
+        self.notifications.append(notification)
+
+    def _summary(self, workflow: Workflow, job: Job | None = None) -> dict[str, Any]:
+        """What a webhook is told by default: the workflow, and the job when there is one."""
+        summary: dict[str, Any] = {"workflow_id": workflow.id, "workflow_identifier": workflow.identifier,
+                                   "workflow_reference": self.definition_of(workflow).reference,
+                                   "status": workflow.status.value}
+        if job is not None:
+            summary.update(job_id=job.id, job_name=job.job_type, step_id=job.step_id,
+                           job_status=job.status.value, error=job.error)
+        return summary
+
+    def _hooks(self, workflow: Workflow, event: str, job: Job | None = None) -> None:
+        hooks = self.definition_of(workflow).notification_hooks
+        if hooks:
+            self.notifications.extend(hook_notifications(hooks, event, self._summary(workflow, job)))
 
     # ------------------------------------------------------------------ failing and queueing again
     def fail(self, workflow: Workflow, job: Job, reason: str, traceback: str | None,
@@ -222,7 +261,7 @@ class Progression:
         job.started_at = None
         job.finished_at = None
         self.set_status(workflow, job, JobStatus.QUEUED, note)
-        self.dispatcher.enqueue(job)
+        self.send(workflow, job)
 
     # ------------------------------------------------------------------ status bookkeeping
     def set_status(self, workflow: Workflow, job: Job, status: JobStatus, note: str | None = None) -> None:
@@ -246,6 +285,8 @@ class Progression:
         self.state.mark_job(job)
         self.state.mark_workflow(workflow)
         workflow.updated_at = entry[1]
+        if old != status and status in (JobStatus.COMPLETED, JobStatus.ERROR):
+            self._hooks(workflow, f"job_{status.value}", job)
         before = step.status
         self.refresh_step(workflow, step)
         if step.status != before:
@@ -279,11 +320,12 @@ class Progression:
         """The workflow's status from its steps' (an aborted workflow stays aborted)."""
         if workflow.status == WorkflowStatus.ABORTED:
             return
-        statuses = [step.status for step in workflow.steps]
-        active = any(s in STEP_ACTIVE for s in statuses)
-        if all(s in STEP_DONE for s in statuses):
+        definition = self.definition_of(workflow)
+        active = any(step.status in STEP_ACTIVE for step in workflow.steps)
+        if all(_done(definition, step) for step in workflow.steps):
             status = WorkflowStatus.COMPLETED
-        elif not active and any(s in STEP_FAILED for s in statuses):
+        elif not active and any(step.status in STEP_FAILED and not _done(definition, step)
+                                for step in workflow.steps):
             status = WorkflowStatus.ERROR
         elif workflow.paused:
             status = WorkflowStatus.PAUSED
@@ -298,13 +340,12 @@ class Progression:
             if workflow.finished:
                 workflow.paused = False  # nothing left to hold back
             self.state.mark_workflow(workflow)
+            if status in (WorkflowStatus.COMPLETED, WorkflowStatus.ERROR):
+                self._hooks(workflow, f"workflow_{status.value}")
 
 
-def _list_parameter(parameters: list[dict[str, Any]], parameter_id: str) -> list[str] | None:
-    """A list-valued parameter's value as strings (None if absent or not a list)."""
-    for parameter in parameters:
-        if parameter.get("id") == parameter_id:
-            value = parameter.get("value", parameter.get("default"))
-            if isinstance(value, list):
-                return [str(v) for v in value]
-    return None
+def _done(definition: WorkflowDefinition, step: StepState) -> bool:
+    """Whether ``step`` lets the steps after it start: completed, skipped, or failed with ``allow_failure``."""
+    if step.status in STEP_DONE:
+        return True
+    return step.status == StepStatus.ERROR and definition.step(step.id).allow_failure

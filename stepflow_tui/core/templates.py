@@ -21,6 +21,10 @@ _NAME = re.compile(NAME_PATTERN)
 JOB_VARIABLES = (
     "workflow_id",
     "workflow_identifier",
+    "workflow_reference",
+    "work_directory",
+    "date_time",
+    "date",
     "step_id",
     "step_name",
     "job_id",
@@ -29,6 +33,8 @@ JOB_VARIABLES = (
     "filename",
     "extension",
     "name",
+    "sdk_start_index",
+    "sdk_stop_index",
 )
 
 
@@ -148,17 +154,21 @@ def input_variables(path: str) -> dict[str, str]:
 
 
 def render_parameters(parameters: Iterable[dict[str, Any]], variables: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The order's parameter list: ``template`` values rendered (sent as ``string``), ``array_of_templates``
-    as ``array_of_strings``, others as given (``value``, else ``default``)."""
+    """The order's parameter list: ``template`` values rendered with their ``<%= … %>`` expressions (sent as
+    ``string``), ``array_of_templates`` as ``array_of_strings``, others as given (``value``, else ``default``).
+    A credential reference keeps its ``store``: the worker resolves it (the order never holds a secret)."""
     out = []
     for parameter in parameters:
         kind = parameter.get("type", "string")
         value = parameter.get("value", parameter.get("default"))
         if kind == "template" and isinstance(value, str):
-            value, kind = render(value, variables), "string"
+            value, kind = render_with_expressions(value, variables), "string"
         elif kind == "array_of_templates" and isinstance(value, list):
-            value, kind = [render(str(v), variables) for v in value], "array_of_strings"
-        out.append({"id": parameter["id"], "type": kind, "value": value})
+            value, kind = [render_with_expressions(str(v), variables) for v in value], "array_of_strings"
+        rendered = {"id": parameter["id"], "type": kind, "value": value}
+        if "store" in parameter:
+            rendered["store"] = parameter["store"]
+        out.append(rendered)
     return out
 
 

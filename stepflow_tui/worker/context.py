@@ -104,6 +104,19 @@ class JobContext:
             )
         return value
 
+    def credential(self, parameter_id: str) -> str:
+        """The secret that credential parameter ``parameter_id`` names (``store`` ``ENV``: the environment;
+        ``BACKEND``: the service's API — see `worker.credentials`). Resolved when asked, kept in memory only:
+        never put it in outputs, paths or logs. Raises `CredentialUnavailable` (a one-line reason)."""
+        from stepflow_tui.worker.credentials import CredentialUnavailable, is_reference, resolve
+
+        for parameter in self.raw_parameters:
+            if parameter.get("id") == parameter_id:
+                if not is_reference(parameter):
+                    raise CredentialUnavailable(f"parameter {parameter_id!r} is not a credential reference")
+                return resolve(parameter)
+        raise CredentialUnavailable(f"job {self.job_id} ({self.job_type}): no parameter {parameter_id!r}")
+
     # -- work directory ---------------------------------------------------------------------------------------
     @property
     def work_dir(self) -> Path:

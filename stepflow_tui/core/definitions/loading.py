@@ -138,6 +138,10 @@ def _workflow_fields(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     if raw.get("is_live") is True:
         raise ctx.error("is_live", "live workflows are not supported (is_live must be false or absent)")
     hooks = raw.get("notification_hooks") or []
+    for index, hook in enumerate(hooks if isinstance(hooks, list) else []):
+        if isinstance(hook, dict) and hook.get("credentials"):
+            ctx.warn(f"notification_hooks[{index}].credentials", "not sent by stepflow-tui: the hook is called "
+                                                                  "without them")
     return {"label": label, "tags": tuple(tags), **versions,
             "schema_version": optional_string(ctx, raw, "schema_version", ""),
             "icon": optional_string(ctx, raw, "icon", ""), "reference": optional_string(ctx, raw, "reference", ""),

@@ -7,6 +7,7 @@ from typing import Any
 
 ONE_FOR_ONE = "one_for_one"
 ONE_FOR_MANY = "one_for_many"
+NOTIFICATION = "notification"  # a step that calls a webhook instead of sending an order
 START_PARAMETER_TYPES = ("string", "number", "choice", "file")
 
 

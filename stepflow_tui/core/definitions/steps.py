@@ -14,23 +14,20 @@ from stepflow_tui.core.definitions.fields import (
     optional_string,
     required_string,
 )
-from stepflow_tui.core.definitions.model import ONE_FOR_MANY, ONE_FOR_ONE, StepDefinition
+from stepflow_tui.core.definitions.model import NOTIFICATION, ONE_FOR_MANY, ONE_FOR_ONE, StepDefinition
 from stepflow_tui.core.definitions.parameters import parse_parameters
 from stepflow_tui.core.expressions import ExpressionError, compile_expression
 
 JOB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
-MODES = (ONE_FOR_ONE, ONE_FOR_MANY)
-#: StepFlow modes we know but do not run yet (the engine phase adds them).
-UNSUPPORTED_MODES = ("notification", "workflow_one_for_one", "workflow_one_for_many")
+MODES = (ONE_FOR_ONE, ONE_FOR_MANY, NOTIFICATION)
+#: StepFlow's sub-workflow modes: not run by this version (refused, naming the mode).
+UNSUPPORTED_MODES = ("workflow_one_for_one", "workflow_one_for_many")
 #: Variables a ``multiple_jobs`` step adds to each of its jobs (StepFlow's launcher).
 SEGMENT_VARIABLES = ("sdk_start_index", "sdk_stop_index")
 
 _STEP_KEYS = frozenset({"id", "name", "label", "parent_ids", "required_to_start", "mode", "parameters",
                         "max_retries", "retry_delay", "timeout", "icon", "condition", "multiple_jobs",
                         "allow_failure", "skip_destination_path", "work_dir", "description"})
-#: Fields validated and kept, that the engine does not act on yet: a warning says so (the engine phase of
-#: issue 13 empties this).
-NOT_YET_RUN = ("condition", "multiple_jobs", "allow_failure", "skip_destination_path", "work_dir")
 _EEX_WRAPPER = re.compile(r"^\s*<%=(.*)%>\s*$", re.DOTALL)
 
 
@@ -84,7 +81,8 @@ def _parse_name(ctx: Context, raw: dict[str, Any], here: str) -> str:
 def _parse_mode(ctx: Context, raw: dict[str, Any], here: str) -> str:
     mode = raw.get("mode", ONE_FOR_ONE)
     if mode in UNSUPPORTED_MODES:
-        raise ctx.error(f"{here}.mode", f"mode {mode!r} is not supported (supported: {', '.join(MODES)})")
+        raise ctx.error(f"{here}.mode", f"mode {mode!r} (a sub-workflow) is not supported by stepflow-tui "
+                                        f"(supported: {', '.join(MODES)})")
     if mode not in MODES:
         raise ctx.error(f"{here}.mode", f"unknown mode {mode!r} (allowed: {', '.join(MODES)})")
     return mode
@@ -121,9 +119,6 @@ def parse_step(ctx: Context, raw: Any, index: int) -> StepDefinition:
         skip_destination_path=_parse_flag(ctx, raw, "skip_destination_path", here),
         work_dir=optional_string(ctx, raw, "work_dir", here),
     )
-    for key in NOT_YET_RUN:
-        if raw.get(key) not in (None, False, ""):
-            ctx.warn(f"{here}.{key}", "accepted, but not acted on yet by this version of stepflow-tui")
     return step
 
 

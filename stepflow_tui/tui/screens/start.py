@@ -15,6 +15,26 @@ from textual.widgets.option_list import Option
 
 from stepflow_tui.backend import StartParameter, WorkflowDefinition
 
+#: StepFlow's Material icon names shown as a glyph where one fits (others show nothing).
+ICON_GLYPHS = {
+    "movie": "🎬", "movie_filter": "🎬", "videocam": "🎥", "video_library": "🎞", "audiotrack": "🎵",
+    "music_note": "🎵", "mic": "🎤", "image": "🖼", "photo": "🖼", "subtitles": "💬", "translate": "🌐",
+    "cloud_upload": "☁", "cloud_download": "☁", "file_upload": "⬆", "file_download": "⬇", "folder": "📁",
+    "description": "📄", "email": "✉", "notifications": "🔔", "settings": "⚙", "build": "🔧", "check": "✔",
+    "content_cut": "✂", "speed": "⏱", "timer": "⏱", "search": "🔍", "lock": "🔒", "storage": "🗄",
+}
+
+
+def icon_glyph(name: str | None) -> str:
+    """The glyph of a Material icon name, or "" when none fits."""
+    return ICON_GLYPHS.get(name or "", "")
+
+
+def choice_options(parameter: StartParameter) -> list[tuple[str, str]]:
+    """A choice's (label shown, value sent) pairs: StepFlow's item labels when given, the ids sent."""
+    labels = parameter.item_labels or tuple(str(item) for item in parameter.items)
+    return [(str(label), str(item)) for label, item in zip(labels, parameter.items, strict=False)]
+
 
 def field_error(parameter: StartParameter, value: Any) -> str | None:
     """Why ``value`` (text from the form, or a choice) is not acceptable for ``parameter``, or None."""
@@ -31,7 +51,8 @@ def field_error(parameter: StartParameter, value: Any) -> str | None:
         if not math.isfinite(number):
             return f"{parameter.label or parameter.id} must be a finite number"
     if parameter.type == "choice" and parameter.items and text not in {str(item) for item in parameter.items}:
-        return f"{parameter.label or parameter.id} must be one of {', '.join(map(str, parameter.items))}"
+        shown = ", ".join(label for label, _ in choice_options(parameter))
+        return f"{parameter.label or parameter.id} must be one of {shown}"
     return None
 
 
@@ -49,7 +70,8 @@ class DefinitionPicker(ModalScreen[WorkflowDefinition | None]):
         with Vertical(id="dialog"):
             yield Label("Start a workflow: pick one (Enter), escape to cancel", id="title")
             options = [
-                Option(Text.assemble((definition.identifier, "bold"), (f"  v{definition.version}  ", "dim"),
+                Option(Text.assemble(f"{icon_glyph(definition.icon)} " if icon_glyph(definition.icon) else "",
+                                     (definition.identifier, "bold"), (f"  v{definition.version}  ", "dim"),
                                      definition.label), id=definition.identifier)
                 for definition in self.definitions
             ]
@@ -87,7 +109,7 @@ class StartForm(ModalScreen[dict[str, str] | None]):
                                               (f"  {parameter.id} ({parameter.type})", "dim")))
                     default = "" if parameter.default is None else str(parameter.default)
                     if parameter.type == "choice" and parameter.items:
-                        yield Select([(str(item), str(item)) for item in parameter.items],
+                        yield Select(choice_options(parameter),
                                      value=default if default else Select.NULL,
                                      allow_blank=not parameter.required or not default,
                                      id=f"field-{parameter.id}", compact=True)
