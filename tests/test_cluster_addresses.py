@@ -66,3 +66,15 @@ def test_the_queue_type_option_and_its_environment_variable(monkeypatch: pytest.
     monkeypatch.setenv("STEPFLOW_QUEUE_TYPE", "lazy")
     with pytest.raises(UsageError, match="STEPFLOW_QUEUE_TYPE='lazy'"):
         queue_type_option(None)
+
+
+def test_the_ca_file_goes_to_every_address_of_a_cluster(tmp_path) -> None:
+    import argparse
+
+    from stepflow_tui.cli.options import apply_ca_file
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    args = argparse.Namespace(broker="amqps://u:p@h1/vh,amqps://u:p@h2/vh", ca_file=str(ca))
+    apply_ca_file(args)
+    assert [node.split("?")[1] for node in split_urls(args.broker)] == [f"cafile={ca.resolve()}"] * 2

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from stepflow_tui.broker.cluster import CLASSIC, QUEUE_TYPES
+from stepflow_tui.broker.cluster import CLASSIC, QUEUE_TYPES, is_cluster, split_urls
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
@@ -105,7 +105,16 @@ def queue_type_option(given: str | None) -> str:
 
 def apply_ca_file(args: argparse.Namespace) -> None:
     """--ca-file / STEPFLOW_CA_FILE becomes ``?cafile=`` of an amqps:// URL (broker/amqp.py builds the TLS
-    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used)."""
+    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used).
+    A cluster's addresses get it each."""
+    if is_cluster(args.broker):
+        nodes = []
+        for node in split_urls(args.broker):
+            one = argparse.Namespace(**{**vars(args), "broker": node})
+            apply_ca_file(one)
+            nodes.append(one.broker)
+        args.broker = ",".join(nodes)
+        return
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     from stepflow_tui.broker.base import mask_url
