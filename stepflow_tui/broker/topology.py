@@ -132,6 +132,19 @@ def job_queue(job_type: str) -> str:
     return job_type if job_type.startswith(JOB_QUEUE_PREFIX) else JOB_QUEUE_PREFIX + job_type
 
 
+def with_queue_type(queues: Sequence[QueueSpec], queue_type: str) -> tuple[QueueSpec, ...]:
+    """``queues`` with ``x-queue-type`` set on the durable ones when ``queue_type`` is ``quorum`` (replicated on
+    a cluster); unchanged for ``classic`` (no argument: what the SDK and earlier versions declared). Job queues
+    are never passed here: they keep the SDK's arguments. Auto-delete or exclusive queues cannot be quorum."""
+    if queue_type == "classic":
+        return tuple(queues)
+    return tuple(
+        replace(q, arguments={**q.arguments, "x-queue-type": queue_type})
+        if q.durable and not (q.auto_delete or q.exclusive) else q
+        for q in queues
+    )
+
+
 def job_type_of(queue: str) -> str:
     """The job type of a job queue: ``job_transfer`` -> ``transfer`` (the inverse of `job_queue`)."""
     return queue[len(JOB_QUEUE_PREFIX) :] if queue.startswith(JOB_QUEUE_PREFIX) else queue
@@ -179,15 +192,3 @@ def system_queue_names() -> list[str]:
     the response queues, the worker queues, and the catch queues (not found, dead letters)."""
     return [spec.name for spec in RESPONSE_QUEUES + WORKER_QUEUES + CATCH_QUEUES]
 
-
-def with_queue_type(queues: Sequence[QueueSpec], queue_type: str) -> tuple[QueueSpec, ...]:
-    """``queues`` with ``x-queue-type`` set on the durable ones when ``queue_type`` is ``quorum`` (replicated on
-    a cluster); unchanged for ``classic`` (no argument: what the SDK and earlier versions declared). Job queues
-    are never passed here: they keep the SDK's arguments. Auto-delete or exclusive queues cannot be quorum."""
-    if queue_type == "classic":
-        return tuple(queues)
-    return tuple(
-        replace(q, arguments={**q.arguments, "x-queue-type": queue_type})
-        if q.durable and not (q.auto_delete or q.exclusive) else q
-        for q in queues
-    )
