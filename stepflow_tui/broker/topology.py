@@ -191,4 +191,3 @@ def system_queue_names() -> list[str]:
     """Every queue of the backend topology that is not a job queue, for ``stepflow queues`` and the queue panel:
     the response queues, the worker queues, and the catch queues (not found, dead letters)."""
     return [spec.name for spec in RESPONSE_QUEUES + WORKER_QUEUES + CATCH_QUEUES]
-
