@@ -137,6 +137,12 @@ class Worker:
         """Wait until `run` has returned; False on timeout."""
         return self._stopped.wait(timeout)
 
+    @property
+    def broker_node(self) -> str | None:
+        """The node the worker is connected to (masked URL; one of a cluster's), or None."""
+        conn = self._loop.conn
+        return conn.node if conn is not None else None
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the job queues are declared and consumed (True), or the worker stopped / timed out."""
         ready = self._loop.ready

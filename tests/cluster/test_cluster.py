@@ -105,12 +105,11 @@ def test_node_stops_lose_nothing(rabbit_cluster: Any, tmp_path: Path) -> None:
         cluster.start_node(0)  # back before the next stop: quorum queues need two of three nodes
 
         # 2. The worker's node stops (the job queue's node, classic: unavailable until it is back).
-        worker_node = worker._loop.conn.node if worker._loop.conn is not None else None  # noqa: SLF001
+        worker_node = worker.broker_node
         assert worker_node is not None and cluster.index_of_port(worker_node) == 2
         cluster.stop_node(2)
         stopped = time.monotonic()
-        wait_for(lambda: worker._loop.conn is not None and worker._loop.conn.node != worker_node,  # noqa: SLF001
-                 60, "the worker on another node")
+        wait_for(lambda: worker.broker_node not in (None, worker_node), 60, "the worker on another node")
         figures["worker failover s"] = time.monotonic() - stopped
         open_gate(float("inf"))
         cluster.start_node(2)
