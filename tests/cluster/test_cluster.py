@@ -23,6 +23,8 @@ from stepflow_tui.worker.runner import Worker
 pytestmark = [pytest.mark.e2e]
 
 JOBS = 1000
+#: The worker's status interval: unseen for 4 of them, it would be taken for lost and its running jobs failed.
+STATUS_INTERVAL = 2.5
 
 
 def fan_out(count: int) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def test_node_stops_lose_nothing(rabbit_cluster: Any, tmp_path: Path) -> None:
 
     # The worker prefers c3, the backend c1: each stop below hits one of them.
     worker = Worker(cluster.urls([2, 1, 0]), {"noop": counting_noop}, concurrency=8, prefetch=50,
-                    status_interval=5.0, queue_type="quorum", name="cluster-worker")
+                    status_interval=STATUS_INTERVAL, queue_type="quorum", name="cluster-worker")
     worker.start_in_thread()
     assert worker.wait_ready(30), f"worker not ready: {worker.failure}"
     definitions = merge_definitions([parse_definitions([fan_out(JOBS)], "cluster test")])
@@ -112,6 +114,10 @@ def test_node_stops_lose_nothing(rabbit_cluster: Any, tmp_path: Path) -> None:
         wait_for(lambda: worker.broker_node not in (None, worker_node), 60, "the worker on another node")
         figures["worker failover s"] = time.monotonic() - stopped
         open_gate(float("inf"))
+        # The node stays down longer than a worker may stay unseen: the worker, reconnecting with its jobs
+        # running, still tells the backend it is alive, so none of its jobs is failed as lost.
+        wait_for(lambda: time.monotonic() - stopped > 4 * STATUS_INTERVAL + 1, 30, "a long outage", interval=0.2)
+        assert not any(view.lost for view in backend.workers())
         cluster.start_node(2)
 
         status = wait_for(lambda: (view := backend.workflow(workflow_id)) and view.status in ("completed", "error")
