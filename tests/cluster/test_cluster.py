@@ -119,10 +119,12 @@ def test_node_stops_lose_nothing(rabbit_cluster: Any, tmp_path: Path) -> None:
         wait_for(lambda: time.monotonic() - stopped > 4 * STATUS_INTERVAL + 1, 30, "a long outage", interval=0.2)
         assert not any(view.lost for view in backend.workers())
         cluster.start_node(2)
+        back = time.monotonic()
 
         status = wait_for(lambda: (view := backend.workflow(workflow_id)) and view.status in ("completed", "error")
                           and view.status, 120, "the workflow to finish")
         figures["worker's node stop to the last job s (node restart included)"] = time.monotonic() - stopped
+        figures["worker's node back to the last job s"] = time.monotonic() - back
         figures["workflow s"] = time.monotonic() - began
         assert status == "completed", backend.workflow(workflow_id)
         assert completed(backend, workflow_id) == JOBS
