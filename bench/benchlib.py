@@ -15,10 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from stepflow_tui.core.definitions import WorkflowDefinition, definition_from_dict
+from stepflow_tui.core.engine import Engine
+from stepflow_tui.store import Store
 
 IDENTIFIER = "bench_noop"
 
@@ -83,3 +86,15 @@ def fresh_vhost(base_url: str) -> Iterator[str]:
         yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+def build_state(db_path: Path, jobs: int) -> int:
+    """A state with one paused workflow of ``jobs`` queued jobs (paused: nothing is dispatched)."""
+    store = Store(db_path)
+    state = store.open()
+    engine = Engine(state)
+    workflow = engine.start_workflow(noop_definition(jobs), {})
+    engine.pause(workflow.id)
+    store.flush(state)
+    store.close()
+    return workflow.id

@@ -31,35 +31,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import noop_definition, peak_rss_mib  # noqa: E402
+from benchlib import build_state, noop_definition, peak_rss_mib  # noqa: E402
 from textual import events  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.backend.views import Update  # noqa: E402
 from stepflow_tui.broker import topology  # noqa: E402
 from stepflow_tui.broker.base import OutgoingMessage, connect  # noqa: E402
-from stepflow_tui.core.engine import Engine  # noqa: E402
 from stepflow_tui.core.protocol import JobProgression  # noqa: E402
 from stepflow_tui.plugins import load_registry  # noqa: E402
-from stepflow_tui.store import Store  # noqa: E402
 from stepflow_tui.tui.app import WorkbenchApp  # noqa: E402
 from stepflow_tui.tui.widgets.tree import NodeRef  # noqa: E402
 
 TIMEOUT = 120.0
 SIZE = (120, 40)
 UPDATES = 1000
-
-
-def build_state(db_path: Path, jobs: int) -> int:
-    """A state with one paused workflow of ``jobs`` queued jobs (paused: nothing is dispatched)."""
-    store = Store(db_path)
-    state = store.open()
-    engine = Engine(state)
-    workflow = engine.start_workflow(noop_definition(jobs), {})
-    engine.pause(workflow.id)
-    store.flush(state)
-    store.close()
-    return workflow.id
 
 
 class GcPauses:

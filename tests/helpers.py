@@ -25,7 +25,7 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO_WORKFLOWS = REPO_ROOT / "workflows.json"
 #: Variables that would make a CLI run depend on the developer's environment.
-STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS")
+STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS", "STEPFLOW_API", "STEPFLOW_API_TOKEN")
 #: Upper bound for one CLI command that should finish quickly (startup is ~0.5 s; CI machines are slow).
 DEFAULT_TIMEOUT = 60.0
 

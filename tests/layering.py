@@ -55,8 +55,12 @@ RULES: tuple[Rule, ...] = (
         "pika", "textual", "stepflow_tui.broker", "stepflow_tui.backend", "stepflow_tui.tui",
         "stepflow_tui.worker", "stepflow_tui.cli", "stepflow_tui.service",
     ), "the store persists state and nothing else"),
-    Rule("stepflow_tui.backend", ("textual", "stepflow_tui.tui", "stepflow_tui.cli", "stepflow_tui.service"),
-         "the backend serves the workbench, the service and the CLI, never the reverse"),
+    Rule("stepflow_tui.backend", ("textual", "aiohttp", "stepflow_tui.tui", "stepflow_tui.cli",
+                                  "stepflow_tui.service"),
+         "the backend serves the workbench, the service and the CLI, never the reverse (its HTTP client, "
+         "remote.py, needs no server library)"),
+    Rule("stepflow_tui.service", ("textual", "stepflow_tui.tui", "stepflow_tui.cli"),
+         "the service serves the backend over HTTP: no workbench, no command line"),
 )
 
 

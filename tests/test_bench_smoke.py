@@ -60,3 +60,10 @@ def test_tui_live() -> None:
     expected = ["tui: a workflow of 3,000 jobs", "first show: ", "expand the big step: ", "paging: 3 pages",
                 "while paging, the workflow ran on: "]
     assert [line[:len(prefix)] for line, prefix in zip(lines[-5:], expected, strict=True)] == expected
+
+
+def test_service() -> None:
+    lines = run_bench("service.py", "--jobs", "300", "--requests", "10", "--live", "50", "--completions", "2")
+    expected = ["service: 300 jobs", "list workflows: p50 ", "workflow detail: p50 ", "jobs page (200): p50 ",
+                "job record: p50 ", "completion seen by an attached client: median "]
+    assert [line[:len(prefix)] for line, prefix in zip(lines[-6:], expected, strict=True)] == expected

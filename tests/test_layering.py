@@ -51,3 +51,20 @@ def test_core_loads_no_io_library() -> None:
 def test_headless_worker_loads_no_workbench_backend_or_store() -> None:
     loaded = _top(_loaded_after("import stepflow_tui.worker.runner"))
     assert not loaded & {"textual", "tinydb", "stepflow_tui.tui", "stepflow_tui.backend", "stepflow_tui.store"}
+
+
+def test_service_and_backend_rules_are_checked(tmp_path: Path) -> None:
+    copy = tmp_path / "stepflow_tui"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "service" / "planted.py").write_text("import textual\nfrom stepflow_tui.cli import main\n"
+                                                 "from ..tui import app\n")
+    (copy / "backend" / "planted.py").write_text("from aiohttp import web\nfrom ..service import create_app\n")
+    problems = [p for p in layering.check(copy) if "planted" in p]
+    assert [p.split(":")[1] for p in problems if "service/planted.py" in p] == ["1", "2", "3"]
+    assert [p.split(":")[1] for p in problems if "backend/planted.py" in p] == ["1", "2"]
+
+
+def test_the_service_client_loads_no_server_and_the_service_no_workbench() -> None:
+    assert not _top(_loaded_after("import stepflow_tui.backend.remote")) & {"aiohttp", "stepflow_tui.service"}
+    loaded = _top(_loaded_after("import stepflow_tui.service"))
+    assert not loaded & {"textual", "stepflow_tui.tui", "stepflow_tui.cli"}

@@ -58,6 +58,9 @@ log = logging.getLogger("stepflow_tui.backend")
 class Backend:
     """The in-process backend (see the module's docstring)."""
 
+    #: Where the backend runs, for the workbench's header (a `RemoteBackend` says "attached to <url>").
+    mode = "embedded"
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.broker_display_url = mask_url(config.broker_url)
@@ -338,6 +341,11 @@ class Backend:
     def queue_states(self) -> list[QueueState]:
         """The queues' last polled states."""
         return list(self._dispatcher.queue_states) if self._dispatcher is not None else []
+
+    def dropped_job_ids(self) -> list[int]:
+        """Job ids whose orders workers must not run (the Media Cloud AI black list), oldest first."""
+        with self.store.lock:
+            return self._drops.ids()
 
     def workers(self) -> list[WorkerView]:
         """The known workers, live ones first."""

@@ -30,6 +30,10 @@ class DropList:
     def __bool__(self) -> bool:
         return bool(self._drops)
 
+    def ids(self) -> list[int]:
+        """The dropped job ids, oldest first (call under the store lock: commands change the list)."""
+        return list(self._drops)
+
     def restore(self, state: State) -> None:
         """After a restart: orders of aborted workflows may still sit in the job queues."""
         for workflow in sorted(state.workflows.values(), key=lambda w: w.id):

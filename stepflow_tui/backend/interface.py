@@ -22,6 +22,7 @@ class WorkbenchBackend(Protocol):
     broker_display_url: str  # password masked
     connection_state: str  # "connecting" | "connected" | "reconnecting" | "stopped"
     read_only: bool
+    # optional: ``mode`` ("embedded" / "attached to <url>"), shown in the header when present
 
     def subscribe(self, callback: Callable[[Update], None]) -> None: ...
     def definitions(self) -> list[WorkflowDefinition]: ...

@@ -81,6 +81,7 @@ class RemoteBackend:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r}: expected an http:// or https:// URL of a stepflow service")
         self.url = url.rstrip("/")
+        self.mode = f"attached to {self.url}"  # for the workbench's header
         self._parts = parts
         self._token = token
         self.timeout = timeout

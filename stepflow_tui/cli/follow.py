@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from stepflow_tui.cli.options import EXIT_FAILED, EXIT_OK
+from stepflow_tui.cli.session import is_attached
 from stepflow_tui.core.model import WORKFLOW_FINAL, WorkflowStatus
 
 
@@ -32,8 +33,17 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
     last_line = ""
     last_print = 0.0
     connection = backend.connection_state
+    unreachable = False
     while True:
-        view = backend.workflow(workflow_id)
+        try:
+            view = backend.workflow(workflow_id)
+        except ConnectionError as exc:  # an attached service restarting: wait for it, as its event stream does
+            if not unreachable:
+                print(f"\n{exc}: waiting for the service to answer again", file=out, flush=True)
+            unreachable = True
+            changed.wait(1.0)
+            continue
+        unreachable = False
         if view is None:
             print(f"workflow #{workflow_id} was deleted", file=out)
             return EXIT_FAILED
@@ -54,7 +64,7 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
                 out.write("\n")
             print_summary(backend, view, out)
             return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
-        if view.status == "paused" and not backend.running_count(workflow_id):
+        if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
             # Nothing can move it now, and while this process holds the state file nobody can resume it.
             if tty:
                 out.write("\n")

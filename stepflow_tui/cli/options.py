@@ -1,4 +1,4 @@
-"""Global options (--broker, --ca-file, --db, --workflows, --read-only, -v): declared once, accepted before or
+"""Global options (--broker, --ca-file, --db, --workflows, --api, --read-only, -v): declared once, accepted before or
 after the command, each with its environment variable; exit codes and `UsageError`."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
 
 #: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
 BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
-QUEUE_TYPE = "queue_type"
-GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE, QUEUE_TYPE)
-_UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, READ_ONLY: False, VERBOSE: 0,
-                          QUEUE_TYPE: None}
+QUEUE_TYPE, API = "queue_type", "api"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, API, READ_ONLY, VERBOSE, QUEUE_TYPE)
+_UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, API: None, READ_ONLY: False,
+                          VERBOSE: 0, QUEUE_TYPE: None}
 
 
 class UsageError(Exception):
@@ -54,6 +54,9 @@ def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
         WORKFLOWS: (("--workflows",), {"metavar": "FILE",
                                        "help": "workflow definitions, on top of those plugins ship "
                                                "[env STEPFLOW_WORKFLOWS; default ./workflows.json if present]"}),
+        API: (("--api",), {"metavar": "URL",
+                           "help": "attach to the `stepflow backend` service at this URL [env STEPFLOW_API; "
+                                   "default: the service running for --db, if any, else embedded]"}),
         READ_ONLY: (("--read-only",), {"action": "store_true",
                                        "help": "refuse every change (run, retry, abort, cancel, pause, delete, "
                                                "prune, redrive)"}),
@@ -82,6 +85,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool, uses: Iter
                                       "help": spec["help"] if shown else argparse.SUPPRESS})
 
 
+def add_local_worker_options(parser: argparse.ArgumentParser) -> None:
+    """--local-workers / --no-local-workers / --concurrency, for the commands that may open a backend."""
+    parser.add_argument("--local-workers", dest="local_workers", action="store_true", default=None,
+                        help="also run in-process workers for every installed job type (always on memory://)")
+    parser.add_argument("--no-local-workers", dest="local_workers", action="store_false",
+                        help="never run in-process workers")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
+                        help="in-process workers' pool size (default 4)")
+
+
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in the global options from the environment and defaults (the command line wins)."""
     for name, unset in _UNSET.items():
@@ -92,6 +105,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
     args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
+    args.api = args.api or os.environ.get("STEPFLOW_API")
     return args
 
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from stepflow_tui import __version__
-from stepflow_tui.cli import broker, definitions, ui, workflows
+from stepflow_tui.cli import broker, definitions, service, ui, workflows
 from stepflow_tui.cli.options import (
     EXIT_USAGE,
     Commands,
@@ -19,7 +19,7 @@ from stepflow_tui.cli.options import (
     setup_logging,
 )
 
-GROUPS = (workflows, definitions, broker, ui)
+GROUPS = (workflows, definitions, broker, service, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  stepflow run checksum_folder -p source_dir=./data -p manifest=./MANIFEST --wait\n"
                "  stepflow worker --broker amqp://guest:guest@localhost:5672/ --concurrency 4\n"
                "  stepflow status\n"
+               "  stepflow backend --listen 127.0.0.1:4000      # the backend as a service; commands attach\n"
                "\n"
                "stepflow COMMAND --help shows a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter)

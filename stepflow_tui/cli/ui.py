@@ -17,7 +17,7 @@ def register(commands: Commands) -> None:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    """Open the workbench in the terminal, on its own backend."""
+    """Open the workbench in the terminal: attached to the service running for --db, else embedded."""
     with backend_session(args) as backend:
         from stepflow_tui.tui.app import run_workbench  # textual only once the state file is ours
 
@@ -33,6 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "stepflow_tui", "--broker", args.broker, "--db", str(args.db)]
     if args.workflows:
         command += ["--workflows", str(args.workflows)]
+    if args.api:
+        command += ["--api", args.api]
     if args.read_only:
         command.append("--read-only")
     command += ["--queue-type", args.queue_type]

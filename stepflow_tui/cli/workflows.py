@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from stepflow_tui.cli.follow import follow, format_counts, wait_sent
 from stepflow_tui.cli.options import (
+    API,
     BROKER,
     DB,
     EXIT_OK,
@@ -16,11 +18,12 @@ from stepflow_tui.cli.options import (
     VERBOSE,
     Commands,
     UsageError,
+    add_local_worker_options,
 )
-from stepflow_tui.cli.session import backend_session, change_session, load, make_change
+from stepflow_tui.cli.session import attach, backend_session, change_session, is_attached, load, make_change
 
-#: status reads the state file only.
-STATE_ONLY = (DB, VERBOSE)
+#: status reads the state file only (or the service running for it).
+STATE_ONLY = (DB, API, VERBOSE)
 
 
 def register(commands: Commands) -> None:
@@ -35,12 +38,12 @@ def register(commands: Commands) -> None:
                    help="a start parameter (repeatable)")
     p.add_argument("--wait", action="store_true",
                    help="follow progress; exit 0 when the workflow completes, 1 when it ends in error")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("wait", cmd_wait, "resume and follow a workflow to its end (exit 0 completed, 1 error)",
                      uses=GLOBALS)
     p.add_argument("workflow_id", type=int, metavar="ID")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("status", cmd_status, "workflows, their steps' counts and failed jobs", uses=STATE_ONLY)
     p.add_argument("workflow_id", type=int, nargs="?", metavar="ID", help="only this workflow, in detail")
@@ -52,7 +55,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--workflow", type=int, metavar="ID", help="retry every failed job of this workflow")
     p.add_argument("--step", type=int, metavar="STEP_ID", help="with --workflow: only this step")
     p.add_argument("--wait", action="store_true", help="then follow the workflow to its end")
-    _local_worker_options(p)
+    add_local_worker_options(p)
 
     p = commands.add("abort", cmd_abort, "abort a workflow: pending steps skipped, unfinished jobs stopped",
                      uses=GLOBALS)
@@ -63,19 +66,10 @@ def register(commands: Commands) -> None:
     p.add_argument("job_id", type=int, metavar="JOB_ID")
 
     p = commands.add("prune", cmd_prune, "delete finished workflows (completed, error, aborted) older than an "
-                                         "age, with their jobs", uses=(DB, READ_ONLY, VERBOSE), omit=(BROKER,))
+                                         "age, with their jobs", uses=(DB, API, READ_ONLY, VERBOSE), omit=(BROKER,))
     p.add_argument("--older-than", required=True, metavar="AGE",
                    help="finished longer ago than this: a number and a unit s, m, h or d (e.g. 30d)")
     p.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
-
-
-def _local_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--local-workers", dest="local_workers", action="store_true", default=None,
-                        help="also run in-process workers for every installed job type (always on memory://)")
-    parser.add_argument("--no-local-workers", dest="local_workers", action="store_false",
-                        help="never run in-process workers")
-    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
-                        help="in-process workers' pool size (default 4)")
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
@@ -90,26 +84,43 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start a workflow; follow it with --wait (always on memory://, where it lives in this process only)."""
+    """Start a workflow; follow it with --wait (always on memory://, where it lives in this process only).
+    Attached to a service, its definitions are the ones that count."""
     from stepflow_tui.core.definitions import StartParameterError, resolve_start_parameters
+    from stepflow_tui.core.engine import EngineError
 
-    loaded = load(args)
-    definition = loaded.definitions.get(args.identifier)
-    if definition is None:
-        known = ", ".join(sorted(loaded.definitions)) or "none"
-        raise UsageError(f"unknown workflow {args.identifier!r} (known: {known})")
-    params = parse_params(args.param)
+    remote = attach(args)
+    loaded = None if remote is not None else load(args)
     try:
-        resolve_start_parameters(definition, params)
-    except StartParameterError as exc:
-        raise UsageError(str(exc)) from None
-    if args.read_only:
-        raise UsageError("read-only mode: run refused")
-    with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
-        workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
-        print(f"workflow #{workflow_id} {definition.identifier} started (state: {args.db})", flush=True)
-        if args.wait or args.broker.startswith("memory:"):
+        definitions = loaded.definitions if loaded is not None else {d.identifier: d for d in remote.definitions()}
+        definition = definitions.get(args.identifier)
+        if definition is None:
+            known = ", ".join(sorted(definitions)) or "none"
+            raise UsageError(f"unknown workflow {args.identifier!r} (known: {known})")
+        params = parse_params(args.param)
+        try:
+            resolve_start_parameters(definition, params)
+        except StartParameterError as exc:
+            raise UsageError(str(exc)) from None
+        if args.read_only:
+            raise UsageError("read-only mode: run refused")
+    except BaseException:
+        if remote is not None:
+            remote.stop()
+        raise
+    with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency,
+                         attached=remote) as backend:
+        try:
+            workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
+        except EngineError as exc:  # refused (by the service: stopping, read-only)
+            raise UsageError(str(exc)) from None
+        where = f"service: {backend.url}" if is_attached(backend) else f"state: {args.db}"
+        print(f"workflow #{workflow_id} {definition.identifier} started ({where})", flush=True)
+        if args.wait or (args.broker.startswith("memory:") and not is_attached(backend)):
             return follow(backend, workflow_id)
+        if is_attached(backend):
+            print(f"the service runs it to its end; follow it with: stepflow wait {workflow_id}")
+            return EXIT_OK
         waiting = wait_sent(backend, workflow_id)
         follow_hint = f"stepflow wait {workflow_id} --broker {backend.broker_display_url}"
         if waiting:
@@ -129,7 +140,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the workflows of the state file (read only: works while another process owns it)."""
+    """Print the workflows: through the service running for the state when there is one, else from the state
+    file (read only: works while another process owns it)."""
+    remote = attach(args)
+    if remote is not None:
+        try:
+            return status_attached(remote, args)
+        finally:
+            remote.stop()
     from stepflow_tui.backend.backend import job_view, workflow_view
     from stepflow_tui.store import StoreError, read_state
 
@@ -152,22 +170,61 @@ def cmd_status(args: argparse.Namespace) -> int:
                                   if i in state.jobs]
         print(json.dumps(records, indent=2))
         return EXIT_OK
-    if not workflows:
-        print(f"no workflows in {args.db}")
-        return EXIT_OK
-    for workflow in workflows:
-        view = workflow_view(workflow)
-        paused = " (paused)" if workflow.paused else ""
+
+    def failed(view: Any) -> list[Any]:
+        workflow = state.workflows[view.id]
+        return [job_view(state.jobs[i]) for s in workflow.steps if s.counts.get("error") for i in s.job_ids
+                if i in state.jobs and state.jobs[i].status.value == "error"][:FAILED_SHOWN + 1]
+
+    print_status([workflow_view(w) for w in workflows], failed, str(args.db))
+    return EXIT_OK
+
+
+#: Failed jobs listed per workflow by ``status``.
+FAILED_SHOWN = 10
+
+
+def print_status(views: Sequence[Any], failed: Callable[[Any], list[Any]], source: str) -> None:
+    """Each workflow with its steps' counts and its first failed jobs (``failed(view)`` gives `JobView`s)."""
+    if not views:
+        print(f"no workflows in {source}")
+        return
+    for view in views:
+        paused = " (paused)" if view.paused else ""
         print(f"#{view.id} {view.identifier} v{view.version}  {view.status}{paused}  "
               f"{format_counts(view.counts)}  started {view.created_at}")
         for step in view.steps:
             print(f"    {step.id}. {step.label or step.name} [{step.name}] {step.status}: {format_counts(step.counts)}")
-        failed = [state.jobs[i] for s in workflow.steps if s.counts.get("error")
-                  for i in s.job_ids if i in state.jobs and state.jobs[i].status.value == "error"]
-        for job in failed[:10]:
-            print(f"    ✘ job #{job.id} ({job.job_type}): {job_view(job).error}")
-        if len(failed) > 10:
-            print(f"    … and {len(failed) - 10} more failed jobs")
+        jobs = failed(view) if view.counts.get("error") else []
+        for job in jobs[:FAILED_SHOWN]:
+            print(f"    ✘ job #{job.id} ({job.job_type}): {job.error}")
+        total = view.counts.get("error", 0)
+        if total > FAILED_SHOWN:
+            print(f"    … and {total - FAILED_SHOWN} more failed jobs")
+
+
+def status_attached(remote: Any, args: argparse.Namespace) -> int:
+    """``status`` through the service: its views (``--json``: the API's records, with an ID its jobs too)."""
+    if args.workflow_id is not None:
+        view = remote.workflow(args.workflow_id)
+        if view is None:
+            raise UsageError(f"no workflow #{args.workflow_id} at {remote.url}")
+        views = [view]
+    else:
+        views = remote.workflows()
+    if args.json:
+        records = [remote.request("GET", f"/api/workflows/{view.id}") for view in views]
+        if args.workflow_id is not None:
+            records[0]["jobs"] = [remote.job(job.id) for step in views[0].steps
+                                  for job in remote.jobs(views[0].id, step.id, 0, step.counts.get("total", 0))]
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+
+    def failed(view: Any) -> list[Any]:
+        return [job for step in view.steps if step.counts.get("error")
+                for job in remote.jobs(view.id, step.id, 0, FAILED_SHOWN + 1, status="error")]
+
+    print_status(views, failed, remote.url)
     return EXIT_OK
 
 
@@ -185,9 +242,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
         else:
             workflow_id = args.workflow
             print(f"{count} failed job(s) of workflow #{workflow_id} queued again")
-        if args.wait or args.broker.startswith("memory:"):
+        if args.wait or (args.broker.startswith("memory:") and not is_attached(backend)):
             return follow(backend, workflow_id)
-        wait_sent(backend, workflow_id)
+        if not is_attached(backend):
+            wait_sent(backend, workflow_id)
         return EXIT_OK
 
 
@@ -216,16 +274,39 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.read_only and not args.dry_run:
         raise UsageError("read-only mode: prune refused (--dry-run only counts)")
+    remote = attach(args)
+    if remote is not None:
+        return prune_attached(remote, args)
     try:
         result = ops.prune(args.db, age, dry_run=args.dry_run)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
-    ids = ", ".join(f"#{i}" for i in result.workflow_ids[:20]) + (" …" if len(result.workflow_ids) > 20 else "")
-    what = (f"{len(result.workflow_ids)} workflow(s) ({ids or 'none'}) and {result.jobs:,} job(s) finished more "
-            f"than {args.older_than.strip()} ago")
+    what = pruned_summary(result.workflow_ids, result.jobs, args.older_than)
     if result.dry_run:
         print(f"would remove {what} from {args.db}; the state is {ops.human_size(result.size_before)}")
     else:
         print(f"removed {what} from {args.db}; state {ops.human_size(result.size_before)} -> "
               f"{ops.human_size(result.size_after)}")
     return EXIT_OK
+
+
+def prune_attached(remote: Any, args: argparse.Namespace) -> int:
+    """``prune`` through the service that owns the state."""
+    from stepflow_tui.core.engine import EngineError
+
+    try:
+        result = remote.prune(args.older_than.strip(), dry_run=args.dry_run).result(timeout=300)
+    except EngineError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        remote.stop()
+    what = pruned_summary(result["workflow_ids"], result["jobs"], args.older_than)
+    print(f"{'would remove' if result['dry_run'] else 'removed'} {what} (service {remote.url})")
+    return EXIT_OK
+
+
+def pruned_summary(workflow_ids: Sequence[int], jobs: int, older_than: str) -> str:
+    """``2 workflow(s) (#1, #2) and 40 job(s) finished more than 30d ago``."""
+    ids = ", ".join(f"#{i}" for i in workflow_ids[:20]) + (" …" if len(workflow_ids) > 20 else "")
+    return (f"{len(workflow_ids)} workflow(s) ({ids or 'none'}) and {jobs:,} job(s) finished more than "
+            f"{older_than.strip()} ago")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from . import commands, events, mcai, resources
-from .auth import Tokens, auth_middleware, is_loopback, resolve_tokens
+from .auth import Tokens, auth_middleware, is_loopback, service_tokens
 from .credentials import CredentialStore
 from .errors import MAX_BODY, error_middleware
 from .keys import BACKEND, CREDENTIALS, HEARTBEAT, HUB, STOPPING, TOKENS
@@ -37,14 +37,15 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 def create_app(backend: Any, *, token: str | None = None, read_only_token: str | None = None,
-               credentials: CredentialStore | None = None,
-               heartbeat: float = events.DEFAULT_HEARTBEAT) -> web.Application:
+               credentials: CredentialStore | None = None, heartbeat: float = events.DEFAULT_HEARTBEAT,
+               local_open: bool = False) -> web.Application:
     """The application serving ``backend`` (a started `Backend`, or anything with its public API). With a
-    token, every request needs it (or the read-only one, for reads)."""
+    token, every request needs it (or the read-only one, for reads) — except, with ``local_open``, a loopback
+    client that sends none (credential values still need the token)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
     hub = events.UpdateHub()
     app[BACKEND] = backend
-    app[TOKENS] = Tokens(token or None, read_only_token or None)
+    app[TOKENS] = Tokens(token or None, read_only_token or None, local_open)
     app[CREDENTIALS] = credentials
     app[HUB] = hub
     app[STOPPING] = {"stopping": False}
@@ -155,7 +156,7 @@ def run_service(config: Any, listen: str = DEFAULT_LISTEN, *, env: Mapping[str, 
     host, port = parse_listen(listen)
     db_path = Path(config.db_path)
     try:
-        tokens = resolve_tokens(db_path, host, env)
+        tokens = service_tokens(db_path, host, env)
     except (ValueError, OSError) as exc:  # equal tokens, or a token file that cannot be written
         raise ServiceError(f"API tokens: {exc}") from None
     if not is_loopback(host) and not tokens.full:
@@ -171,13 +172,13 @@ def run_service(config: Any, listen: str = DEFAULT_LISTEN, *, env: Mapping[str, 
         if lock is not None:
             lock.set_api(url)
         log.info("serving the API on %s (broker %s, state %s, token %s)", url, backend.broker_display_url,
-                 db_path, "required" if tokens.required else "not required")
+                 db_path, "optional for local clients" if tokens.local_open else "required")
         if on_ready is not None:
             on_ready(url)
 
     try:
         app = create_app(backend, token=tokens.full, read_only_token=tokens.read_only,
-                         credentials=CredentialStore.beside(db_path))
+                         credentials=CredentialStore.beside(db_path), local_open=tokens.local_open)
         asyncio.run(_serve(app, host, port, ready))
     finally:
         backend.stop()  # flushes the state and releases the lock file (which forgets the API address)

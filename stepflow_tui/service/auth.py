@@ -1,6 +1,10 @@
 """Bearer tokens: a full token (reads and commands) and a read-only one (reads only), compared in constant
 time. Required on every request when any is configured; one is always configured on a non-loopback address
-(`resolve_tokens` generates it into ``<state>.token``, mode 0600, when the environment gives none)."""
+(`resolve_tokens` generates it into ``<state>.token``, mode 0600, when the environment gives none).
+
+`stepflow backend` always has a full token (`service_tokens`), so that Media Cloud AI workers can log in with
+it and fetch credentials; on a loopback address without ``STEPFLOW_API_TOKEN`` local clients may still omit
+it (``local_open``), for everything but credential values."""
 
 from __future__ import annotations
 
@@ -30,8 +34,12 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True)
 class Tokens:
+    """The API tokens; ``local_open``: a loopback client without an ``Authorization`` header is served as
+    the full token, except credential values."""
+
     full: str | None = None
     read_only: str | None = None
+    local_open: bool = False
 
     @property
     def required(self) -> bool:
@@ -100,6 +108,22 @@ def resolve_tokens(state_path: Path, host: str, env: Mapping[str, str] | None = 
     return Tokens(full or None, read_only or None)
 
 
+def service_tokens(state_path: Path, host: str, env: Mapping[str, str] | None = None) -> Tokens:
+    """The tokens of ``stepflow backend``: `resolve_tokens`, plus a full token generated into ``<state>.token``
+    when none is configured (workers log in with it). Local clients may omit it when listening on a loopback
+    address and ``STEPFLOW_API_TOKEN`` does not ask for it."""
+    env = os.environ if env is None else env
+    tokens = resolve_tokens(state_path, host, env)
+    full = tokens.full
+    if not full:
+        full = secrets.token_urlsafe(32)
+        write_secret_file(token_path(state_path), full + "\n")
+        log.info("generated an API token into %s (give it to Media Cloud AI workers as BACKEND_PASSWORD)",
+                 token_path(state_path))
+    local_open = is_loopback(host) and not env.get(TOKEN_ENV) and not tokens.read_only
+    return Tokens(full, tokens.read_only, local_open)
+
+
 def presented_token(request: web.Request) -> str | None:
     """The token in ``Authorization``: ``Bearer X`` (or a bare ``X``, as Media Cloud AI workers send it)."""
     header = request.headers.get("Authorization", "").strip()
@@ -109,11 +133,17 @@ def presented_token(request: web.Request) -> str | None:
     return header or None
 
 
+def anonymous_local(request: web.Request, tokens: Tokens) -> bool:
+    """A loopback client that sent no token, served as the full token (``local_open``)."""
+    return (tokens.local_open and "Authorization" not in request.headers
+            and is_loopback(request.remote or ""))
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 without a valid token (when tokens are configured); 403 for a command with the read-only one."""
     tokens = request.app[TOKENS]
-    if not tokens.required or request.path in PUBLIC_PATHS:
+    if not tokens.required or request.path in PUBLIC_PATHS or anonymous_local(request, tokens):
         return await handler(request)
     role = tokens.role(presented_token(request))
     if role is None:

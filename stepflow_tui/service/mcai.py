@@ -2,7 +2,8 @@
 
 - ``POST /api/sessions`` ``{"session": {"email", "password"}}`` -> ``{"access_token"}``: the password must be
   an API token when one is configured (the access token is then that token); without tokens any login passes.
-- ``GET /api/step_flow``: what this backend is.
+- ``GET /api/step_flow``: what this backend is; ``version`` is the StepFlow API version this one speaks (the
+  SDK ignores the black list below 1.8).
 - ``GET /api/step_flow/blacklist`` -> ``{"data": [job ids], "total"}``: jobs whose orders must not run.
 - ``GET /api/credentials/{key}`` -> ``{"data": {"id", "key", "value", "inserted_at"}}``: full token only.
 """
@@ -10,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
@@ -23,9 +23,8 @@ from .inputs import json_object
 from .keys import BACKEND, CREDENTIALS, TOKENS
 
 routes = web.RouteTableDef()
-#: At most this many job ids in the drop list (as the backend keeps the most recent ones).
-MAX_DROPS = 100_000
-_PAGE = 5000
+#: The StepFlow version whose API this service answers (>= 1.8: the SDK then asks for the black list).
+STEP_FLOW_VERSION = "1.8.1"
 
 
 @routes.post("/api/sessions")
@@ -50,36 +49,14 @@ async def sessions(request: web.Request) -> web.Response:
 async def step_flow(request: web.Request) -> web.Response:
     """What this backend is, for Media Cloud AI workers."""
     backend = request.app[BACKEND]
-    return web.json_response({"application": "stepflow-tui", "version": stepflow_tui.__version__,
-                              "broker": backend.broker_display_url, "connection": backend.connection_state})
-
-
-def drop_list(backend: Any) -> list[int]:
-    """Job ids whose orders must not run: the backend's own list when it offers one, else every job now
-    ``stopped`` (cancelled, or left unfinished by an abort), from the public reads, most recent last."""
-    own = getattr(backend, "dropped_job_ids", None)
-    if callable(own):
-        return list(own())
-    found: list[int] = []
-    for view in backend.workflows():
-        for step in view.steps:
-            if not step.counts.get("stopped"):
-                continue
-            after: int | None = None
-            while True:
-                page = (backend.jobs(view.id, step.id, 0, _PAGE, status="stopped") if after is None
-                        else backend.jobs(view.id, step.id, 0, _PAGE, status="stopped", after=after))
-                found.extend(job.id for job in page)
-                if len(page) < _PAGE:
-                    break
-                after = page[-1].id
-    return found[-MAX_DROPS:]
+    return web.json_response({"application": "stepflow-tui", "version": STEP_FLOW_VERSION,
+                              "stepflow_tui_version": stepflow_tui.__version__, "broker": backend.broker_display_url, "connection": backend.connection_state})
 
 
 @routes.get("/api/step_flow/blacklist")
 async def blacklist(request: web.Request) -> web.Response:
     """Job ids whose orders must not run."""
-    ids = await asyncio.to_thread(drop_list, request.app[BACKEND])
+    ids = await asyncio.to_thread(request.app[BACKEND].dropped_job_ids)
     return web.json_response({"data": ids, "total": len(ids)})
 
 
@@ -89,7 +66,7 @@ async def credential(request: web.Request) -> web.Response:
     tokens = request.app[TOKENS]
     if not tokens.full or tokens.role(presented_token(request)) != FULL:
         raise ApiError(403, "credentials are only served to a client with the full API token "
-                            "(configure STEPFLOW_API_TOKEN)")
+                            "(STEPFLOW_API_TOKEN, or the <state>.token file)")
     store = request.app[CREDENTIALS]
     key = request.match_info["key"]
     try:

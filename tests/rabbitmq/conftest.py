@@ -26,7 +26,7 @@ from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
 
 #: Variables that would make a child process depend on the developer's environment.
-_STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS")
+_STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS", "STEPFLOW_API", "STEPFLOW_API_TOKEN")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""Runs the ``async def`` pilot tests of this folder with asyncio (no async pytest plugin is installed)."""
+"""Runs the ``async def`` pilot tests of this folder with asyncio (no async pytest plugin is installed); the
+``tmux`` fixture of the tmux tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import inspect
 
 import pytest
+
+from .tmux_harness import tmux  # noqa: F401 - the fixture
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -85,6 +85,7 @@ class MainScreen(MainCommands, Screen[None]):
         header.broker = self.backend.broker_display_url
         header.connection = self.backend.connection_state
         header.read_only = self.read_only
+        header.mode = getattr(self.backend, "mode", "")  # optional in the protocol: a fake need not say
         self.tree.border_title = "Workflows"
         self.query_one(DetailPane).border_title = "Detail"
         self.query_one(QueuesPanel).border_title = "Queues"

@@ -1,4 +1,4 @@
-"""The header line: app name, broker (masked), connection state, live / lost workers."""
+"""The header line: app name, broker (masked), connection state, live / lost workers, where the backend runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class StatusHeader(Static):
     live_workers = reactive(0)
     lost_workers = reactive(0)
     read_only = reactive(False)
+    #: "embedded" or "attached to http://…" (empty: not said, as by a test's fake backend)
+    mode = reactive("")
 
     def render(self) -> Text:
         line = Text()
@@ -30,6 +32,8 @@ class StatusHeader(Static):
             line.append(f", {self.lost_workers} lost", style="bold red")
         if self.read_only:
             line.append("  READ-ONLY", style="bold magenta reverse")
+        if self.mode:
+            line.append(f"  {self.mode}", style="italic")
         line.append("  ")
         line.append(self.broker, style="bold")
         return line
