@@ -88,3 +88,22 @@ def test_no_password_of_a_cluster_in_a_command_s_output(tmp_path) -> None:
     assert result.returncode != 0
     assert "S3cret" not in result.stdout + result.stderr
     assert "amqp://u:***@127.0.0.1:1/v,amqp://u:***@127.0.0.1:2/v" in result.stderr
+
+
+@pytest.mark.parametrize("entry", ["stepflow", "python -m stepflow_tui.worker"])
+def test_the_worker_takes_the_cluster_and_the_queue_type(entry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stepflow_tui.worker.headless as headless
+    from stepflow_tui.cli.root import main as cli_main
+    from stepflow_tui.worker.__main__ import main as worker_main
+
+    seen: dict[str, object] = {}
+
+    def fake_run(broker_url: str, *args: object, **kwargs: object) -> int:
+        seen.update(broker=broker_url, **kwargs)
+        return 0
+
+    monkeypatch.setattr(headless, "run_headless", fake_run)
+    monkeypatch.delenv("STEPFLOW_QUEUE_TYPE", raising=False)
+    argv = ["--broker", "amqp://u:p@h1/v,amqp://u:p@h2/v", "--queue-type", "quorum", "--job-type", "noop"]
+    assert (cli_main(["worker", *argv]) if entry == "stepflow" else worker_main(argv)) == 0
+    assert seen["broker"] == "amqp://u:p@h1/v,amqp://u:p@h2/v" and seen["queue_type"] == "quorum"
