@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         command += ["--api", args.api]
     if args.read_only:
         command.append("--read-only")
+    command += ["--queue-type", args.queue_type]
     import shlex
 
     Server(" ".join(shlex.quote(c) for c in command), host=args.host, port=args.port,
