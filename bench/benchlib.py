@@ -11,6 +11,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,8 +49,17 @@ def noop_definition(jobs: int, job_type: str = "noop") -> WorkflowDefinition:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a process started by a big
+    # parent (scale's restarts, history's measures) would report the parent's peak.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def median(values: list[float]) -> float:
@@ -63,6 +73,15 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def work_folder(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``given`` (made if missing, kept afterwards), else a temporary folder removed on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = given or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
 
 
 def _rabbitmqctl(*args: str) -> None:

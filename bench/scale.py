@@ -14,7 +14,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import median, noop_definition, peak_rss_mib  # noqa: E402
+from benchlib import median, noop_definition, peak_rss_mib, work_folder  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.core.model import JobStatus, WorkflowStatus  # noqa: E402
@@ -94,7 +93,8 @@ def restart(db_path: Path, jobs: int) -> None:
     if not backend.wait_until_running(60):
         raise RuntimeError(f"the backend did not start: {backend.last_error}")
     seconds = time.perf_counter() - started
-    loaded = len(backend.state.jobs)
+    # Every job of the state, in memory or left on disk (a finished workflow's: see docs/state.md).
+    loaded = sum(step.counts["total"] for workflow in backend.state.workflows.values() for step in workflow.steps)
     backend.stop()
     print(json.dumps({"ready_seconds": seconds, "jobs": loaded, "peak_rss_mib": peak_rss_mib()}))
 
@@ -109,9 +109,7 @@ def main() -> None:
     if args.restart:
         restart(args.restart, args.jobs)
         return
-    with tempfile.TemporaryDirectory(prefix="stepflow-scale-") as tmp:
-        folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.dir, "stepflow-scale-") as folder:
         db_path = folder / "state.json"
         result = run(db_path, args.jobs)
         restarts = []
@@ -127,10 +125,12 @@ def main() -> None:
     print(f"first tenth: {result['first_tenth_rate']:,.0f} jobs/s; last tenth: {result['last_tenth_rate']:,.0f} "
           f"jobs/s; last/first: {ratio:.2f}")
     print(f"peak RSS: {result['peak_rss_mib']:,.0f} MiB")
-    print(f"state: {result['bytes_written'] / 1e6:,.1f} MB written in {result['flushes']:,} flushes")
+    print(f"state: {result['bytes_written'] / 1e6:,.1f} MB written in {result['flushes']:,} flushes "
+          "(the store's close included)")
     ready = median([r["ready_seconds"] for r in restarts])
     print(f"restart: ready in {ready:.2f} s (median of {len(restarts)}; {restarts[0]['jobs']:,} jobs loaded, "
           f"peak RSS {max(r['peak_rss_mib'] for r in restarts):,.0f} MiB)")
+    print(f"written: {result['bytes_written'] / jobs:,.0f} bytes per job")
 
 
 if __name__ == "__main__":

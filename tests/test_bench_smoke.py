@@ -43,9 +43,27 @@ def test_throughput_rabbitmq_with_baseline(rabbitmq_url: str) -> None:
 
 def test_scale() -> None:
     lines = run_bench("scale.py", "--jobs", "300", "--restarts", "1")
-    expected = ["scale: 300 jobs", "total: ", "first tenth: ", "peak RSS: ", "state: ", "restart: ready in "]
-    assert [line[:len(prefix)] for line, prefix in zip(lines[-6:], expected, strict=True)] == expected
-    assert "300 jobs loaded" in lines[-1]
+    expected = ["scale: 300 jobs", "total: ", "first tenth: ", "peak RSS: ", "state: ", "restart: ready in ",
+                "written: "]
+    assert [line[:len(prefix)] for line, prefix in zip(lines[-7:], expected, strict=True)] == expected
+    assert "300 jobs loaded" in lines[-2] and lines[-1].endswith(" bytes per job")
+
+
+def test_history() -> None:
+    lines = run_bench("history.py", "--jobs", "600", "--workflows", "2", "--new", "100", "--runs", "1")
+    assert lines[-3].startswith("history: built 600 finished jobs in 2 workflows")
+    assert lines[-2].startswith("empty state: ready ")
+    assert lines[-1].startswith("history: 600 jobs; ready ") and lines[-1].endswith(" x empty state")
+
+
+@pytest.mark.rabbitmq
+def test_peers(rabbitmq_url: str) -> None:
+    # .ci/run installs only the README's test command (no `bench` extra): there this is skipped.
+    pytest.importorskip("celery", reason="celery is not installed (pip install -e '.[bench]')")
+    base = rabbitmq_url.rsplit("/", 1)[0] + "/"
+    lines = run_bench("peers.py", "--broker", base, "--jobs", "100", "--runs", "1")
+    assert lines[-1].startswith("peers: stepflow ") and "; raw pika " in lines[-1] and "; celery " in lines[-1]
+    float(lines[-1].rsplit("stepflow/celery ", 1)[1])  # a number
 
 
 def test_tui() -> None:

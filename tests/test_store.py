@@ -7,6 +7,7 @@ import os
 import queue
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def shard_inodes(db: Path) -> dict[str, int]:
     return {p.name: p.stat().st_ino for p in folder.glob("jobs-*.json")}
 
 
+def journal_files(db: Path) -> list[str]:
+    return sorted(p.name for p in db.with_name(db.name + ".d").glob("journal-*.json.gz"))
+
+
 def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     store = Store(db)
     state = store.open()
@@ -194,6 +199,12 @@ def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     for _ in range(2 * SHARD_SIZE + 10):  # ids 1..2010: shards 0, 1 and 2
         add_job(state, workflow, 0)
     store.flush(state)
+    assert journal_files(db) and not shard_inodes(db)  # new jobs go to the journal
+    store.close()  # folds the journal into the shards
+    assert not journal_files(db)
+    store = Store(db)
+    state = store.open()
+    workflow = state.workflows[1]
     before = shard_inodes(db)
     assert sorted(before) == ["jobs-0.json", "jobs-1.json", "jobs-2.json"]
     index_inode = db.stat().st_ino
@@ -204,9 +215,8 @@ def test_flush_rewrites_only_dirty_shards(db: Path) -> None:
     state.mark_job(job)
     store.flush(state)
     after = shard_inodes(db)
-    assert store.stats.files_written - files == 1
-    assert after["jobs-1.json"] != before["jobs-1.json"]  # os.replace of a new file
-    assert after["jobs-0.json"] == before["jobs-0.json"] and after["jobs-2.json"] == before["jobs-2.json"]
+    assert store.stats.files_written - files == 1 and len(journal_files(db)) == 1  # the journal, no shard
+    assert after == before
     assert db.stat().st_ino == index_inode
 
     # A workflow change rewrites the index and no shard.
@@ -257,6 +267,10 @@ def test_delete_removes_workflow_from_index_and_shards(db: Path) -> None:
     for _ in range(SHARD_SIZE + 5):  # its jobs span shards 0 and 1; shard 1 holds only its jobs
         add_job(state, gone, 0)
     store.flush(state)
+    store.close()  # folds the journal into the shards
+    store = Store(db)
+    state = store.open()
+    keep, gone = state.workflows[keep.id], state.workflows[gone.id]
     assert sorted(shard_inodes(db)) == ["jobs-0.json", "jobs-1.json"]
 
     # Only the workflow is marked: its jobs go with it.
@@ -736,3 +750,183 @@ def test_missing_definition_is_refused_and_orphan_definitions_are_removed(db: Pa
     (folder / "definition-1.json").unlink()
     with pytest.raises(StoreCorrupt, match="definition-1.json.*definition of workflow 1"):
         Store(db).open()
+
+
+def copy_files(db: Path, to: Path) -> Path:
+    """A copy of the state files as they are now: what a crash at this moment would leave."""
+    to.mkdir()
+    shutil.copy2(db, to / db.name)
+    shutil.copytree(db.with_name(db.name + ".d"), to / (db.name + ".d"))
+    return to / db.name
+
+
+def test_journal_is_read_back_after_a_crash_and_older_entries_never_win(db: Path, tmp_path: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    jobs = [add_job(state, workflow, 0) for _ in range(SHARD_SIZE + 5)]
+    store.flush(state)
+    jobs[0].status = JobStatus.PROCESSING
+    state.mark_job(jobs[0])
+    store.flush(state)
+    assert len(journal_files(db)) == 2 and not shard_inodes(db)
+    crashed = copy_files(db, tmp_path / "crashed")
+    loaded = reopen(crashed)
+    assert len(loaded.jobs) == len(jobs) and loaded.jobs[1].status is JobStatus.PROCESSING
+    assert not journal_files(crashed) and sorted(shard_inodes(crashed)) == ["jobs-0.json", "jobs-1.json"]
+
+    # Shard 1's jobs all final: the shard is rewritten, the journal files that held them remain for shard 0.
+    for job in jobs[SHARD_SIZE - 1:]:
+        job.status = JobStatus.COMPLETED
+        state.mark_job(job)
+    store.flush(state)
+    assert list(shard_inodes(db)) == ["jobs-1.json"] and len(journal_files(db)) == 2
+    # A crash before an older journal file was removed: its older entries of shard 1 are not applied.
+    stale = copy_files(db, tmp_path / "stale")
+    for job in jobs[:SHARD_SIZE - 1]:
+        job.status = JobStatus.COMPLETED
+        state.mark_job(job)
+    store.flush(state)
+    assert sorted(shard_inodes(db)) == ["jobs-0.json", "jobs-1.json"] and not journal_files(db)
+    assert all(job.status is JobStatus.COMPLETED for job in reopen(stale).jobs.values() if job.id >= SHARD_SIZE)
+    store.close()
+    assert all(job.status is JobStatus.COMPLETED for job in reopen(db).jobs.values())
+
+
+def test_a_job_deleted_from_a_journaled_shard_stays_deleted(db: Path, tmp_path: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    job = add_job(state, workflow, 1)
+    store.flush(state)
+    del state.jobs[job.id]
+    state.deleted_jobs.add(job.id)
+    store.flush(state)
+    assert reopen(copy_files(db, tmp_path / "crashed")).jobs == {}
+    store.close()
+    assert reopen(db).jobs == {}
+
+
+def test_jobs_journaled_without_their_index_never_come_back(db: Path) -> None:
+    # A crash after a flush's journal and before its index: new jobs filling a shard of their own.
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    add_job(state, workflow, 0)
+    store.close()
+    old_index = db.read_bytes()
+    store = Store(db)
+    state = store.open()
+    workflow = state.workflows[1]
+    while state.next_job_id <= 2 * SHARD_SIZE:  # ids 2..500: shard 1 holds only these
+        add_job(state, workflow, 0)
+    store.flush(state)
+    store._lockfile.release()  # the process dies here: no close, and its index never landed
+    db.write_bytes(old_index)
+
+    store = Store(db)
+    state = store.open()
+    assert sorted(state.jobs) == [1] and state.next_job_id == 2 * SHARD_SIZE + 1
+    add_job(state, state.workflows[1], 0)  # the next id is past the lost jobs: the index moves past them
+    store.flush(state)
+    store.close()
+    assert sorted(reopen(db).jobs) == [1, 2 * SHARD_SIZE + 1]
+
+
+def test_journal_bound_folds_every_journaled_shard(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stepflow_tui.store.flush.JOURNAL_MAX_FILES", 3)
+    store = Store(db)
+    state = store.open()
+    workflow = add_workflow(state)
+    job = add_job(state, workflow, 0)
+    for flush in range(5):
+        job.progress = flush + 1
+        state.mark_job(job)
+        store.flush(state)
+        assert len(journal_files(db)) <= 3
+    assert shard_inodes(db)  # folded at least once: the job's shard exists while it still runs
+    store._lockfile.release()  # no close: what is on disk must hold the last flush
+    assert reopen(db).jobs[1].progress == 5
+
+
+def finished_workflow(state: State, jobs: int) -> Workflow:
+    """A completed workflow of ``jobs`` completed jobs in step 0."""
+    workflow = add_workflow(state, steps=1)
+    for _ in range(jobs):
+        add_job(state, workflow, 0, JobStatus.COMPLETED)
+    workflow.status = WorkflowStatus.COMPLETED
+    return workflow
+
+
+def test_finished_workflows_stay_on_disk_until_asked_for(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, 2 * SHARD_SIZE)  # ids 1..500: shard 0 and 1 whole, shard 2 with 500
+    active = add_workflow(state, steps=1)
+    add_job(state, active, 0)  # id 501, beside job 500 of the finished workflow
+    store.close()
+
+    for loaded in (reopen(db), read_state(db)):
+        assert sorted(dict.keys(loaded.jobs)) == [2 * SHARD_SIZE, 2 * SHARD_SIZE + 1]  # shards 0 and 1 left on disk
+        step = loaded.workflows[done.id].step(0)
+        assert step.job_ids == list(range(1, 2 * SHARD_SIZE + 1))
+        assert step.counts["completed"] == step.counts["total"] == 2 * SHARD_SIZE
+        assert loaded.jobs.get(3).status is JobStatus.COMPLETED and 3 in loaded.jobs  # shard 0 read now
+        assert loaded.jobs[1].id == 1 and dict.__len__(loaded.jobs) == SHARD_SIZE + 1  # kept: ids 1..249, 500, 501
+        assert len(loaded.jobs) == 2 * SHARD_SIZE + 1  # iterating reads every shard
+        assert loaded.jobs.get(10**6) is None and 10**6 not in loaded.jobs
+
+    # Changed once read (a retry), and a new job in an archived shard: its jobs on disk stay.
+    store = Store(db)
+    state = store.open()
+    job = state.jobs[SHARD_SIZE + 3]
+    job.status = JobStatus.QUEUED
+    state.mark_job(job)
+    store.flush(state)
+    store.close()
+    loaded = reopen(db)
+    assert loaded.jobs[SHARD_SIZE + 3].status is JobStatus.QUEUED and len(loaded.workflows[done.id].step(0).job_ids) == 500
+
+
+def test_deleting_a_workflow_left_on_disk_removes_its_jobs(db: Path) -> None:
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, SHARD_SIZE + 5)
+    keep = finished_workflow(state, 3)
+    store.close()
+    store = Store(db)
+    state = store.open()
+    assert not dict.keys(state.jobs) & set(range(1, SHARD_SIZE))
+    del state.workflows[done.id]  # marked only, as the store's callers may
+    state.deleted_workflows.add(done.id)
+    store.flush(state)
+    store.close()
+    loaded = reopen(db)
+    assert list(loaded.workflows) == [keep.id]
+    assert sorted(loaded.jobs.get(i).id for i in range(1, SHARD_SIZE + 9) if i in loaded.jobs) == [
+        SHARD_SIZE + 6, SHARD_SIZE + 7, SHARD_SIZE + 8]
+    assert sorted(shard_inodes(db)) == ["jobs-1.json"]
+
+
+def test_backend_reads_a_finished_workflow_left_on_disk(db: Path) -> None:
+    from stepflow_tui.backend.backend import Backend, BackendConfig
+    from stepflow_tui.plugins import load_registry
+
+    store = Store(db)
+    state = store.open()
+    done = finished_workflow(state, SHARD_SIZE + 2)
+    store.close()
+    backend = Backend(BackendConfig(broker_url="memory://archive-reads", db_path=db, definitions={},
+                                    registry=load_registry()))
+    backend.start()
+    try:
+        assert backend.wait_until_running(30), backend.last_error
+        assert not dict.keys(backend.state.jobs) & set(range(1, SHARD_SIZE))  # left on disk
+        view = backend.workflow(done.id)
+        assert view is not None and view.status == "completed"
+        page = backend.jobs(done.id, 0, offset=SHARD_SIZE - 2, limit=3)
+        assert [job.id for job in page] == [SHARD_SIZE - 1, SHARD_SIZE, SHARD_SIZE + 1]
+        record = backend.job(7)
+        assert record is not None and record["status"] == "completed" and record["id"] == 7
+    finally:
+        backend.stop()

@@ -13,6 +13,8 @@ Public API (thread-safe; this is what the CLI and the TUI use):
     backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None, after=None, before=None) -> list[JobView]
     backend.job(job_id) -> dict | None     # full record (Job.to_dict())
     backend.count_failed(workflow_id, step_id=None) -> int
+    backend.find_jobs(text, limit=20) -> list[JobView]      # by id or parameter value, with their position
+    backend.step_stats(workflow_id, step_id) -> StepStats | None   # durations, throughput, slowest jobs
     backend.queue_states() -> list[QueueState]; backend.workers() -> list[WorkerView]
     backend.connection_state -> "connecting" | "connected" | "reconnecting" | "stopped"
     backend.broker_display_url -> masked URL
@@ -40,11 +42,13 @@ from stepflow_tui.backend.drops import DropList
 from stepflow_tui.backend.identity import claim_broker
 from stepflow_tui.backend.loop import BrokerLoop
 from stepflow_tui.backend.notifications import Notifier
+from stepflow_tui.backend.queue_counters import CountersPoller
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
-from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, Update, WorkerView, WorkflowView
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker.base import Connection, QueueState, mask_url
+from stepflow_tui.broker.management import ManagementAPI
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
@@ -117,9 +121,14 @@ class Backend:
                              work_directory=self.config.work_directory)
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
+        counters = None
+        if self.config.broker_url.startswith("amqp"):
+            counters = CountersPoller(ManagementAPI(self.config.broker_url), self.config.queue_interval,
+                                      self._stopping)
+            counters.start()
         self._dispatcher = Dispatcher(config=self.config, lock=self.store.lock, engine=self.engine,
                                       stats=self.stats, updates=self._updates, stopping=self._stopping,
-                                      job_types=self._job_types)
+                                      job_types=self._job_types, counters=counters)
         self._notifier = Notifier(self.engine, self.store.lock, self._updates.notice, self._wake_up)
         self._loop = BrokerLoop(config=self.config, store=self.store, engine=self.engine, stats=self.stats,
                                 updates=self._updates, workers=self._workers, drops=self._drops,
@@ -346,6 +355,15 @@ class Backend:
     def job(self, job_id: int) -> dict | None:
         """A job's full record (``Job.to_dict()``), or None."""
         return self._reads.job(job_id)
+
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        """At most ``limit`` jobs whose id is ``text`` (``14`` or ``#14``) or one of whose parameter values
+        contains it, each with its ``position`` in its step (the page that lists it)."""
+        return self._reads.find_jobs(text, limit)
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """How long a step's finished jobs took: min / median / p95 / max, throughput, the slowest jobs."""
+        return self._reads.step_stats(workflow_id, step_id)
 
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,

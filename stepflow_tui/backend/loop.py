@@ -298,11 +298,17 @@ class BrokerLoop:
             reason = _unauthenticated(self._state.jobs[message.job_id], message, self._workers)
             if reason is not None:
                 raise Refused(reason)
-            if isinstance(message, protocol.JobCompleted):
-                return engine.on_completed(message)
-            if isinstance(message, protocol.JobFailed):
-                return engine.on_failed(message)
-            return engine.on_progression(message)
+            if isinstance(message, protocol.JobProgression):
+                return engine.on_progression(message)
+            applied = (engine.on_completed(message) if isinstance(message, protocol.JobCompleted)
+                       else engine.on_failed(message))
+            if applied:
+                job = self._state.jobs.get(message.job_id)
+                failed = isinstance(message, protocol.JobFailed) and not message.stopped
+                self._workers.count_result(message.instance_id or (job.worker if job else None), message.job_id,
+                                           failed)
+                self._updates.changed_workers = True
+            return applied
         if queue_name == topology.JOB_QUEUE_NOT_FOUND:
             return engine.on_queue_not_found(protocol.decode_not_found(delivery.body))
         if queue_name in (topology.WORKER_DISCOVERY, topology.WORKER_STATUS):

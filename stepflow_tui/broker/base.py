@@ -62,8 +62,13 @@ class QueueState:
     name: str
     exists: bool
     ready: int = 0  # messages waiting
-    unacked: int = 0  # delivered, not acked (memory broker only; RabbitMQ's passive declare cannot tell)
+    #: delivered, not acked; None when unknown (RabbitMQ's passive declare cannot tell, its management API can)
+    unacked: int | None = 0
     consumers: int = 0
+    #: messages routed to the queue and delivered from it since it was declared; None when unknown. Rates
+    #: are the difference of two readings (the memory broker counts them, RabbitMQ's management API tells).
+    published: int | None = None
+    delivered: int | None = None
 
 
 MessageHandler = Callable[[Delivery], None]
@@ -75,6 +80,8 @@ class Connection(ABC):
     url: str
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
+    #: True when `queue_states` knows the unacked counts (memory://); RabbitMQ's passive declares report 0.
+    counts_unacked: bool = False
 
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""

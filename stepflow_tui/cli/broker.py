@@ -69,6 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_queues(args: argparse.Namespace) -> int:
     """Print the system queues and the job queues of every known job type, as RabbitMQ counts them."""
+    from stepflow_tui.backend.queue_counters import with_counters
     from stepflow_tui.broker.base import BrokerError, mask_url
 
     if args.broker.startswith("memory:"):
@@ -89,14 +90,29 @@ def cmd_queues(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         print(f"stepflow queues: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    states = with_counters(states, _management_counters(args.broker), counts_unacked=False)
     print(f"broker {mask_url(args.broker)}")
     print(f"{'queue':<28} {'ready':>8} {'unacked':>8} {'consumers':>9}")
     for state in states:
         if not state.exists:
             print(f"{state.name:<28} {'—':>8} {'—':>8} {'—':>9}  (not declared)")
         else:
-            print(f"{state.name:<28} {state.ready:>8} {state.unacked:>8} {state.consumers:>9}")
+            unacked = "?" if state.unacked is None else state.unacked  # unknown, not 0, without the API
+            print(f"{state.name:<28} {state.ready:>8} {unacked:>8} {state.consumers:>9}")
+    if any(state.exists and state.unacked is None for state in states):
+        print("unacked: '?' = unknown (enable RabbitMQ's management plugin: rabbitmq-plugins enable "
+              "rabbitmq_management)")
     return EXIT_OK
+
+
+def _management_counters(broker_url: str) -> Any:
+    """The management API's queue counters, or None when it does not answer."""
+    from stepflow_tui.broker.management import ManagementAPI, ManagementUnavailable
+
+    try:
+        return ManagementAPI(broker_url).queue_counters()
+    except ManagementUnavailable:
+        return None
 
 
 def _ops_connection(args: argparse.Namespace, command: str) -> Any:

@@ -20,9 +20,12 @@ def register(commands: Commands) -> None:
 def cmd_tui(args: argparse.Namespace) -> int:
     """Open the workbench in the terminal: attached to the service running for --db, else embedded."""
     with backend_session(args) as backend:
+        from stepflow_tui.cli.session import load_registry
         from stepflow_tui.tui.app import run_workbench  # textual only once the state file is ours
+        from stepflow_tui.tui.extensions import WorkbenchExtensions
 
-        return run_workbench(backend, read_only=args.read_only)
+        return run_workbench(backend, read_only=args.read_only,
+                             extensions=WorkbenchExtensions.from_registry(load_registry()))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -121,7 +121,9 @@ class Engine:
 
     def processing_jobs_of(self, instance_id: str) -> list[Job]:
         """Jobs processing and last reported on by worker ``instance_id``."""
-        return [job for job in self.state.jobs.values()
+        # The jobs in memory (dict.values): a finished workflow's may stay on disk (docs/state.md), and none
+        # of those is processing.
+        return [job for job in dict.values(self.state.jobs)
                 if job.status == JobStatus.PROCESSING and job.worker == instance_id]
 
     # ------------------------------------------------------------------ operator commands

@@ -140,6 +140,11 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+#: What a result may carry of its job's log (our extension): the last lines, each cut.
+MAX_LOG_LINES = 200
+MAX_LOG_LINE = 1000
+
+
 def _string_list(data: dict[str, Any], key: str) -> list[str]:
     value = data.get(key)
     if value is None:
@@ -180,6 +185,7 @@ class JobCompleted:
     destination_paths: list[str] = field(default_factory=list)
     parameters: list[dict[str, Any]] = field(default_factory=list)  # outputs: [{"id", "type", "value"}]
     instance_id: str | None = None  # our extension; StepFlow workers omit it
+    logs: list[str] = field(default_factory=list)  # our extension: the last lines the job logged
 
     def encode(self) -> bytes:
         data: dict[str, Any] = {
@@ -191,6 +197,8 @@ class JobCompleted:
         }
         if self.instance_id is not None:
             data["instance_id"] = self.instance_id
+        if self.logs:
+            data["logs"] = self.logs
         return _dumps(data)
 
 
@@ -205,6 +213,7 @@ class JobFailed:
     execution_duration: float = 0.0
     instance_id: str | None = None
     stopped: bool = False  # our extension: the job was cancelled, not failed (status "stopped")
+    logs: list[str] = field(default_factory=list)  # our extension: the last lines the job logged
 
     def encode(self) -> bytes:
         parameters = [{"id": "message", "type": "string", "value": self.message}]
@@ -218,6 +227,8 @@ class JobFailed:
         }
         if self.instance_id is not None:
             data["instance_id"] = self.instance_id
+        if self.logs:
+            data["logs"] = self.logs
         return _dumps(data)
 
 
@@ -295,6 +306,7 @@ def _decode_completed(data: dict[str, Any], job_id: int) -> JobCompleted:
         destination_paths=_string_list(data, "destination_paths"),
         parameters=_parameters(data, required=False),
         instance_id=_optional_str(data, "instance_id"),
+        logs=_logs(data),
     )
 
 
@@ -316,7 +328,17 @@ def _decode_failed(data: dict[str, Any], job_id: int, status: str | None) -> Job
         execution_duration=_duration(data),
         instance_id=_optional_str(data, "instance_id"),
         stopped=status == "stopped",
+        logs=_logs(data),
     )
+
+
+def _logs(data: dict[str, Any]) -> list[str]:
+    """The ``logs`` lines of a result (our extension), at most `MAX_LOG_LINES` of `MAX_LOG_LINE` characters.
+    Malformed ones are dropped, not refused: the result they came with still counts."""
+    value = data.get("logs")
+    if not isinstance(value, list):
+        return []
+    return [str(line)[:MAX_LOG_LINE] for line in value[-MAX_LOG_LINES:]]
 
 
 def _decode_progression(data: dict[str, Any], job_id: int) -> JobProgression:

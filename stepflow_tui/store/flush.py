@@ -1,8 +1,13 @@
 """What a flush writes: the Store's view of its files, and the plan that brings them up to date with a State.
 
 `Persisted` mirrors what is on disk (or about to be): which jobs each shard holds, their serialised entries
-(an LRU of whole shards), the workflows' index documents and definitions, and what is still to be written.
-`Persisted.plan` serialises what a State marks dirty or deleted into a `Plan`; `store.Store` writes it.
+(an LRU of whole shards), the workflows' index documents and definitions, the journal files still needed,
+and what is still to be written. `Persisted.plan` serialises what a State marks dirty or deleted into a
+`Plan`; `store.Store` writes it.
+
+Changed jobs go to the flush's journal file (gzipped, ~60 bytes a job) rather than rewriting their shards
+(250 jobs each, ~150 KB for finished ones): a shard is rewritten once its jobs are all final, when the journal
+grows past its bounds, when jobs leave it, and when the store closes.
 """
 
 from __future__ import annotations
@@ -11,13 +16,25 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from stepflow_tui.core.model import State
+from stepflow_tui.core.model import JOB_FINAL, State
 
-from .documents import FORMAT_VERSION, SHARD_SIZE, shard_entry, shard_text, workflow_body, workflow_text
+from .documents import (
+    FORMAT_VERSION,
+    SHARD_SIZE,
+    journal_bytes,
+    shard_entry,
+    shard_text,
+    workflow_body,
+    workflow_text,
+)
 from .storage import dumps, tinydb_text
 
 #: Jobs whose serialised shard documents stay in memory between flushes (whole shards, by recency of use).
 CACHED_JOBS = 8000
+#: Journal bounds: past either, every shard with journaled jobs is rewritten and the journal files removed
+#: (a load reads every journal file; a clean close leaves none).
+JOURNAL_MAX_FILES = 1024
+JOURNAL_MAX_BYTES = 8 << 20
 
 
 @dataclass
@@ -28,6 +45,9 @@ class Plan:
     definitions: dict[int, str | None] = field(default_factory=dict)  # None: workflow deleted, remove it
     index: str | None = None
     meta: dict[str, Any] | None = None
+    seq: int = 0  # this flush's number: recorded in the shards it writes, names its journal file
+    journal: bytes | None = None  # the changed jobs of the shards not rewritten, gzipped
+    journal_shards: set[int] = field(default_factory=set)  # the shards whose jobs the journal holds
 
 
 class Persisted:
@@ -46,6 +66,21 @@ class Persisted:
         self.pending_shards: set[int] = set()  # shards whose file differs from memory (or failed to write)
         self.pending_definitions: set[int] = set()  # definition files to write (or remove) still
         self.pending_index = False
+        self.seq = 0  # the number of the last flush that wrote a shard or a journal
+        self.shard_files: set[int] = set()  # shards that have a file (the index's meta lists them)
+        # journal file number -> the shards it holds jobs of, newer than the shard's file
+        self.journal_shards: dict[int, set[int]] = {}
+        self.journal_sizes: dict[int, int] = {}  # journal file number -> its bytes
+        self._changed: dict[int, list[str]] = {}  # shard -> entries of the jobs changed since the last plan
+        self.shard_workflows: dict[int, set[int]] = {}  # shard -> the workflows its jobs belong to
+        # shard -> its workflows, all finished: shards a load left on disk (archive.py reads them on demand)
+        self.unloaded: dict[int, list[int]] = {}
+        # meta.archived_shards as last computed; None: to compute again (shards, their workflows or a
+        # workflow's finished state changed). Every flush compares the meta: thousands of shards show.
+        self.archived: dict[str, list[int]] | None = None
+        self._finished: dict[int, bool] = {}  # workflow id -> finished, as `archived` saw it
+        # shard not cached -> entries of its final jobs serialised since (see _update_jobs)
+        self._final_entries: dict[int, dict[int, str]] = {}
 
     def cached_shard(self, shard: int, state: State) -> dict[int, str]:
         """The serialised documents of a shard, serialising its jobs from the State on first use."""
@@ -55,20 +90,22 @@ class Persisted:
             return cache
         members = self.shard_members.setdefault(shard, set())
         cache = {}
+        known = self._final_entries.pop(shard, {})
         for job_id in sorted(members):
             job = state.jobs.get(job_id)
             if job is None:  # dropped from the State without a delete mark: the State is the truth
                 members.discard(job_id)
                 self.job_workflow.pop(job_id, None)
                 continue
-            cache[job_id] = shard_entry(job)
+            entry = known.get(job_id)
+            cache[job_id] = entry if entry is not None else shard_entry(job)
         self.shard_cache[shard] = cache
         return cache
 
-    def plan(self, state: State) -> Plan:
+    def plan(self, state: State, compact: bool = False) -> Plan:
         """Serialise what ``state`` marks dirty or deleted (and what an earlier flush failed to write), and
-        clear the State's marks."""
-        plan = Plan()
+        clear the State's marks. ``compact``: rewrite every shard the journal holds jobs of (on close)."""
+        plan = Plan(seq=self.seq + 1)
         deleted_workflows = set(state.deleted_workflows)
         deleted_workflows |= {wf_id for wf_id in state.dirty_workflows if wf_id not in state.workflows}
         deleted_jobs = set(state.deleted_jobs)
@@ -80,6 +117,7 @@ class Persisted:
         self._drop_jobs(deleted_jobs)
         self._update_jobs(state, deleted_jobs)
         index_dirty |= self._update_workflows(state, deleted_workflows)
+        self._plan_journal(plan, state, compact)
         self._plan_shards(plan, state)
         self._plan_index(plan, state, index_dirty)
         self._plan_definitions(plan, state)
@@ -88,6 +126,8 @@ class Persisted:
         state.deleted_jobs.clear()
         state.deleted_workflows.clear()
         state.dirty_meta = False
+        if plan.shards or plan.journal is not None:
+            self.seq = plan.seq
         return plan
 
     def _drop_workflows(self, deleted_workflows: set[int], state: State) -> set[int]:
@@ -96,9 +136,17 @@ class Persisted:
             self.workflow_docs.pop(wf_id, None)
             if self.definitions.pop(wf_id, None) is not None or wf_id in self.pending_definitions:
                 self.pending_definitions.add(wf_id)  # its file goes after the index
+        for shard, holders in list(self.unloaded.items()):
+            if deleted_workflows.intersection(holders):
+                state.jobs.bring_shard(shard)  # type: ignore[attr-defined]
+                self.pending_shards.add(shard)  # its file still holds the deleted workflow's jobs
+        for holders in self.shard_workflows.values():
+            holders -= deleted_workflows
+        self.archived = None
         # Rare (an operator's delete): a scan of what is persisted is fine.
         deleted_jobs = {j for j, wf in self.job_workflow.items() if wf in deleted_workflows}
-        deleted_jobs |= {j for j, job in state.jobs.items() if job.workflow_id in deleted_workflows}
+        # In memory only (dict.items): the deleted workflows' shards left on disk were read in above.
+        deleted_jobs |= {j for j, job in dict.items(state.jobs) if job.workflow_id in deleted_workflows}
         return deleted_jobs
 
     def _drop_jobs(self, deleted_jobs: set[int]) -> None:
@@ -111,6 +159,7 @@ class Persisted:
                 cache = self.shard_cache.get(shard)
                 if cache is not None:
                     cache.pop(job_id, None)
+                self._final_entries.get(shard, {}).pop(job_id, None)
                 self.pending_shards.add(shard)
 
     def _update_jobs(self, state: State, deleted_jobs: set[int]) -> None:
@@ -121,11 +170,46 @@ class Persisted:
             if job.workflow_id not in state.workflows:
                 continue  # would be an orphan on load anyway
             shard = job_id // self.shard_size
-            cache = self.cached_shard(shard, state)
-            cache[job_id] = shard_entry(job)
-            self.shard_members[shard].add(job_id)
+            if shard in self.unloaded:  # a new job in an archived shard: its jobs on disk stay in it
+                state.jobs.bring_shard(shard)  # type: ignore[attr-defined]
+            holders = self.shard_workflows.setdefault(shard, set())
+            if job.workflow_id not in holders:
+                holders.add(job.workflow_id)
+                self.archived = None
+            entry = shard_entry(job)
+            cache = self.shard_cache.get(shard)
+            if cache is not None:
+                cache[job_id] = entry
+            elif job.status in JOB_FINAL:
+                # Kept for the shard's rewrite once all its jobs are final (that rewrite would serialise
+                # them again); entries of jobs still running would only take memory.
+                self._final_entries.setdefault(shard, {})[job_id] = entry
+            else:
+                self._final_entries.get(shard, {}).pop(job_id, None)
+            self.shard_members.setdefault(shard, set()).add(job_id)
             self.job_workflow[job_id] = job.workflow_id
-            self.pending_shards.add(shard)
+            self._changed.setdefault(shard, []).append(entry)
+
+    def _plan_journal(self, plan: Plan, state: State, compact: bool) -> None:
+        """Choose the shards to rewrite (into ``pending_shards``) and journal the other changed jobs."""
+        changed, self._changed = self._changed, {}
+        journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+        if compact or len(self.journal_sizes) >= JOURNAL_MAX_FILES or (
+            sum(self.journal_sizes.values()) >= JOURNAL_MAX_BYTES
+        ):
+            self.pending_shards |= journaled | set(changed)
+            return
+        for shard in changed:
+            # A shard whose jobs are all final rarely changes again: rewritten once, its journal
+            # entries can go. (Only a changed shard can have become settled.)
+            jobs = state.jobs
+            if all(job_id not in jobs or jobs[job_id].status in JOB_FINAL for job_id in self.shard_members[shard]):
+                self.pending_shards.add(shard)
+        entries = [entry for shard, shard_entries in changed.items() if shard not in self.pending_shards
+                   for entry in shard_entries]
+        if entries:
+            plan.journal = journal_bytes(entries)
+            plan.journal_shards = set(changed) - self.pending_shards
 
     def _update_workflows(self, state: State, deleted_workflows: set[int]) -> bool:
         """Serialise the dirty workflows; True if the index must be rewritten for them."""
@@ -143,13 +227,51 @@ class Persisted:
         return index_dirty
 
     def _plan_shards(self, plan: Plan, state: State) -> None:
+        journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+        journaled |= plan.journal_shards
         for shard in sorted(self.pending_shards):
-            if self.shard_members.get(shard):
-                plan.shards[shard] = shard_text(self.cached_shard(shard, state))
+            if self.shard_members.get(shard) or shard in journaled:
+                # An emptied shard that older journal files hold jobs of is written empty: its flush
+                # number tells the load that those entries (deleted jobs, orphans) are gone. Removed
+                # once no journal file holds jobs of it (see `written`).
+                plan.shards[shard] = shard_text(self.cached_shard(shard, state), plan.seq)
+                if shard not in self.shard_files:
+                    self.shard_files.add(shard)
+                    self.archived = None
             else:
                 self.shard_members.pop(shard, None)
                 self.shard_cache.pop(shard, None)
+                self._final_entries.pop(shard, None)
+                self.shard_workflows.pop(shard, None)
+                self.archived = None
+                self.shard_files.discard(shard)
                 plan.shards[shard] = None
+
+    def written(self, plan: Plan) -> list[int]:
+        """Record that ``plan``'s journal and shards are durable; return the journal files no longer needed."""
+        rewritten = {shard for shard, text in plan.shards.items() if text is not None}
+        self.pending_shards -= rewritten
+        if plan.journal is not None:
+            self.journal_shards[plan.seq] = set(plan.journal_shards)
+            self.journal_sizes[plan.seq] = len(plan.journal)
+        done = []
+        for seq, shards in self.journal_shards.items():
+            shards -= rewritten
+            if not shards:
+                done.append(seq)
+        for seq in done:
+            del self.journal_shards[seq]
+            del self.journal_sizes[seq]
+        if done:
+            journaled = {shard for shards in self.journal_shards.values() for shard in shards}
+            # Shards written empty for the journal files just removed: the next flush removes them.
+            self.pending_shards |= {shard for shard in rewritten
+                                    if not self.shard_members.get(shard) and shard not in journaled}
+        return done
+
+    def journal_lost(self, plan: Plan) -> None:
+        """``plan``'s journal was not written: its shards are rewritten by the next flush instead."""
+        self.pending_shards |= plan.journal_shards
 
     def _plan_index(self, plan: Plan, state: State, index_dirty: bool) -> None:
         meta = {
@@ -157,7 +279,8 @@ class Persisted:
             "next_workflow_id": state.next_workflow_id,
             "next_job_id": state.next_job_id,
             "shard_size": self.shard_size,
-            "shards": sorted(shard for shard, members in self.shard_members.items() if members),
+            "shards": sorted(self.shard_files),
+            "archived_shards": self._archived_shards(state),
         }
         if state.broker is not None:
             meta["broker"] = state.broker
@@ -180,6 +303,21 @@ class Persisted:
                 workflow = state.workflows.get(wf_id)
                 if workflow is not None and self.definitions.get(wf_id) is not workflow.definition:
                     self.pending_definitions.add(wf_id)  # replaced in place: never by the engine
+
+    def _archived_shards(self, state: State) -> dict[str, list[int]]:
+        """The shards whose jobs all belong to finished workflows, with those workflows."""
+        workflows = state.workflows
+        finished = {wf_id: workflow.finished for wf_id, workflow in workflows.items()}
+        if self.archived is not None and finished == self._finished:
+            return self.archived
+        self._finished = finished
+        archived = {str(shard): holders for shard, holders in self.unloaded.items()}
+        for shard, holders in self.shard_workflows.items():
+            if holders and shard in self.shard_files and all(
+                    wf_id not in workflows or workflows[wf_id].finished for wf_id in holders):
+                archived[str(shard)] = sorted(holders)
+        self.archived = dict(sorted(archived.items(), key=lambda item: int(item[0])))
+        return self.archived
 
     def _plan_definitions(self, plan: Plan, state: State) -> None:
         for wf_id in sorted(self.pending_definitions):

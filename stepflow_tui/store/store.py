@@ -16,6 +16,7 @@ status change) are rebuilt from the jobs on load, so a job status change never r
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -26,12 +27,14 @@ from typing import Self
 from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
-from .documents import definition_path, shard_path
+from .documents import definition_path, journal_path, shard_path
 from .errors import StoreCorrupt, StoreError, StoreLocked
 from .flush import Persisted, Plan
-from .load import StateLoader, without_gc
+from .load import StateChanged, StateLoader, without_gc
 from .lockfile import LockFile
 from .storage import atomic_write, fsync_dir
+
+log = logging.getLogger(__name__)
 
 
 def read_state(path: str | os.PathLike[str]) -> State:
@@ -41,11 +44,15 @@ def read_state(path: str | os.PathLike[str]) -> State:
     read whole; jobs may be one flush ahead of the index. A missing file gives an empty State. Raises
     ``StoreCorrupt`` (no copy is made) or ``StoreError``.
     """
-    try:
-        return without_gc(lambda: Store(path)._load(owner=False))
-    except StoreCorrupt:
-        # The owner may have replaced the index and removed an emptied shard between our two reads: once more.
-        return without_gc(lambda: Store(path)._load(owner=False))
+    for attempt in range(5):
+        try:
+            return without_gc(lambda: Store(path)._load(owner=False))
+        except (StateChanged, StoreCorrupt):
+            # The owner folded journal files into shards, or replaced the index and removed an emptied shard,
+            # between our reads: the newer files hold the jobs.
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Store:
         self._persisted = Persisted()  # what is on disk (or about to be), owned by flush under _flush_lock
         self._shard_dir_made = False  # the data folder exists (checked once: a mkdir per flush shows)
         self.snapshot = False  # opened read-only without the lock (read-only file system): never flushed
+        self._state: State | None = None  # the State open() returned, folded into its shards on close
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -125,10 +133,19 @@ class Store:
                 self._lockfile.release()
                 raise
             self._opened = True
+            self._state = state
             return state
 
     def close(self) -> None:
-        """Release the lock file (idempotent). Waits for a flush that is writing."""
+        """Fold the journal into the shards (a flush of everything marked, too), and release the lock file
+        (idempotent). Waits for a flush that is writing."""
+        state, self._state = self._state, None
+        if state is not None and self._opened:
+            try:
+                self.flush(state, compact=True)
+            except StoreError as error:
+                # Nothing is lost: the journal files stay, and the next owner reads them.
+                log.warning("%s", error)
         with self._flush_lock:
             self._opened = False
             self._lockfile.release()
@@ -138,11 +155,13 @@ class Store:
 
     # ------------------------------------------------------------------ flush
 
-    def flush(self, state: State) -> None:
+    def flush(self, state: State, compact: bool = False) -> None:
         """Persist what ``state`` marks dirty or deleted, atomically per file, then clear the marks.
 
-        Shards and definitions are written before the index. Raises ``StoreError`` if a file cannot be
-        written; what was not written is kept in memory and written by the next flush.
+        Changed jobs go to a journal file, or into their rewritten shards; shards, journal and definitions
+        are written before the index. ``compact``: rewrite every shard the journal holds jobs of, and
+        remove the journal files. Raises ``StoreError`` if a file cannot be written; what was not written
+        is kept in memory and written by the next flush.
         """
         started = time.perf_counter()
         with self.lock:
@@ -152,7 +171,7 @@ class Store:
                 raise StoreError(f"state file {self.path} is open read-only (a snapshot): nothing can be saved")
             self._flush_lock.acquire()  # waits for the previous flush's writes
             try:
-                plan = self._persisted.plan(state)
+                plan = self._persisted.plan(state, compact)
             except UNSTORABLE as error:  # the loop sets such messages aside; this is the last guard
                 self._flush_lock.release()
                 raise StoreError(f"cannot serialise the state for {self.path}: {type(error).__name__}: "
@@ -161,7 +180,7 @@ class Store:
                 self._flush_lock.release()
                 raise
         try:
-            if plan.shards or plan.definitions or plan.index is not None:
+            if plan.shards or plan.definitions or plan.index is not None or plan.journal is not None:
                 self._write(plan, started)
         finally:
             self._flush_lock.release()
@@ -173,22 +192,25 @@ class Store:
         target = self.path
         try:
             folder = self.shard_dir
-            texts = [(shard_path(folder, shard), text) for shard, text in plan.shards.items() if text is not None]
-            texts += [(definition_path(folder, wf_id), text) for wf_id, text in plan.definitions.items()
-                      if text is not None]
-            if texts:
+            blobs = [(shard_path(folder, shard), text.encode("utf-8")) for shard, text in plan.shards.items()
+                     if text is not None]
+            blobs += [(definition_path(folder, wf_id), text.encode("utf-8"))
+                      for wf_id, text in plan.definitions.items() if text is not None]
+            if plan.journal is not None:
+                blobs.append((journal_path(folder, plan.seq), plan.journal))
+            done: list[int] = []
+            if blobs:
                 target = self.shard_dir
                 if not self._shard_dir_made:
                     self.shard_dir.mkdir(parents=True, exist_ok=True)
                     self._shard_dir_made = True
-                for target, text in texts:
-                    data = text.encode("utf-8")
+                for target, data in blobs:
                     atomic_write(target, data, sync_dir=False)
                     files += 1
                     written += len(data)
                 target = self.shard_dir
                 fsync_dir(self.shard_dir)  # shards and definitions durable before the index listing them
-                persisted.pending_shards -= {shard for shard, text in plan.shards.items() if text is not None}
+                done = persisted.written(plan)
                 persisted.pending_definitions -= {
                     wf for wf, text in plan.definitions.items() if text is not None
                 }
@@ -200,20 +222,11 @@ class Store:
                 written += len(data)
                 persisted.written_meta = plan.meta
                 persisted.pending_index = False
-            # Emptied shards and deleted workflows' definitions go last: until the index stops listing
-            # them they must exist.
-            for shard, text in plan.shards.items():
-                if text is None:
-                    target = shard_path(self.shard_dir, shard)
-                    target.unlink(missing_ok=True)
-                    persisted.pending_shards.discard(shard)
-            for wf_id, text in plan.definitions.items():
-                if text is None and not persisted.pending_index:
-                    target = definition_path(self.shard_dir, wf_id)
-                    target.unlink(missing_ok=True)
-                    persisted.pending_definitions.discard(wf_id)
+            self._remove(plan, done)
         except OSError as error:
             self._shard_dir_made = False  # perhaps removed under us: made again by the next flush
+            if plan.journal is not None and plan.seq not in persisted.journal_sizes:
+                persisted.journal_lost(plan)
             raise StoreError(f"cannot write state file {target}: {error.strerror or error}") from error
         finally:
             self.stats.flushes += 1
@@ -222,3 +235,18 @@ class Store:
             self.stats.last_flush_seconds = time.perf_counter() - started
         persisted.evict()
 
+    def _remove(self, plan: Plan, journals: list[int]) -> None:
+        """Remove emptied shards, deleted workflows' definitions and journal files no longer needed."""
+        persisted = self._persisted
+        # Emptied shards and deleted workflows' definitions go last: until the index stops listing
+        # them they must exist. Journal files go once the shards they held jobs of are durable.
+        for shard, text in plan.shards.items():
+            if text is None:
+                shard_path(self.shard_dir, shard).unlink(missing_ok=True)
+                persisted.pending_shards.discard(shard)
+        for wf_id, text in plan.definitions.items():
+            if text is None and not persisted.pending_index:
+                definition_path(self.shard_dir, wf_id).unlink(missing_ok=True)
+                persisted.pending_definitions.discard(wf_id)
+        for seq in journals:
+            journal_path(self.shard_dir, seq).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 from urllib.parse import urlsplit
 
+from stepflow_tui.broker.base import mask_url
 from stepflow_tui.worker.runner import Worker
 
 __all__ = ["run_headless"]
@@ -65,9 +66,16 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
         worker.stop(grace=grace)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # said by default (-v is not needed): an operator starting a worker by hand saw nothing, and could not tell
+    # a worker waiting for jobs from one that had not started
+    log.setLevel(min(log.getEffectiveLevel(), logging.INFO))
+    log.info("worker %s started on %s: job types %s; concurrency %d, prefetch %d", worker.instance_id[:8],
+             mask_url(broker_url), ", ".join(selected), worker.concurrency, worker.prefetch)
     try:
         worker.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        log.info("worker %s stopped%s", worker.instance_id[:8],
+                 f": {worker.failure}" if worker.failure is not None else "")
     return 2 if worker.failure is not None else 0

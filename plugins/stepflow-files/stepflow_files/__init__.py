@@ -246,3 +246,29 @@ def register_workers(register: Callable[[str, WorkerImplementation], None]) -> N
 def register_workflows(register: Callable[[Any], None]) -> None:
     """Ship the checksum_folder workflow."""
     register(WORKFLOWS)
+
+
+# -- the workbench -----------------------------------------------------------------------------------------------
+MANIFEST_PREVIEW = 10  # lines of a manifest shown in the workbench
+
+
+def render_manifest(record: dict[str, Any]) -> str:
+    """A write_manifest job in the workbench's detail: how many files its manifest lists, where, and its first
+    lines when the manifest is readable from here (a worker on another host wrote it on its own disk)."""
+    outputs = {o.get("id"): o.get("value") for o in record.get("outputs") or [] if isinstance(o, dict)}
+    paths = record.get("destination_paths") or []
+    if not paths:
+        return "no manifest written yet"
+    text = f"{outputs.get('file_count', '?')} file(s) listed in {paths[0]}"
+    try:
+        with open(paths[0], encoding="utf-8") as handle:
+            lines = [line.rstrip("\n") for _, line in zip(range(MANIFEST_PREVIEW), handle, strict=False)]
+    except OSError as exc:
+        return f"{text}\n(not readable from here: {exc.strerror})"
+    return "\n".join([text, *lines])
+
+
+@hookimpl
+def register_output_renderers(register: Callable[[str, Callable[[dict[str, Any]], Any]], None]) -> None:
+    """Show a write_manifest job's manifest in the workbench."""
+    register("write_manifest", render_manifest)

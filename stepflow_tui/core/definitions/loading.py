@@ -21,7 +21,12 @@ from stepflow_tui.core.definitions.fields import (
     optional_string,
     required_string,
 )
-from stepflow_tui.core.definitions.model import DefinitionError, StartParameter, WorkflowDefinition
+from stepflow_tui.core.definitions.model import (
+    VERSION_KEYS,
+    DefinitionError,
+    StartParameter,
+    WorkflowDefinition,
+)
 from stepflow_tui.core.definitions.parameters import (
     TEMPLATE_TYPES,
     parse_parameters,
@@ -96,8 +101,10 @@ def _normalise(definition: WorkflowDefinition) -> dict[str, Any]:
         steps.append(raw_step)
     result: dict[str, Any] = {
         "identifier": definition.identifier, "label": definition.label,
-        "version_major": definition.version_major, "version_minor": definition.version_minor,
-        "version_micro": definition.version_micro, "tags": list(definition.tags),
+        # the version keys the definition gave (all three when it gave none: the defaults made explicit)
+        **dict(list(zip(VERSION_KEYS, (definition.version_major, definition.version_minor,
+                                       definition.version_micro), strict=True))[:definition.version_parts or 3]),
+        "tags": list(definition.tags),
         "start_parameters": [_start_parameter_json(parameter) for parameter in definition.start_parameters],
         "steps": steps,
     }
@@ -127,11 +134,14 @@ def _identify(raw: Any, source: str, where: str) -> tuple[Context, str]:
 def _workflow_fields(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     """The workflow-level fields besides identifier, start parameters and steps."""
     label = required_string(ctx, raw, "label", "")
-    versions = {}
-    for key, default in (("version_major", 0), ("version_minor", 0), ("version_micro", 1)):
+    versions: dict[str, int] = {}
+    for key, default in zip(VERSION_KEYS, (0, 0, 1), strict=True):
         versions[key] = raw.get(key, default)
         if not is_int(versions[key]) or versions[key] < 0:
             raise ctx.error(key, f"must be an integer >= 0, not {versions[key]!r}")
+    # shown as stated: a part given implies the parts before it; none given shows the whole default
+    versions["version_parts"] = max((index + 1 for index, key in enumerate(VERSION_KEYS) if key in raw),
+                                    default=3)
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ctx.error("tags", f"must be a list of strings, not {tags!r}")

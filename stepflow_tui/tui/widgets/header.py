@@ -1,4 +1,5 @@
-"""The header line: app name, broker (masked), connection state, live / lost workers, where the backend runs."""
+"""The header line: app name, connection state, live / lost workers, job totals, where the backend runs,
+broker (masked)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ REASON_WIDTH = 60
 
 
 class StatusHeader(Static):
-    """``stepflow  ● connected  workers 2 live, 1 lost  READ-ONLY  amqp://user:***@host/vh``."""
+    """``stepflow  ● connected  workers 2 live, 1 lost  ⟳ 4 … 38,768 ✘ 4  READ-ONLY  amqp://user:***@host/vh``."""
 
     broker = reactive("")
     connection = reactive("connecting")
@@ -21,6 +22,8 @@ class StatusHeader(Static):
     live_workers = reactive(0)
     lost_workers = reactive(0)
     read_only = reactive(False)
+    #: Jobs of every workflow by status: processing, queued (retrying included), error.
+    totals: reactive[tuple[int, int, int]] = reactive((0, 0, 0))
     #: "embedded" or "attached to http://…" (empty: not said, as by a test's fake backend)
     mode = reactive("")
 
@@ -36,6 +39,11 @@ class StatusHeader(Static):
         line.append(f"  workers {self.live_workers} live")
         if self.lost_workers:
             line.append(f", {self.lost_workers} lost", style="bold red")
+        running, queued, failed = self.totals
+        line.append("  ")
+        line.append(f"⟳ {running:,}", style="yellow")
+        line.append(f" … {queued:,}", style="cyan")
+        line.append(f" ✘ {failed:,}", style="bold red" if failed else "dim")
         if self.read_only:
             line.append("  READ-ONLY", style="bold magenta reverse")
         if self.mode:
