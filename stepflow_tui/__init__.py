@@ -9,6 +9,7 @@ from stepflow_tui.api import (  # noqa: E402
     JobContext,
     JobResult,
     JobType,
+    WorkbenchCommand,
     WorkerImplementation,
     hookimpl,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "JobContext",
     "JobResult",
     "JobType",
+    "WorkbenchCommand",
     "WorkerImplementation",
     "__version__",
     "hookimpl",

@@ -15,7 +15,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("stepflow_tui")
 
 # Imported after hookimpl: the plugin manager module reads it.
-from stepflow_tui.plugins import JobType  # noqa: E402
+from stepflow_tui.plugins import JobType, WorkbenchCommand  # noqa: E402
 from stepflow_tui.worker.context import (  # noqa: E402
     JobCancelled,
     JobContext,
@@ -23,4 +23,5 @@ from stepflow_tui.worker.context import (  # noqa: E402
     WorkerImplementation,
 )
 
-__all__ = ["JobCancelled", "JobContext", "JobResult", "JobType", "WorkerImplementation", "hookimpl"]
+__all__ = ["JobCancelled", "JobContext", "JobResult", "JobType", "WorkbenchCommand", "WorkerImplementation",
+           "hookimpl"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from stepflow_tui.plugins import JobType
+    from stepflow_tui.plugins import JobType, WorkbenchCommand
     from stepflow_tui.worker.context import WorkerImplementation
 
 hookspec = pluggy.HookspecMarker("stepflow_tui")
@@ -44,4 +44,32 @@ def register_workflows(register: Callable[[str | Path | dict[str, Any] | list[An
 
     A path should be absolute (for instance ``Path(__file__).with_name("workflows.json")``); parsed JSON is
     a definition dict or a list of them. They are validated when the backend loads definitions.
+    """
+
+
+@hookspec
+def register_output_renderers(register: Callable[[str, Callable[[dict[str, Any]], Any]], None]) -> None:
+    """Show a job type's outputs your way in the workbench: call ``register(job_type_name, render)``.
+
+    ``render(record)`` gets the job's full record (``outputs``, ``destination_paths``, ``parameters``...) and
+    returns a string or a Rich renderable, shown in the job's detail; it runs on the UI thread, so it must be
+    quick, and what it raises is shown instead of its output.
+    """
+
+
+@hookspec
+def register_job_columns(register: Callable[[str, Callable[[Any], str | None]], None]) -> None:
+    """Add a column to the workbench's job lines: call ``register(column_name, value)``.
+
+    ``value(job)`` gets the line's `JobView` (id, status, progress, input, worker, duration...) and returns a
+    short string (None or "" for nothing); it runs for every line drawn, so it must be quick.
+    """
+
+
+@hookspec
+def register_commands(register: Callable[[WorkbenchCommand], None]) -> None:
+    """Add commands to the workbench's command palette: call ``register(WorkbenchCommand(name, help, run))``.
+
+    ``run(selection)`` gets ``{"workflow_id", "step_id", "job_id"}`` of the selected line (None where it does not
+    apply) and returns a message for the operator (or None); it runs on a thread of its own.
     """

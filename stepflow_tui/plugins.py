@@ -14,6 +14,7 @@ points load (unset: all; empty: none); the built-in plugins always load.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import os
@@ -72,6 +73,16 @@ class JobType:
         return f"job_{self.name}"
 
 
+@dataclass(frozen=True)
+class WorkbenchCommand:
+    """A command a plugin adds to the workbench's palette (`hookspecs.register_commands`)."""
+
+    name: str
+    help: str
+    run: Callable[[dict[str, int | None]], str | None]
+    plugin: str = ""  # filled by the registry
+
+
 @dataclass
 class PluginInfo:
     """A loaded plugin, as ``stepflow plugins`` shows it."""
@@ -100,6 +111,10 @@ class Registry:
     workflow_sources: list[tuple[str, str | Path | dict[str, Any] | list[Any]]] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
+    #: What plugins add to the workbench: a renderer of outputs per job type, job line columns, commands.
+    output_renderers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    job_columns: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)
+    commands: list[WorkbenchCommand] = field(default_factory=list)
 
     def job_type(self, name: str) -> JobType:
         """The job type ``name`` (``job_`` prefix allowed); `KeyError` with a helpful message if unknown."""
@@ -309,6 +324,28 @@ class _Builder:
             self.fail(plugin_name, f"register_workflows: expected a path or parsed JSON (dict or list), "
                                    f"got {type(source).__name__}")
 
+    def accept_named_callable(self, hook: str, into: dict[str, Any], plugin_name: str,
+                              args: tuple[Any, ...]) -> None:
+        """``register(name, function)`` of `register_output_renderers` and `register_job_columns`."""
+        if len(args) != 2 or not isinstance(args[0], str) or not args[0] or not callable(args[1]):
+            self.fail(plugin_name, f"{hook}: register() takes (name, function), got {args!r:.120}")
+            return
+        if args[0] in into:
+            self.fail(plugin_name, f"{hook}: {args[0]!r} is already registered; the one from {plugin_name!r} "
+                                   "is ignored")
+            return
+        into[args[0]] = args[1]
+
+    def accept_command(self, plugin_name: str, args: tuple[Any, ...]) -> None:
+        if len(args) != 1 or not isinstance(args[0], WorkbenchCommand) or not callable(args[0].run):
+            self.fail(plugin_name, f"register_commands: register() takes one WorkbenchCommand, got {args!r:.120}")
+            return
+        if any(command.name == args[0].name for command in self.registry.commands):
+            self.fail(plugin_name, f"register_commands: a command {args[0].name!r} is already registered; the "
+                                   f"one from {plugin_name!r} is ignored")
+            return
+        self.registry.commands.append(dataclasses.replace(args[0], plugin=plugin_name))
+
     def version(self, plugin_name: str) -> str:
         versions = getattr(self.pm, "plugin_versions", {})
         if plugin_name in versions:
@@ -319,6 +356,11 @@ class _Builder:
         self.call_hook("register_job_types", self.accept_job_type)
         self.call_hook("register_workers", self.accept_worker)
         self.call_hook("register_workflows", self.accept_workflows)
+        self.call_hook("register_output_renderers", functools.partial(
+            self.accept_named_callable, "register_output_renderers", self.registry.output_renderers))
+        self.call_hook("register_job_columns", functools.partial(
+            self.accept_named_callable, "register_job_columns", self.registry.job_columns))
+        self.call_hook("register_commands", self.accept_command)
         for plugin_name in self.plugin_order():
             plugin = self.pm.get_plugin(plugin_name)
             hooks = sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or []))

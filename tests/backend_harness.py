@@ -16,7 +16,7 @@ from stepflow_tui.broker.base import Connection, Delivery, OutgoingMessage, conn
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import parse_definitions
 from stepflow_tui.core.engine import Engine
-from stepflow_tui.core.model import State
+from stepflow_tui.core.model import WORKFLOW_FINAL, State
 
 
 def make_engine() -> Engine:
@@ -63,7 +63,7 @@ class Harness:
         return view.status
 
     def wait_finished(self, workflow_id: int, timeout: float = 20) -> str:
-        return wait_for(lambda: (s := self.status(workflow_id)) in ("completed", "error", "aborted") and s,
+        return wait_for(lambda: (s := self.status(workflow_id)) in WORKFLOW_FINAL and s,
                         timeout, f"workflow #{workflow_id} to finish")
 
 

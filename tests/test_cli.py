@@ -242,6 +242,10 @@ def test_help_exits_0(outside: Path, command: list[str]) -> None:
 
 
 def test_global_options_before_and_after_the_command(outside: Path, db: Path) -> None:
+    # a state file with no workflow (a missing one is refused since issue 14: a mistyped --db)
+    db.parent.mkdir(parents=True)
+    db.write_text('{"meta": {"1": {"format": 2, "next_workflow_id": 1, "next_job_id": 1, "shards": []}}, '
+                  '"workflows": {}}')
     before = run_cli("--db", db, "status", cwd=outside)
     after = run_cli("status", "--db", db, cwd=outside)
     from_env = run_cli("status", cwd=outside, env={"STEPFLOW_DB": str(db)})

@@ -114,3 +114,19 @@ def test_job_types_describe_their_parameters() -> None:
     assert sleep.parameters["properties"]["seconds"]["default"] == 1
     assert "unless_exists" in registry.job_types["fail"].parameters["properties"]
     assert registry.job_types["noop"].queue == "job_noop"
+
+
+
+def test_slow_demo_runs_with_the_builtin_job_types(start_backend, workers: dict[str, Any]) -> None:
+    """The demo whose jobs take seconds (time to try pause, cancel and abort), in the repository's
+    workflows.json beside failing_demo; quick here with seconds=0.01."""
+    import json
+
+    from helpers import REPO_WORKFLOWS, wait_for
+
+    (slow,) = [w for w in json.loads(REPO_WORKFLOWS.read_text())["workflows"] if w["identifier"] == "slow_demo"]
+    harness = start_backend([slow], {"sleep": workers["sleep"], "noop": workers["noop"]})
+    workflow_id = harness.backend.start_workflow("slow_demo", {"seconds": "0.01"}).result(timeout=10)
+    wait_for(lambda: harness.status(workflow_id) == "completed", 30, "slow_demo to complete")
+    view = harness.backend.workflow(workflow_id)
+    assert view is not None and [s.job_count for s in view.steps] == [1, 12, 1]

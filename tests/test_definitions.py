@@ -449,6 +449,20 @@ def test_core_modules_stay_pure() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(("given", "shown"), [
+    ({"version_major": 1}, "1"),
+    ({"version_major": 1, "version_minor": 2}, "1.2"),
+    ({"version_major": 1, "version_minor": 2, "version_micro": 3}, "1.2.3"),
+    ({"version_minor": 4}, "0.4"),
+    ({}, "0.0.1"),
+])
+def test_version_is_shown_as_the_definition_states_it(given: dict[str, int], shown: str) -> None:
+    raw = {"identifier": "v", "label": "V", "steps": [{"id": 1, "name": "a", "label": "A"}], **given}
+    (definition,) = parse_definitions(raw, "v.json")
+    assert definition.version == shown
+    assert definition_from_dict(definition.raw, "v.json").version == shown  # the snapshot keeps it
+
+
 def test_a_hook_with_credentials_warns_that_they_are_not_sent(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="stepflow_tui.definitions")
     hooks = [{"label": "ops", "endpoint": "http://ops/", "conditions": {"job_error": True}, "credentials": "OPS"}]

@@ -270,3 +270,32 @@ def test_cancelling_a_queued_job_records_no_start():
     assert engine.on_failed(JobFailed(job.id, "stopped", stopped=True))  # what Backend.cancel_job sends
     assert job.status == JobStatus.STOPPED and job.started_at is None
     assert [entry[0] for entry in job.history] == ["queued", "stopped"]
+
+
+def test_a_cancelled_job_ends_the_workflow_stopped_not_in_error():
+    engine = make_engine()
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A"}]), {})
+    (job,) = engine.take_outbox(10)
+    assert engine.on_failed(JobFailed(job.id, "stopped", stopped=True))
+    assert wf.status == WorkflowStatus.STOPPED and wf.finished
+    assert wf.counts()["error"] == 0 and wf.counts()["stopped"] == 1
+    engine.retry_job(job.id)  # a stopped job can be run again, and the workflow with it
+    assert wf.status == WorkflowStatus.PROCESSING and wf.finished_at is None
+
+
+def test_a_failed_job_beside_a_stopped_one_ends_the_workflow_in_error():
+    engine = make_engine()
+    wf = engine.start_workflow(definition([{"id": 1, "name": "a", "label": "A"},
+                                           {"id": 2, "name": "b", "label": "B"}]), {})
+    first, second = engine.take_outbox(10)
+    engine.on_failed(JobFailed(first.id, "stopped", stopped=True))
+    engine.on_failed(JobFailed(second.id, "boom"))
+    assert wf.status == WorkflowStatus.ERROR
+
+
+def test_a_step_skipped_by_an_abort_was_never_launched():
+    engine = make_engine()
+    wf = engine.start_workflow(definition(CHAIN, SOURCE), {"source_dir": "/d"})
+    engine.abort(wf.id)
+    # what the views tell "aborted before it started" from "no inputs" by
+    assert wf.step(3).status == StepStatus.SKIPPED and wf.step(3).launched_at is None

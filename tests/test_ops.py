@@ -451,7 +451,8 @@ def test_no_output_contains_the_password_of_an_unreachable_broker(tmp_path: Path
     url = f"amqp://stepflow:{SECRET}@127.0.0.1:{closed_port()}/prod"
     db = tmp_path / "state.json"
     for args in (["queues"], ["dead-letters"], ["redrive", "--yes"]):
-        result = run_cli(*args, "--broker", url, "-vv", "--workflows", quick, db=db, cwd=tmp_path)
+        result = run_cli(*args, "--broker", url, "-vv", "--workflows", quick, "--connect-timeout", "1", db=db,
+                         cwd=tmp_path)
         assert result.returncode == 1, describe(result)
         masked_everywhere(result.stdout + result.stderr)
     # these keep trying to reconnect: read until they say so (pika's own debug log included), then stop them
@@ -506,7 +507,8 @@ def test_ca_file_verifies_an_amqps_broker(tmp_path: Path, certificates: Path,
                                           tls_server: tuple[int, list[bytes]]) -> None:
     port, received = tls_server
     url = f"amqps://stepflow:{SECRET}@localhost:{port}/"
-    trusted = run_cli("queues", "--broker", url, "--ca-file", certificates / "server.pem", cwd=tmp_path)
+    trusted = run_cli("queues", "--broker", url, "--ca-file", certificates / "server.pem", "--connect-timeout", "0",
+                      cwd=tmp_path)  # one attempt: the server hangs up after the handshake
     assert trusted.returncode == 1, describe(trusted)
     assert received == [b"AMQP\x00\x00\x09\x01"]  # the handshake passed: the client spoke AMQP over TLS
     assert "certificate verify failed" not in trusted.stderr
@@ -514,7 +516,8 @@ def test_ca_file_verifies_an_amqps_broker(tmp_path: Path, certificates: Path,
 
     from_env = run_cli("queues", "--broker", url, cwd=tmp_path,
                        env={"STEPFLOW_CA_FILE": str(certificates / "other.pem")})
-    assert from_env.returncode == 1 and "certificate verify failed" in from_env.stderr, describe(from_env)
+    # issue 14: an untrusted certificate is a permanent failure (exit 2, at once), like a refused login
+    assert from_env.returncode == 2 and "certificate verify failed" in from_env.stderr, describe(from_env)
     assert len(received) == 1  # refused by the client: nothing sent over an unverified channel
     masked_everywhere(from_env.stderr)
 

@@ -6,7 +6,7 @@ re-exported from the one module that defines each. `Backend` itself stays in `st
 """
 
 from stepflow_tui.backend.interface import WorkbenchBackend
-from stepflow_tui.backend.views import JobView, StepView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, StepView, Update, WorkerView, WorkflowView
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import QueueState, mask_url
 from stepflow_tui.broker.topology import JOB_DEAD_LETTER, JOB_QUEUE_NOT_FOUND
@@ -33,6 +33,7 @@ __all__ = [
     "JobView",
     "QueueState",
     "StartParameter",
+    "StepStats",
     "StepView",
     "Update",
     "WorkbenchBackend",

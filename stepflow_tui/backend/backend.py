@@ -13,6 +13,8 @@ Public API (thread-safe; this is what the CLI and the TUI use):
     backend.jobs(workflow_id, step_id, offset=0, limit=200, status=None, after=None, before=None) -> list[JobView]
     backend.job(job_id) -> dict | None     # full record (Job.to_dict())
     backend.count_failed(workflow_id, step_id=None) -> int
+    backend.find_jobs(text, limit=20) -> list[JobView]      # by id or parameter value, with their position
+    backend.step_stats(workflow_id, step_id) -> StepStats | None   # durations, throughput, slowest jobs
     backend.queue_states() -> list[QueueState]; backend.workers() -> list[WorkerView]
     backend.connection_state -> "connecting" | "connected" | "reconnecting" | "stopped"
     backend.broker_display_url -> masked URL
@@ -37,18 +39,21 @@ from stepflow_tui.backend import local
 from stepflow_tui.backend.config import BackendConfig
 from stepflow_tui.backend.dispatch import Dispatcher
 from stepflow_tui.backend.drops import DropList
+from stepflow_tui.backend.identity import claim_broker
 from stepflow_tui.backend.loop import BrokerLoop
 from stepflow_tui.backend.notifications import Notifier
+from stepflow_tui.backend.queue_counters import CountersPoller
 from stepflow_tui.backend.reads import StateReader, job_view, workflow_view
 from stepflow_tui.backend.updates import Updates
-from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, Update, WorkerView, WorkflowView
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker.base import Connection, QueueState, mask_url
+from stepflow_tui.broker.management import ManagementAPI
 from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, JobStatus, State
-from stepflow_tui.store import Store, StoreError
+from stepflow_tui.store import BrokerMismatch, Store, StoreError
 
 __all__ = ["Backend", "BackendConfig", "job_view", "workflow_view"]
 
@@ -92,22 +97,50 @@ class Backend:
         """The last connection or state-file error, for the operator."""
         return self._updates.last_error
 
+    @property
+    def connection_reason(self) -> str | None:
+        """Why the broker connection is not up ("error": retrying will not fix it), None while connected."""
+        return self._updates.connection_reason
+
+    @property
+    def save_error(self) -> str | None:
+        """Why the state file cannot be written now (disk full, ...): changes since are not saved yet."""
+        return self._loop.flush_error if self._loop is not None else None
+
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
-        self.state = self.store.open()
+        self.state = self.store.open(read_only=self.read_only)
+        try:
+            moved = not self.store.snapshot and claim_broker(self.state, self.config.broker_url, self.store.path,
+                                                             move=self.config.move_to_broker)
+        except BrokerMismatch:
+            self.store.close()
+            raise
         self.engine = Engine(self.state, **({"clock": self.config.clock} if self.config.clock else {}),
                              work_directory=self.config.work_directory)
         self._drops.restore(self.state)
         self._reads = StateReader(self.store.lock, self.state, self.engine)
+        counters = None
+        if self.config.broker_url.startswith("amqp"):
+            counters = CountersPoller(ManagementAPI(self.config.broker_url), self.config.queue_interval,
+                                      self._stopping)
+            counters.start()
         self._dispatcher = Dispatcher(config=self.config, lock=self.store.lock, engine=self.engine,
                                       stats=self.stats, updates=self._updates, stopping=self._stopping,
-                                      job_types=self._job_types)
+                                      job_types=self._job_types, counters=counters)
         self._notifier = Notifier(self.engine, self.store.lock, self._updates.notice, self._wake_up)
         self._loop = BrokerLoop(config=self.config, store=self.store, engine=self.engine, stats=self.stats,
                                 updates=self._updates, workers=self._workers, drops=self._drops,
                                 dispatcher=self._dispatcher, stopping=self._stopping, started=self._started,
                                 run_commands=self._run_commands, notifier=self._notifier)
+        self._loop.orders_elsewhere = moved
+        if self.store.snapshot:
+            # A read-only file system: the state as it is, shown without a broker (nothing could be saved).
+            self._updates.connection_state = "stopped"
+            self._updates.connection_reason = f"read-only snapshot of {self.store.path} (no lock file possible)"
+            log.warning("%s", self._updates.connection_reason)
+            return
         self._updates.connection_state = "connecting"
         if local.wants_local_workers(self.config):
             # Workers first: on memory:// an order sent before its job queue is declared would go to
@@ -129,7 +162,7 @@ class Backend:
         if self.state is not None:
             flush_error = self._loop is not None and self._loop.flush_error
             with self.store.lock:
-                if self.state.dirty or flush_error:
+                if (self.state.dirty or flush_error) and not self.store.snapshot:
                     try:
                         self.store.flush(self.state)
                     except StoreError as exc:  # still release the state file's lock
@@ -194,6 +227,12 @@ class Backend:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+    @property
+    def broker_node(self) -> str | None:
+        """The node the broker thread is connected to (masked URL; one of a cluster's), or None."""
+        conn = self._conn
+        return conn.node if conn is not None else None
 
     @property
     def _conn(self) -> Connection | None:
@@ -322,6 +361,15 @@ class Backend:
     def job(self, job_id: int) -> dict | None:
         """A job's full record (``Job.to_dict()``), or None."""
         return self._reads.job(job_id)
+
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        """At most ``limit`` jobs whose id is ``text`` (``14`` or ``#14``) or one of whose parameter values
+        contains it, each with its ``position`` in its step (the page that lists it)."""
+        return self._reads.find_jobs(text, limit)
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """How long a step's finished jobs took: min / median / p95 / max, throughput, the slowest jobs."""
+        return self._reads.step_stats(workflow_id, step_id)
 
     def running_count(self, workflow_id: int) -> int:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,

@@ -15,7 +15,8 @@ WORK_DIRECTORY_ENV = "STEPFLOW_WORK_DIRECTORY"
 
 @dataclass
 class BackendConfig:
-    broker_url: str = "memory://"
+    broker_url: str = "memory://"  # or a RabbitMQ cluster's node URLs separated by commas
+    queue_type: str = "classic"  # x-queue-type of the queues the backend owns: classic or quorum
     db_path: Path = Path("stepflow-state.json")
     definitions: dict[str, WorkflowDefinition] = field(default_factory=dict)
     registry: Any = None  # stepflow_tui.plugins.Registry: job types, worker implementations
@@ -23,6 +24,8 @@ class BackendConfig:
     local_workers: bool | None = None
     local_concurrency: int = 4
     read_only: bool = False
+    #: Move unfinished workflows started on another broker to this one (else opening such a state is refused).
+    move_to_broker: bool = False
     batch_size: int = 1000  # responses applied per flush
     publish_batch: int = 500  # orders per confirmed publish
     window: int = 5000  # orders sent and not finished, at most

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from stepflow_tui.backend.config import BackendConfig
+from stepflow_tui.backend.queue_counters import CountersPoller, with_counters
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import (
@@ -31,7 +32,7 @@ class Dispatcher:
 
     def __init__(self, *, config: BackendConfig, lock: AbstractContextManager[Any], engine: Engine,
                  stats: dict[str, int], updates: Updates, stopping: threading.Event,
-                 job_types: Callable[[], set[str]]) -> None:
+                 job_types: Callable[[], set[str]], counters: CountersPoller | None = None) -> None:
         self._config = config
         self._lock = lock
         self._engine = engine
@@ -39,6 +40,7 @@ class Dispatcher:
         self._updates = updates
         self._stopping = stopping
         self._job_types = job_types
+        self._counters = counters
         self.queue_states: list[QueueState] = []
         self._last_queue_poll = 0.0
 
@@ -117,7 +119,8 @@ class Dispatcher:
         names = list(topology.system_queue_names())
         for job_type in sorted(self._job_types()):
             names.append(topology.job_queue(job_type))
-        states = conn.queue_states(names)
+        latest = self._counters.latest if self._counters is not None else None
+        states = with_counters(conn.queue_states(names), latest, conn.counts_unacked)
         if states != self.queue_states:
             self.queue_states = states
             self._updates.changed_queues = True

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from stepflow_tui.backend.views import JobView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
 from stepflow_tui.core.definitions import WorkflowDefinition
 
@@ -20,7 +20,8 @@ class WorkbenchBackend(Protocol):
     """The backend API the workbench uses (see stepflow_tui/backend/backend.py)."""
 
     broker_display_url: str  # password masked
-    connection_state: str  # "connecting" | "connected" | "reconnecting" | "stopped"
+    connection_state: str  # "connecting" | "connected" | "reconnecting" | "error" | "stopped"
+    connection_reason: str | None  # why it is not "connected" ("error": retrying cannot fix it)
     read_only: bool
     # optional: ``mode`` ("embedded" / "attached to <url>"), shown in the header when present
 
@@ -31,6 +32,8 @@ class WorkbenchBackend(Protocol):
     def jobs(self, workflow_id: int, step_id: int, offset: int = 0, limit: int = 200,
              status: str | None = None, after: int | None = None, before: int | None = None) -> list[JobView]: ...
     def job(self, job_id: int) -> dict[str, Any] | None: ...
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]: ...
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None: ...
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int: ...
     def queue_states(self) -> list[QueueState]: ...
     def workers(self) -> list[WorkerView]: ...

@@ -18,8 +18,10 @@ from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import BrokerError, Connection, ConnectionLost, Delivery, connect
-from stepflow_tui.core import protocol
+from stepflow_tui.broker.cluster import is_cluster
+from stepflow_tui.core import jsontext, protocol
 from stepflow_tui.core.engine import Engine
+from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus
 from stepflow_tui.store import Store, StoreError
 
 log = logging.getLogger("stepflow_tui.backend")
@@ -30,6 +32,63 @@ CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, topology.WORK
                    topology.WORKER_STATUS)
 FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
+
+
+class Refused(protocol.ProtocolError):
+    """A well-formed message the backend does not accept (unstorable, or a result from where none can come)."""
+
+
+def _unauthenticated(job: Job, message: protocol.JobCompleted | protocol.JobFailed | protocol.JobProgression,
+                     workers: WorkerRegistry) -> str | None:
+    """Why a result cannot be about ``job`` (it is set aside), or None. A job still open that was never
+    dispatched has no worker to answer for it. One a worker reported processing is finished by that worker, or by
+    another announced worker of its type (RabbitMQ redelivers the order of a worker that died, and a replayed or
+    quick result may come without progress first). Results for a finished job are the engine's to ignore."""
+    if job.status in JOB_FINAL or isinstance(message, protocol.JobProgression):
+        return None
+    if not job.dispatched and job.attempts == 0:
+        return f"a result for job #{job.id}, which was never dispatched"
+    sender = message.instance_id
+    if (job.status == JobStatus.PROCESSING and job.worker and sender and sender != job.worker
+            and not workers.serves(sender, job.job_type)):
+        return (f"a result for job #{job.id} from {sender}, which is not a known {job.job_type} worker, while "
+                f"worker {job.worker} reported it processing")
+    return None
+
+
+class UnknownJobs:
+    """Messages about jobs that are not ours (a deleted workflow, a forged or foreign id): acked, counted, and
+    logged — the first few of each interval one by one, the rest of a flood as one summary per interval."""
+
+    INTERVAL = 10.0  # seconds
+    SHOWN = 3  # messages logged one by one per interval
+
+    def __init__(self) -> None:
+        self._started = -self.INTERVAL
+        self._shown = 0
+        self._more = 0
+        self._examples: list[str] = []
+
+    def note(self, queue_name: str, job_id: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._started >= self.INTERVAL and not self._more:
+            self._started, self._shown = now, 0
+        if self._shown < self.SHOWN:
+            self._shown += 1
+            log.warning("ignored a message from %s about unknown job #%d", queue_name, job_id)
+            return
+        self._more += 1
+        if len(self._examples) < 3:
+            self._examples.append(f"#{job_id} on {queue_name}")
+
+    def report(self, now: float | None = None) -> None:
+        """Log the summary of what was not shown, once the interval is over."""
+        now = time.monotonic() if now is None else now
+        if not self._more or now - self._started < self.INTERVAL:
+            return
+        log.warning("ignored %d more message(s) about unknown jobs in %.0f s (%s, …)", self._more,
+                    now - self._started, ", ".join(self._examples))
+        self._started, self._shown, self._more, self._examples = now, 0, 0, []
 
 
 class BrokerLoop:
@@ -56,6 +115,8 @@ class BrokerLoop:
         self._wake = threading.Event()
         self._batch: list[Delivery] = []
         self._first = True  # resume unfinished work on the first connection only
+        self.orders_elsewhere = False  # the workflows were moved from another broker: its orders are not here
+        self._unknown = UnknownJobs()
         # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
         self.flush_error: str | None = None
         self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
@@ -66,10 +127,11 @@ class BrokerLoop:
         delay = FIRST_DELAY
         while not self._stopping.is_set():
             try:
-                conn = connect(self._config.broker_url, name="stepflow-backend")
+                conn = connect(self._config.broker_url, name="stepflow-backend",
+                               queue_type=self._config.queue_type)
             except ConnectionLost as exc:
-                self._updates.set_connection("reconnecting",
-                                             f"broker unreachable ({exc}); retrying in {delay:.1f} s")
+                self._updates.set_connection("reconnecting", str(exc))  # the delay is logged at debug level
+                log.debug("retrying in %.1f s", delay)
                 self._idle(delay)
                 delay = min(delay * 2, MAX_DELAY)
                 continue
@@ -101,7 +163,7 @@ class BrokerLoop:
             log.exception("the broker loop failed")
             self._forget_batch()  # unacked: the broker redelivers them on the next connection
             message = f"internal error ({type(exc).__name__}: {exc}); reconnecting"
-            self._updates.set_connection("error", message)
+            self._updates.set_connection("reconnecting", message)  # a bug, not the broker: retried
             self._idle(5.0)
         finally:
             self.conn = None
@@ -118,11 +180,13 @@ class BrokerLoop:
             conn.consume(name, self._on_delivery, prefetch=prefetch)
         with self._store.lock:
             if self._first:
-                resent = self._engine.resume_unfinished(orders_survived=conn.durable)
+                resent = self._engine.resume_unfinished(orders_survived=conn.durable and not self.orders_elsewhere)
                 if resent:
                     log.info("resuming: %d job orders to send", resent)
             self._first = False
         self._dispatcher.ask_status(conn)
+        if is_cluster(conn.url):
+            log.info("connected to %s", conn.node)  # one node of a cluster's addresses
         self._updates.set_connection("connected", None)
         self._started.set()
 
@@ -167,6 +231,7 @@ class BrokerLoop:
             conn.process_events(timeout)
             self._run_commands()
             self._apply_batch(conn)
+            self._unknown.report()
             self._notify()
             self._check_jobs()
             self._drops.send(conn)
@@ -185,28 +250,28 @@ class BrokerLoop:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        garbage: list[tuple[Delivery, str]] = []
+        garbage: list[tuple[Delivery, str, str]] = []  # (delivery, what it is, why)
         with self._store.lock:
             for delivery in batch:
                 try:
                     changed = self._apply(delivery)
                 except protocol.ProtocolError as exc:
-                    garbage.append((delivery, str(exc)))
+                    garbage.append((delivery, "refused" if isinstance(exc, Refused) else "malformed", str(exc)))
                     continue
                 except Exception as exc:  # a message the engine cannot apply must not stop every other one
                     log.exception("cannot apply a message from %s", delivery.queue)
-                    garbage.append((delivery, f"cannot apply it: {type(exc).__name__}: {exc}"))
+                    garbage.append((delivery, "malformed", f"cannot apply it: {type(exc).__name__}: {exc}"))
                     continue
                 self._stats["applied" if changed else "ignored"] += 1
         flushed = self.flush()  # before the acks: an acked message's effect is on disk
-        for delivery, reason in garbage:
+        for delivery, kind, reason in garbage:
             self._stats["garbage"] += 1
-            log.warning("set aside a malformed message from %s (to %s): %s", delivery.queue,
+            log.warning("set aside a %s message from %s (to %s): %s", kind, delivery.queue,
                         topology.JOB_DEAD_LETTER, reason)
             conn.reject(delivery.delivery_tag, requeue=False)
         # Ack up to the highest tag not rejected: acking a rejected tag is a channel error (406 unknown delivery
         # tag); a multiple ack passing over rejected ones is fine.
-        rejected = {delivery.delivery_tag for delivery, _ in garbage}
+        rejected = {delivery.delivery_tag for delivery, _, _ in garbage}
         kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
         if kept:
             self._held_ack = max(kept + ([self._held_ack] if self._held_ack is not None else []))
@@ -225,17 +290,29 @@ class BrokerLoop:
         engine = self._engine
         if queue_name in RESPONSE_QUEUES:
             message = protocol.decode_response(queue_name, delivery.body)
+            reason = jsontext.unstorable(vars(message))
+            if reason is not None:  # its effect could never be flushed, and would hold every ack after it
+                raise Refused(f"cannot be stored ({reason})")
             if message.job_id not in self._state.jobs:
                 # Well-formed but about no job of ours (a deleted workflow, a forged or foreign id): acked,
                 # and counted and logged so that an operator can see it.
                 self._stats["unknown"] += 1
-                log.warning("ignored a message from %s about unknown job #%d", queue_name, message.job_id)
+                self._unknown.note(queue_name, message.job_id)
                 return False
-            if isinstance(message, protocol.JobCompleted):
-                return engine.on_completed(message)
-            if isinstance(message, protocol.JobFailed):
-                return engine.on_failed(message)
-            return engine.on_progression(message)
+            reason = _unauthenticated(self._state.jobs[message.job_id], message, self._workers)
+            if reason is not None:
+                raise Refused(reason)
+            if isinstance(message, protocol.JobProgression):
+                return engine.on_progression(message)
+            applied = (engine.on_completed(message) if isinstance(message, protocol.JobCompleted)
+                       else engine.on_failed(message))
+            if applied:
+                job = self._state.jobs.get(message.job_id)
+                failed = isinstance(message, protocol.JobFailed) and not message.stopped
+                self._workers.count_result(message.instance_id or (job.worker if job else None), message.job_id,
+                                           failed)
+                self._updates.changed_workers = True
+            return applied
         if queue_name == topology.JOB_QUEUE_NOT_FOUND:
             return engine.on_queue_not_found(protocol.decode_not_found(delivery.body))
         if queue_name in (topology.WORKER_DISCOVERY, topology.WORKER_STATUS):

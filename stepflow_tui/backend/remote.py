@@ -21,10 +21,12 @@ from urllib.parse import urlencode, urlsplit
 from stepflow_tui.backend.remote_events import EventStream
 from stepflow_tui.backend.views import (
     JobView,
+    StepStats,
     Update,
     WorkerView,
     WorkflowView,
     job_from_dict,
+    stats_from_dict,
     worker_from_dict,
     workflow_from_dict,
 )
@@ -226,6 +228,14 @@ class RemoteBackend:
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         return self._get_or_none(f"/api/jobs/{int(job_id)}")
+
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        return [job_from_dict(item) for item in self.request("GET", "/api/search/jobs",
+                                                             query={"text": text, "limit": limit})["data"]]
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        answer = self._get_or_none(f"/api/workflows/{int(workflow_id)}/steps/{int(step_id)}/stats")
+        return None if answer is None else stats_from_dict(answer)
 
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         view = self.workflow(workflow_id)

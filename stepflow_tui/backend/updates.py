@@ -10,6 +10,9 @@ from stepflow_tui.backend.views import Update
 from stepflow_tui.core.model import State
 
 log = logging.getLogger("stepflow_tui.backend")
+#: Set on the log records of the connection's state: a command that reports it itself (countdown, one line)
+#: leaves them out of its stderr.
+CONNECTION_RECORD = "stepflow_connection"
 
 
 class Updates:
@@ -21,6 +24,7 @@ class Updates:
         self.broker_display_url = broker_display_url
         self.connection_state = "stopped"
         self.last_error: str | None = None
+        self.connection_reason: str | None = None  # why the connection is not up (None while connected)
         self.changed_queues = False
         self.changed_workers = False
         self._subscribers: list[Callable[[Update], None]] = []
@@ -46,8 +50,10 @@ class Updates:
     def set_connection(self, state: str, message: str | None) -> None:
         """Record the connection's state (and why); a change is posted at once."""
         if message:
-            log.warning("%s: %s", self.broker_display_url, message)
+            if message != self.connection_reason:  # once per reason, not once per attempt
+                log.warning("%s: %s", self.broker_display_url, message, extra={CONNECTION_RECORD: True})
             self.last_error = message
+        self.connection_reason = message
         if state != self.connection_state:
             self.connection_state = state
             self.emit(force=True, connection=state)

@@ -15,6 +15,8 @@ class StepView:
     status: str
     counts: dict[str, int]  # queued, processing, retrying, completed, error, skipped, stopped, total
     job_count: int
+    launched_at: str | None = None  # None for a step never launched (pending, or skipped by an abort)
+    finished_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,11 @@ class JobView:
     status: str
     progress: int
     error: str | None = None
+    input: str | None = None  # the file it works on (its source_path parameter), when it has one
+    worker: str | None = None  # instance id of the worker that reported on it last
+    duration: float | None = None  # execution duration reported by the worker, in seconds
+    started_at: str | None = None
+    position: int | None = None  # its index among its step's jobs (given by `find_jobs`: the page to list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,12 @@ class WorkerView:
     version: str
     last_seen: str  # ISO time
     lost: bool  # unseen for 3 status intervals
+    concurrency: int = 1  # jobs it runs at the same time
+    processed: int = 0  # results this backend applied from it (completed or failed)
+    failed: int = 0  # of which failed (an error; a cancel is not counted)
+    first_seen: str = ""  # ISO time this backend first heard of it (its uptime, as far as we know)
+    last_job: int | None = None  # the job of its last result
+    last_job_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,19 +111,34 @@ def merge_updates(first: Update, second: Update) -> Update:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """How long a step's finished jobs took (`WorkbenchBackend.step_stats`): seconds, None without any."""
+
+    timed: int = 0  # jobs with a reported duration
+    minimum: float | None = None
+    median: float | None = None
+    p95: float | None = None
+    maximum: float | None = None
+    throughput: float | None = None  # jobs finished per second, from the first start to the last finish
+    slowest: tuple[JobView, ...] = ()
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 # The HTTP API (stepflow_tui/service) and its client (backend/remote.py) exchange these as plain JSON objects.
 
 def step_to_dict(view: StepView) -> dict[str, Any]:
     """A `StepView` as a JSON object."""
     return {"id": view.id, "name": view.name, "label": view.label, "status": view.status,
-            "counts": dict(view.counts), "job_count": view.job_count}
+            "counts": dict(view.counts), "job_count": view.job_count, "launched_at": view.launched_at,
+            "finished_at": view.finished_at}
 
 
 def step_from_dict(data: dict[str, Any]) -> StepView:
     """The inverse of `step_to_dict`."""
     return StepView(id=data["id"], name=data["name"], label=data["label"], status=data["status"],
-                    counts=dict(data["counts"]), job_count=data["job_count"])
+                    counts=dict(data["counts"]), job_count=data["job_count"], launched_at=data.get("launched_at"),
+                    finished_at=data.get("finished_at"))
 
 
 def workflow_to_dict(view: WorkflowView) -> dict[str, Any]:
@@ -133,21 +161,40 @@ def workflow_from_dict(data: dict[str, Any]) -> WorkflowView:
 def job_to_dict(view: JobView) -> dict[str, Any]:
     """A `JobView` (a row of the tree) as a JSON object."""
     return {"id": view.id, "workflow_id": view.workflow_id, "step_id": view.step_id, "job_type": view.job_type,
-            "status": view.status, "progress": view.progress, "error": view.error}
+            "status": view.status, "progress": view.progress, "error": view.error, "input": view.input,
+            "worker": view.worker, "duration": view.duration, "started_at": view.started_at,
+            "position": view.position}
 
 
 def job_from_dict(data: dict[str, Any]) -> JobView:
     """The inverse of `job_to_dict`."""
     return JobView(id=data["id"], workflow_id=data["workflow_id"], step_id=data["step_id"],
                    job_type=data["job_type"], status=data["status"], progress=data["progress"],
-                   error=data.get("error"))
+                   error=data.get("error"), input=data.get("input"), worker=data.get("worker"),
+                   duration=data.get("duration"), started_at=data.get("started_at"), position=data.get("position"))
+
+
+def stats_to_dict(stats: StepStats) -> dict[str, Any]:
+    """A `StepStats` as a JSON object."""
+    return {"timed": stats.timed, "minimum": stats.minimum, "median": stats.median, "p95": stats.p95,
+            "maximum": stats.maximum, "throughput": stats.throughput,
+            "slowest": [job_to_dict(job) for job in stats.slowest]}
+
+
+def stats_from_dict(data: dict[str, Any]) -> StepStats:
+    """The inverse of `stats_to_dict`."""
+    return StepStats(timed=data.get("timed", 0), minimum=data.get("minimum"), median=data.get("median"),
+                     p95=data.get("p95"), maximum=data.get("maximum"), throughput=data.get("throughput"),
+                     slowest=tuple(job_from_dict(job) for job in data.get("slowest", ())))
 
 
 def worker_to_dict(view: WorkerView) -> dict[str, Any]:
     """A `WorkerView` as a JSON object."""
     return {"instance_id": view.instance_id, "label": view.label, "job_types": list(view.job_types),
             "activity": view.activity, "current_jobs": list(view.current_jobs), "hostname": view.hostname,
-            "pid": view.pid, "version": view.version, "last_seen": view.last_seen, "lost": view.lost}
+            "pid": view.pid, "version": view.version, "last_seen": view.last_seen, "lost": view.lost,
+            "concurrency": view.concurrency, "processed": view.processed, "failed": view.failed,
+            "first_seen": view.first_seen, "last_job": view.last_job, "last_job_at": view.last_job_at}
 
 
 def worker_from_dict(data: dict[str, Any]) -> WorkerView:
@@ -155,7 +202,10 @@ def worker_from_dict(data: dict[str, Any]) -> WorkerView:
     return WorkerView(instance_id=data["instance_id"], label=data["label"], job_types=tuple(data["job_types"]),
                       activity=data["activity"], current_jobs=tuple(data["current_jobs"]),
                       hostname=data["hostname"], pid=data["pid"], version=data["version"],
-                      last_seen=data["last_seen"], lost=data["lost"])
+                      last_seen=data["last_seen"], lost=data["lost"], concurrency=data.get("concurrency", 1),
+                      processed=data.get("processed", 0), failed=data.get("failed", 0),
+                      first_seen=data.get("first_seen", ""), last_job=data.get("last_job"),
+                      last_job_at=data.get("last_job_at"))
 
 
 def update_to_dict(update: Update) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import pika
 import pika.exceptions as pe
@@ -38,7 +38,9 @@ from stepflow_tui.broker.base import (
     QueueState,
     mask_url,
 )
+from stepflow_tui.broker.cluster import ROTATION, split_urls
 from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
+from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,16 @@ _CONNECTION_ERRORS = (
 def connection_parameters(url: str, name: str) -> pika.URLParameters:
     """pika parameters for ``url``: our heartbeat / blocked-connection defaults unless the URL's query sets
     them, the connection name shown in the management UI, and TLS files from ``?cafile=&certfile=&keyfile=``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    tls = {k: v for k, v in query if k in _TLS_QUERY_KEYS}
-    rest = [(k, v) for k, v in query if k not in _TLS_QUERY_KEYS]
     try:
-        params = pika.URLParameters(urlunsplit(parts._replace(query=urlencode(rest))))
-    except ValueError as exc:
-        raise BrokerError(f"invalid broker URL {mask_url(url)}: {exc}") from None
+        address = parse_broker_url(url)
+    except InvalidBrokerURL as exc:
+        raise BrokerError(str(exc)) from None
+    tls = {k: v for k, v in address.options if k in _TLS_QUERY_KEYS}
+    rest = [(k, v) for k, v in address.options if k not in _TLS_QUERY_KEYS]
+    try:
+        params = pika.URLParameters(address.for_pika() + ("?" + urlencode(rest) if rest else ""))
+    except (ValueError, TypeError) as exc:  # an option pika refuses; its message never holds the password
+        raise BrokerError(f"invalid broker URL {address.masked()}: {exc}") from None
     given = {k for k, _ in rest}
     if "heartbeat" not in given:
         params.heartbeat = HEARTBEAT
@@ -71,16 +75,33 @@ def connection_parameters(url: str, name: str) -> pika.URLParameters:
         params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
     params.client_properties = {"connection_name": name}
     if tls:
-        if parts.scheme != "amqps":
-            raise BrokerError(f"{', '.join(tls)} given for a plain amqp:// URL {mask_url(url)}: use amqps://")
+        if address.scheme != "amqps":
+            raise BrokerError(f"{', '.join(tls)} given for a plain amqp:// URL {address.masked()}: use amqps://")
         try:
             context = ssl.create_default_context(cafile=tls.get("cafile"))
             if "certfile" in tls:
                 context.load_cert_chain(tls["certfile"], tls.get("keyfile"))
         except (OSError, ssl.SSLError) as exc:
-            raise BrokerError(f"cannot load TLS files for {mask_url(url)}: {exc}") from None
-        params.ssl_options = pika.SSLOptions(context, server_hostname=parts.hostname)
+            raise BrokerError(f"cannot load TLS files for {address.masked()}: {exc}") from None
+        params.ssl_options = pika.SSLOptions(context, server_hostname=address.host.strip("[]"))
     return params
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    """Whether a connection error comes from a TLS certificate that failed verification (pika nests the
+    ssl error in its exceptions' args)."""
+    pending: list[object] = [error]
+    seen = 0
+    while pending and seen < 50:
+        item = pending.pop()
+        seen += 1
+        if isinstance(item, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(item):
+            return True
+        if isinstance(item, BaseException):
+            pending.extend(item.args)
+            inner = getattr(item, "exception", None)  # pika's connector errors hold the ssl error here
+            pending.extend(e for e in (inner, item.__cause__, item.__context__) if e is not None)
+    return False
 
 
 class AmqpConnection(Connection):
@@ -92,17 +113,25 @@ class AmqpConnection(Connection):
         self.url = url
         self.name = name
         self._masked = mask_url(url)
-        params = connection_parameters(url, name)
+        nodes = split_urls(url)
+        order = ROTATION.order(url)
+        params = [connection_parameters(nodes[i], name) for i in order]
         try:
-            self._connection = pika.BlockingConnection(params)
+            # pika tries a list of parameters in turn and keeps the first that answers.
+            self._connection = pika.BlockingConnection(params if len(params) > 1 else params[0])
         except (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError) as exc:
             raise BrokerError(
                 f"access refused to {self._masked}: check user, password and vhost ({exc})"
             ) from None
-        except pe.AMQPConnectionError as exc:
+        except (pe.AMQPConnectionError, OSError) as exc:  # OSError: DNS, TLS, ... before pika wraps them
+            if _certificate_refused(exc):  # the same certificate is refused on every attempt
+                raise BrokerError(f"cannot connect to {self._masked}: its TLS certificate is not trusted "
+                                  f"({_describe(exc)}): pass the CA with --ca-file") from None
             raise ConnectionLost(f"cannot connect to {self._masked}: {_describe(exc)}") from None
-        except OSError as exc:  # DNS failure and friends surface before pika wraps them on some paths
-            raise ConnectionLost(f"cannot connect to {self._masked}: {exc}") from None
+        self._node_index = _reached(self._connection, order, params)
+        ROTATION.connected(url, self._node_index)
+        self.node = mask_url(nodes[self._node_index])
+        self._masked = self.node  # from now on, errors name the node reached, not every address
         self._closed = False
         self._lost = False  # closed by a failure, not by close(): later calls raise ConnectionLost
         self._consuming: BlockingChannel = self._connection.channel()
@@ -127,10 +156,12 @@ class AmqpConnection(Connection):
         try:
             yield
         except pe.ChannelClosedByBroker as exc:
+            if _node_down(exc):  # a cluster: the queue lives on a node that is down; it comes back with it
+                raise ConnectionLost(f"{what}: {_describe(exc)}") from None
             if self._consuming.is_closed:
                 self._drop()
                 raise ConnectionLost(f"{what}: channel closed by {self._masked}: {_describe(exc)}") from None
-            raise BrokerError(f"{what}: {_describe(exc)}") from None
+            raise BrokerError(f"{what}: {_describe(exc)}{_queue_type_hint(exc)}") from None
         except _CONNECTION_ERRORS as exc:
             self._drop()
             raise ConnectionLost(f"{what}: connection to {self._masked} lost: {_describe(exc)}") from None
@@ -141,8 +172,10 @@ class AmqpConnection(Connection):
             raise ConnectionLost(f"{what}: connection to {self._masked} lost: {_describe(exc)}") from None
 
     def _drop(self) -> None:
-        """Give up on a broken connection (close what is left, quietly)."""
+        """Give up on a broken connection (close what is left, quietly); the next connection to a cluster
+        starts with the node after this one."""
         self._closed = self._lost = True
+        ROTATION.lost(self.url, self._node_index)
         try:
             if self._connection.is_open:
                 self._connection.close()
@@ -189,22 +222,16 @@ class AmqpConnection(Connection):
 
     def _declare(self, exchanges: Sequence[ExchangeSpec], queues: Sequence[QueueSpec]) -> None:
         with self._errors("declaring the topology"):
-            channel = self._admin_channel()
             for exchange in exchanges:
-                channel.exchange_declare(
-                    exchange.name,
-                    exchange.type,
-                    durable=exchange.durable,
-                    arguments=exchange.arguments or None,
-                )
+                self._declare_or_check(exchange.name, "exchange", lambda ch, e=exchange: ch.exchange_declare(
+                    e.name, e.type, durable=e.durable, arguments=e.arguments or None))
             for q in queues:
-                channel.queue_declare(
-                    q.name,
-                    durable=q.durable,
-                    exclusive=q.exclusive,
-                    auto_delete=q.auto_delete,
-                    arguments=q.arguments or None,
-                )
+                declared = self._declare_or_check(q.name, "queue", lambda ch, q=q: ch.queue_declare(
+                    q.name, durable=q.durable, exclusive=q.exclusive, auto_delete=q.auto_delete,
+                    arguments=q.arguments or None))
+                if not declared:
+                    continue  # declared and bound by a user allowed to (docs/security.md)
+                channel = self._admin_channel()
                 for binding in q.bindings:
                     # routing_key "" stays "": pika would turn None into the queue's name.
                     channel.queue_bind(
@@ -213,6 +240,26 @@ class AmqpConnection(Connection):
                         routing_key=binding.routing_key,
                         arguments=binding.arguments or None,
                     )
+
+    def _declare_or_check(self, name: str, kind: str, declare: Callable[[BlockingChannel], Any]) -> bool:
+        """Declare an exchange or a queue; True when declared. A user without the right to (a worker with least
+        privilege: docs/security.md) checks instead that it exists, declared by the backend: False."""
+        try:
+            declare(self._admin_channel())
+            return True
+        except pe.ChannelClosedByBroker as exc:
+            if exc.reply_code != 403:  # ACCESS_REFUSED; anything else is the caller's to report
+                raise
+        try:
+            check = self._admin_channel()
+            if kind == "exchange":
+                check.exchange_declare(name, passive=True)
+            else:
+                check.queue_declare(name, passive=True)
+        except pe.ChannelClosedByBroker as exc:
+            raise BrokerError(f"this user may not declare the {kind} {name!r} on {self._masked}, and it does not "
+                              f"exist yet: start the backend once first ({exc.reply_code} {exc.reply_text})") from None
+        return False
 
     # --- Connection -----------------------------------------------------------------------------------------
 
@@ -327,6 +374,30 @@ class AmqpConnection(Connection):
                 self._connection.close()
         except (pe.AMQPError, OSError):
             log.debug("closing %s failed", self._masked, exc_info=True)
+
+
+def _node_down(exc: pe.ChannelClosedByBroker) -> bool:
+    """Whether RabbitMQ refused because the queue's node (or its quorum) is down: transient on a cluster."""
+    text = str(exc.reply_text)
+    return exc.reply_code == 404 and ("down or inaccessible" in text or "stopped by supervisor" in text)
+
+
+def _queue_type_hint(exc: pe.ChannelClosedByBroker) -> str:
+    """What to do about a queue declared earlier with another ``x-queue-type``."""
+    if exc.reply_code != 406 or "x-queue-type" not in str(exc.reply_text):
+        return ""
+    return (": the queues were declared with another --queue-type; give every backend and worker of this vhost "
+            "the same one, or delete the queues of the other type first")
+
+
+def _reached(connection: pika.BlockingConnection, order: Sequence[int], params: Sequence[pika.ConnectionParameters]
+             ) -> int:
+    """The index of the node pika connected to (its parameters are a copy of one of ``params``)."""
+    used = getattr(connection._impl, "params", None)  # noqa: SLF001 - pika keeps the node's parameters there
+    for index, candidate in zip(order, params, strict=True):
+        if used is not None and (used.host, used.port) == (candidate.host, candidate.port):
+            return index
+    return order[0]
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,9 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.cluster import CLASSIC, check_queue_type, split_urls
+from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
+from stepflow_tui.broker.url import (
+    mask_url as mask_url,  # one masker for every output path; imported from here
+)
 
 
 class BrokerError(Exception):
@@ -59,8 +63,13 @@ class QueueState:
     name: str
     exists: bool
     ready: int = 0  # messages waiting
-    unacked: int = 0  # delivered, not acked (memory broker only; RabbitMQ's passive declare cannot tell)
+    #: delivered, not acked; None when unknown (RabbitMQ's passive declare cannot tell, its management API can)
+    unacked: int | None = 0
     consumers: int = 0
+    #: messages routed to the queue and delivered from it since it was declared; None when unknown. Rates
+    #: are the difference of two readings (the memory broker counts them, RabbitMQ's management API tells).
+    published: int | None = None
+    delivered: int | None = None
 
 
 MessageHandler = Callable[[Delivery], None]
@@ -72,15 +81,19 @@ class Connection(ABC):
     url: str
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
+    #: ``x-queue-type`` of the queues the backend owns (`cluster.QUEUE_TYPES`); set by `connect`.
+    queue_type: str = "classic"
+    #: The node this connection reached (masked URL): one of a cluster's, or the only one.
+    node: str = ""
 
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""
-        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
+        self._declare(topology.EXCHANGES, topology.with_queue_type(topology.BACKEND_QUEUES, self.queue_type))
 
     def declare_job_queue(self, job_type: str) -> str:
         """Declare and bind ``job_<type>`` (durable, with the dead-letter exchange); return the queue name.
         Also declares the exchanges it binds to, so a worker may start before any backend."""
-        exchanges, queues = topology.worker_topology(job_type)
+        exchanges, queues = topology.worker_topology(job_type, self.queue_type)
         self._declare(exchanges, queues)
         return topology.job_queue(job_type)
 
@@ -142,31 +155,34 @@ class Connection(ABC):
         """Close; unacked deliveries go back to their queues (redelivered=True). Idempotent."""
 
 
-def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
+def connect(url: str, *, name: str = "stepflow", queue_type: str = CLASSIC) -> Connection:
+    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``, or a
+    cluster's node URLs separated by commas (tried in turn, see `cluster`). ``queue_type`` is the
+    ``x-queue-type`` of the queues the backend owns. Raises `BrokerError` for a URL that cannot be used,
+    `ConnectionLost` when no node can be reached."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid broker url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+        check_queue_type(queue_type)
+    except ValueError as exc:
+        raise BrokerError(str(exc)) from None
+    conn = _open(url, name)
+    conn.queue_type = queue_type
+    return conn
 
 
-def connect(url: str, *, name: str = "stepflow") -> Connection:
-    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
-    Raises `BrokerError` for an unsupported scheme, `ConnectionLost` when the server cannot be reached."""
-    scheme = urlsplit(url).scheme
+def _open(url: str, name: str) -> Connection:
+    nodes = split_urls(url)
+    try:
+        schemes = {parse_broker_url(node).scheme for node in nodes}
+    except InvalidBrokerURL as exc:
+        raise BrokerError(str(exc)) from None
+    if len(nodes) > 1 and not schemes <= {"amqp", "amqps"}:
+        raise BrokerError(f"broker {mask_url(url)!r}: several addresses are for a RabbitMQ cluster (amqp:// or "
+                          "amqps:// each)")
+    scheme = parse_broker_url(nodes[0]).scheme
     if scheme == "memory":
         from stepflow_tui.broker.memory import MemoryConnection
 
         return MemoryConnection(url, name=name)
-    if scheme in ("amqp", "amqps"):
-        from stepflow_tui.broker.amqp import AmqpConnection
+    from stepflow_tui.broker.amqp import AmqpConnection
 
-        return AmqpConnection(url, name=name)
-    raise BrokerError(f"unsupported broker URL {mask_url(url)!r}: use memory:// or amqp://user:pass@host:5672/vhost")
+    return AmqpConnection(url, name=name)

@@ -44,6 +44,7 @@ class MemoryConnection(Connection):
     """A connection to the embedded broker of ``url``; owned by the thread that calls `process_events`."""
 
     durable = False
+    counts_unacked = True
 
     def __init__(self, url: str = "memory://", *, name: str = "stepflow") -> None:
         self.url = url
@@ -81,6 +82,7 @@ class MemoryConnection(Connection):
         self._unacked[tag] = (message, consumer.queue, consumer)
         consumer.unacked += 1
         consumer.queue.unacked += 1
+        consumer.queue.delivered += 1
         delivery = _delivery(consumer.queue.spec.name, message, tag)
         self._inbox.put((consumer, delivery))
 
@@ -145,6 +147,7 @@ class MemoryConnection(Connection):
                 headers = dict(m.headers) if m.headers else None
                 for q in targets:
                     q.messages.append(Message(m.body, m.exchange, m.routing_key, headers))
+                    q.published += 1
                     touched[id(q)] = q
             for q in touched.values():
                 broker.dispatch(q)
@@ -243,7 +246,8 @@ class MemoryConnection(Connection):
                 if q is None:
                     states.append(QueueState(name, exists=False))
                 else:
-                    states.append(QueueState(name, True, len(q.messages), q.unacked, len(q.consumers)))
+                    states.append(QueueState(name, True, len(q.messages), q.unacked, len(q.consumers),
+                                             published=q.published, delivered=q.delivered))
             return states
 
     def get(self, queue: str) -> Delivery | None:
@@ -257,6 +261,7 @@ class MemoryConnection(Connection):
             tag = next(self._tags)
             self._unacked[tag] = (message, q, None)
             q.unacked += 1
+            q.delivered += 1
             return _delivery(queue, message, tag)
 
     def purge(self, queue: str) -> int:

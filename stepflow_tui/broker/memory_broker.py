@@ -106,7 +106,8 @@ class Consumer:
 class Queue:
     """A declared queue: ready messages, consumers (round-robin) and the count of unacked deliveries."""
 
-    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted")
+    __slots__ = ("spec", "messages", "consumers", "next_consumer", "unacked", "owner", "deleted", "published",
+                 "delivered")
 
     def __init__(self, spec: QueueSpec, owner: MemoryConnection | None) -> None:
         self.spec = spec
@@ -116,6 +117,8 @@ class Queue:
         self.unacked = 0
         self.owner = owner  # the declaring connection of an exclusive queue
         self.deleted = False
+        self.published = 0  # messages routed here since it was declared (RabbitMQ's message_stats.publish)
+        self.delivered = 0  # deliveries and gets, redeliveries included (message_stats.deliver_get)
 
 
 class MemoryBroker:
@@ -245,6 +248,7 @@ class MemoryBroker:
         if front:
             q.messages.appendleft(message)
         else:
+            q.published += 1
             q.messages.append(message)
 
     def dispatch(self, q: Queue) -> None:

@@ -8,11 +8,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from stepflow_tui.broker import topology
+from stepflow_tui.cli.connection import connect_or_fail
 from stepflow_tui.cli.options import (
     BROKER,
     CA_FILE,
+    CONNECT_TIMEOUT,
     EXIT_FAILED,
     EXIT_OK,
+    QUEUE_TYPE,
     READ_ONLY,
     VERBOSE,
     WORKFLOWS,
@@ -24,7 +27,7 @@ from stepflow_tui.cli.session import load_all_definitions, load_registry
 if TYPE_CHECKING:
     from stepflow_tui.ops import RedriveReport
 
-BROKER_ONLY = (BROKER, CA_FILE, VERBOSE)
+BROKER_ONLY = (BROKER, CA_FILE, CONNECT_TIMEOUT, VERBOSE)
 
 
 def register(commands: Commands) -> None:
@@ -33,7 +36,7 @@ def register(commands: Commands) -> None:
 
     # The worker declares its own --broker: not twice (argparse refuses a duplicate option).
     p = commands.add("worker", cmd_worker, "run a headless worker (for systemd, containers): consumes job queues",
-                     uses=(CA_FILE, VERBOSE), omit=(BROKER,),
+                     uses=(CA_FILE, VERBOSE, QUEUE_TYPE), omit=(BROKER,),
                      epilog="example:\n  stepflow worker --broker amqp://guest:guest@localhost:5672/ "
                             "--concurrency 4")
     add_worker_arguments(p)
@@ -42,7 +45,7 @@ def register(commands: Commands) -> None:
             action.default = argparse.SUPPRESS
 
     commands.add("queues", cmd_queues, "one line per queue: ready, unacked, consumers",
-                 uses=(BROKER, CA_FILE, WORKFLOWS, VERBOSE))
+                 uses=(BROKER, CA_FILE, CONNECT_TIMEOUT, WORKFLOWS, VERBOSE))
 
     p = commands.add("dead-letters", cmd_dead_letters,
                      f"list what is in {topology.JOB_DEAD_LETTER} (original queue, reason, payload excerpt) "
@@ -67,7 +70,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_queues(args: argparse.Namespace) -> int:
     """Print the system queues and the job queues of every known job type, as RabbitMQ counts them."""
-    from stepflow_tui.broker.base import BrokerError, connect, mask_url
+    from stepflow_tui.backend.queue_counters import with_counters
+    from stepflow_tui.broker.base import BrokerError, mask_url
 
     if args.broker.startswith("memory:"):
         raise UsageError("the embedded broker (memory://) lives inside one process: its queues are shown in the "
@@ -78,8 +82,8 @@ def cmd_queues(args: argparse.Namespace) -> int:
     for definition in load_all_definitions(args.workflows, registry).values():
         types.update(step.name for step in definition.steps)
     names += [topology.job_queue(t) for t in sorted(types)]
+    conn = connect_or_fail(args.broker, "stepflow-queues", "queues", args.connect_timeout)
     try:
-        conn = connect(args.broker, name="stepflow-queues")
         try:
             states = conn.queue_states(names)
         finally:
@@ -87,26 +91,39 @@ def cmd_queues(args: argparse.Namespace) -> int:
     except BrokerError as exc:
         print(f"stepflow queues: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    states = with_counters(states, _management_counters(args.broker), counts_unacked=False)
     print(f"broker {mask_url(args.broker)}")
     print(f"{'queue':<28} {'ready':>8} {'unacked':>8} {'consumers':>9}")
     for state in states:
         if not state.exists:
             print(f"{state.name:<28} {'—':>8} {'—':>8} {'—':>9}  (not declared)")
         else:
-            print(f"{state.name:<28} {state.ready:>8} {state.unacked:>8} {state.consumers:>9}")
+            unacked = "?" if state.unacked is None else state.unacked  # unknown, not 0, without the API
+            print(f"{state.name:<28} {state.ready:>8} {unacked:>8} {state.consumers:>9}")
+    if any(state.exists and state.unacked is None for state in states):
+        print("unacked: '?' = unknown (enable RabbitMQ's management plugin: rabbitmq-plugins enable "
+              "rabbitmq_management)")
     return EXIT_OK
+
+
+def _management_counters(broker_url: str) -> Any:
+    """The management API's queue counters, or None when it does not answer."""
+    from stepflow_tui.broker.management import ManagementAPI, ManagementUnavailable
+
+    try:
+        return ManagementAPI(broker_url).queue_counters()
+    except ManagementUnavailable:
+        return None
 
 
 def _ops_connection(args: argparse.Namespace, command: str) -> Any:
     """A connection of its own to RabbitMQ for an operations command (never to memory://, which lives inside
     the process that runs it). Raises `BrokerError` (messages carry the masked URL only)."""
-    from stepflow_tui.broker.base import connect
-
     if args.broker.startswith("memory:"):
         raise UsageError(f"{command}: the embedded broker (memory://) lives inside one process, so its dead "
                          "letters are only reachable from there: open the workbench (stepflow) and use the "
                          f"{topology.JOB_DEAD_LETTER} row of the queues panel, or pass --broker amqp://…")
-    return connect(args.broker, name=f"stepflow-{command}")
+    return connect_or_fail(args.broker, f"stepflow-{command}", command, args.connect_timeout)
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:

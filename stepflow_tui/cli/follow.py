@@ -21,11 +21,17 @@ def wait_sent(backend: Any, workflow_id: int, timeout: float = 30.0) -> int:
     return backend.engine.pending_count()
 
 
-def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
-    """Print progress until the workflow is finished; exit code 0 completed, 1 otherwise."""
+def follow(backend: Any, workflow_id: int, out: TextIO | None = None, *, command: str = "wait",
+           connect_timeout: float | None = None) -> int:
+    """Print progress until the workflow is finished; exit code 0 completed, 1 otherwise. With
+    ``connect_timeout``, a broker that fails for good ends it at once (`UsageError`), one that does not answer
+    for that long too (`BrokerUnreachable`); a state file that cannot be written ends it with exit 1."""
     import threading
 
+    from stepflow_tui.cli.connection import Countdown, check_backend
+
     out = out or sys.stdout
+    countdown = Countdown(command, backend.broker_display_url, connect_timeout or 0.0)
     tty = out.isatty()
     changed = threading.Event()
     backend.subscribe(lambda update: changed.set() if (workflow_id in update.workflow_ids or update.connection
@@ -47,10 +53,13 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
         if view is None:
             print(f"workflow #{workflow_id} was deleted", file=out)
             return EXIT_FAILED
-        line = progress_line(view)
+        unsaved = getattr(backend, "save_error", None)  # an attached service saves on its own
+        line = progress_line(view) + (" (not saved)" if unsaved else "")
         if backend.connection_state != connection:
             connection = backend.connection_state
             print(f"\nbroker {backend.broker_display_url}: {connection}", file=out, flush=True)
+        if connect_timeout is not None:
+            check_backend(backend, countdown)
         now = time.monotonic()
         if line != last_line and (tty or now - last_print >= 2.0 or view.finished_at):
             if tty:
@@ -59,21 +68,39 @@ def follow(backend: Any, workflow_id: int, out: TextIO | None = None) -> int:
             else:
                 print(line, file=out, flush=True)
             last_line, last_print = line, now
-        if view.status in WORKFLOW_FINAL:
-            if tty:
-                out.write("\n")
-            print_summary(backend, view, out)
-            return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
-        if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
-            # Nothing can move it now, and while this process holds the state file nobody can resume it.
-            if tty:
-                out.write("\n")
-            print(f"workflow #{workflow_id} is paused and none of its jobs is running: resume it in the "
-                  f"workbench (stepflow, then p), or follow it again later with: stepflow wait {workflow_id}",
-                  file=out, flush=True)
-            return EXIT_FAILED
+        ended = _ended(backend, view, out, tty, command, unsaved)
+        if ended is not None:
+            return ended
         changed.wait(1.0)
         changed.clear()
+
+
+def _ended(backend: Any, view: Any, out: TextIO, tty: bool, command: str, unsaved: str | None) -> int | None:
+    """The exit code when following ``view`` ends here (finished, stuck paused, state not saved), else None."""
+    workflow_id = view.id
+    if unsaved:
+        # Nothing is acknowledged while the state cannot be written: the broker keeps those results for the next
+        # backend, and counts shown beyond the last save would be a lie.
+        if tty:
+            out.write("\n")
+        print(f"stepflow {command}: {unsaved}; stopping: what happened since the last save is not saved, and "
+              f"its results stay in the broker for the next backend (free space, then: stepflow wait "
+              f"{workflow_id})", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if view.status in WORKFLOW_FINAL:
+        if tty:
+            out.write("\n")
+        print_summary(backend, view, out)
+        return EXIT_OK if view.status == WorkflowStatus.COMPLETED else EXIT_FAILED
+    if view.status == "paused" and not backend.running_count(workflow_id) and not is_attached(backend):
+        # Nothing can move it now, and while this process holds the state file nobody can resume it.
+        if tty:
+            out.write("\n")
+        print(f"workflow #{workflow_id} is paused and none of its jobs is running: resume it in the "
+              f"workbench (stepflow, then p), or follow it again later with: stepflow wait {workflow_id}",
+              file=out, flush=True)
+        return EXIT_FAILED
+    return None
 
 
 def progress_line(view: Any) -> str:

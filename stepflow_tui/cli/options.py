@@ -11,18 +11,28 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from stepflow_tui.broker.cluster import CLASSIC, QUEUE_TYPES, is_cluster, split_urls
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Seconds a command waits for a broker that does not answer (refused connection, restarting) before it gives up.
+CONNECT_TIMEOUT_DEFAULT = 30.0
+QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
 
 #: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
 BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
-API = "api"
-GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, API, READ_ONLY, VERBOSE)
+API, CONNECT_TIMEOUT, MOVE_TO_BROKER, QUEUE_TYPE = "api", "connect_timeout", "move_to_broker", "queue_type"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, API, READ_ONLY, VERBOSE, CONNECT_TIMEOUT, MOVE_TO_BROKER,
+                            QUEUE_TYPE)
 _UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, API: None, READ_ONLY: False,
-                          VERBOSE: 0}
+                          VERBOSE: 0, CONNECT_TIMEOUT: None, MOVE_TO_BROKER: False, QUEUE_TYPE: None}
 
 
 class UsageError(Exception):
     """A problem the user can fix (bad definitions, parameters, state file in use): exit 2, one line."""
+
+
+class BrokerUnreachable(Exception):
+    """The broker did not answer for ``--connect-timeout`` seconds: exit 1, one line with the last reason."""
 
 
 def default_db() -> Path:
@@ -37,11 +47,20 @@ def default_db() -> Path:
 def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
     return {
         BROKER: (("--broker",), {"metavar": "URL",
-                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
+                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost; "
+                                         "a RabbitMQ cluster: its nodes' URLs separated by commas "
                                          "[env STEPFLOW_BROKER_URL]"}),
+        QUEUE_TYPE: (("--queue-type",), {"choices": QUEUE_TYPES,
+                                         "help": "type of the response, worker and catch queues: quorum "
+                                                 "(replicated on a cluster) or classic [env STEPFLOW_QUEUE_TYPE; "
+                                                 "default classic]"}),
         CA_FILE: (("--ca-file",), {"metavar": "PATH",
                                    "help": "CA certificate(s) to verify an amqps:// broker with "
                                            "[env STEPFLOW_CA_FILE]"}),
+        CONNECT_TIMEOUT: (("--connect-timeout",), {
+            "metavar": "SECONDS", "type": float,
+            "help": "give up when the broker does not answer for this long (refused connection, restarting); "
+                    f"a refused login ends at once [env STEPFLOW_CONNECT_TIMEOUT; default {CONNECT_TIMEOUT_DEFAULT:.0f}]"}),
         DB: (("--db",), {"metavar": "FILE", "help": f"state file [env STEPFLOW_DB; default {default_db()}]"}),
         WORKFLOWS: (("--workflows",), {"metavar": "FILE",
                                        "help": "workflow definitions, on top of those plugins ship "
@@ -53,6 +72,10 @@ def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
                                        "help": "refuse every change (run, retry, abort, cancel, pause, delete, "
                                                "prune, redrive)"}),
         VERBOSE: (("-v", "--verbose"), {"action": "count", "help": "more logging on stderr (-vv for debug)"}),
+        MOVE_TO_BROKER: (("--move-to-broker",), {
+            "action": "store_true",
+            "help": "move the unfinished workflows of a state started on another broker to --broker (else "
+                    "such a state is refused)"}),
     }
 
 
@@ -93,6 +116,14 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         if not hasattr(args, name):
             setattr(args, name, unset)
     args.broker = args.broker or os.environ.get("STEPFLOW_BROKER_URL") or "memory://"
+    if args.connect_timeout is None:
+        env = os.environ.get("STEPFLOW_CONNECT_TIMEOUT")
+        try:
+            args.connect_timeout = float(env) if env else CONNECT_TIMEOUT_DEFAULT
+        except ValueError:
+            raise UsageError(f"STEPFLOW_CONNECT_TIMEOUT={env!r}: expected a number of seconds") from None
+    args.db_given = bool(args.db or os.environ.get("STEPFLOW_DB"))
+    args.queue_type = queue_type_option(args.queue_type)
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
     args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
@@ -100,32 +131,55 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def queue_type_option(given: str | None) -> str:
+    """--queue-type, else $STEPFLOW_QUEUE_TYPE, else classic; a `UsageError` for anything else."""
+    value = given or os.environ.get(QUEUE_TYPE_ENV) or CLASSIC
+    if value not in QUEUE_TYPES:
+        raise UsageError(f"{QUEUE_TYPE_ENV}={value!r}: expected one of {', '.join(QUEUE_TYPES)}")
+    return value
+
+
 def apply_ca_file(args: argparse.Namespace) -> None:
     """--ca-file / STEPFLOW_CA_FILE becomes ``?cafile=`` of an amqps:// URL (broker/amqp.py builds the TLS
-    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used).
+    A cluster's addresses get it each."""
+    if is_cluster(args.broker):
+        nodes = []
+        for node in split_urls(args.broker):
+            one = argparse.Namespace(**{**vars(args), "broker": node})
+            apply_ca_file(one)
+            nodes.append(one.broker)
+        args.broker = ",".join(nodes)
+        return
+    from dataclasses import replace
 
-    from stepflow_tui.broker.base import mask_url
+    from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
 
     if not args.ca_file:
         return
-    parts = urlsplit(args.broker)
-    if parts.scheme == "memory":
+    try:
+        address = parse_broker_url(args.broker)
+    except InvalidBrokerURL as exc:
+        raise UsageError(str(exc)) from None
+    if address.scheme == "memory":
         return
-    if parts.scheme != "amqps":
-        raise UsageError(f"--ca-file {args.ca_file}: the broker URL {mask_url(args.broker)} is not amqps://")
+    if address.scheme != "amqps":
+        raise UsageError(f"--ca-file {args.ca_file}: the broker URL {address.masked()} is not amqps://")
     path = Path(args.ca_file).expanduser()
     if not path.is_file():
         raise UsageError(f"--ca-file {path}: no such file")
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "cafile"]
-    query.append(("cafile", str(path.resolve())))
-    args.broker = urlunsplit(parts._replace(query=urlencode(query, safe="/")))  # a readable path when shown
+    options = [(k, v) for k, v in address.options if k != "cafile"] + [("cafile", str(path.resolve()))]
+    args.broker = replace(address, options=options).url()
 
 
 def setup_logging(verbose: int) -> None:
     """Log to stderr: warnings, -v info, -vv debug."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if verbose <= 0:
+        # Commands report the broker connection themselves (a countdown, then one line): not twice.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: not getattr(record, "stepflow_connection", False))
     # pika logs each failed connection attempt as several ERROR records and a traceback; we report the same
     # failure in one line (password masked), so pika speaks only with -vv.
     logging.getLogger("pika").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)

@@ -4,13 +4,17 @@ workbench. Adding a command touches its group module only."""
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Sequence
 
 from stepflow_tui import __version__
 from stepflow_tui.cli import broker, definitions, service, ui, workflows
 from stepflow_tui.cli.options import (
+    EXIT_FAILED,
     EXIT_USAGE,
+    BrokerUnreachable,
     Commands,
     UsageError,
     add_global_options,
@@ -20,6 +24,14 @@ from stepflow_tui.cli.options import (
 )
 
 GROUPS = (workflows, definitions, broker, service, ui)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+
+
+def _printable_streams() -> None:
+    """Text that is not valid Unicode (a non-UTF-8 file name: lone surrogates) is printed escaped, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stepflow`` and ``python -m stepflow_tui``; returns the exit status."""
-    args = resolve_options(build_parser().parse_args(argv))
-    setup_logging(args.verbose)
+    _printable_streams()
+    args = build_parser().parse_args(argv)
     try:
+        args = resolve_options(args)
+        setup_logging(args.verbose)
         apply_ca_file(args)
         return args.handler(args)
+    except BrokenPipeError:  # `stepflow status | head -3`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit: not into the closed pipe
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         print(f"stepflow: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokerUnreachable as exc:
+        print(f"stepflow: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("\nstepflow: interrupted", file=sys.stderr)
         return 130

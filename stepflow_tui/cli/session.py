@@ -77,20 +77,27 @@ def load(args: argparse.Namespace) -> Loaded:
 
 def backend_config(args: argparse.Namespace, loaded: Loaded, *, local_workers: bool | None = None,
                    concurrency: int = 4) -> BackendConfig:
-    """The `BackendConfig` of --db, --broker and --read-only with the loaded definitions."""
+    """The `BackendConfig` of --db, --broker, --queue-type and --read-only with the loaded definitions."""
     from stepflow_tui.backend.backend import BackendConfig
 
     return BackendConfig(broker_url=args.broker, db_path=args.db, definitions=loaded.definitions,
                          registry=loaded.registry, local_workers=local_workers,
-                         local_concurrency=max(1, concurrency), read_only=args.read_only)
+                         local_concurrency=max(1, concurrency), read_only=args.read_only,
+                         move_to_broker=getattr(args, "move_to_broker", False),
+                         queue_type=args.queue_type)
 
 
 def start_backend(args: argparse.Namespace, loaded: Loaded, *, local_workers: bool | None = None,
                   concurrency: int = 4, locked_hint: str = "") -> Backend:
     """A started `Backend` on --db and --broker; a state file in use or unreadable is a `UsageError`."""
     from stepflow_tui.backend.backend import Backend
+    from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
     from stepflow_tui.store import StoreError, StoreLocked
 
+    try:
+        parse_broker_url(args.broker)  # before the state is opened: nothing is started that cannot be sent
+    except InvalidBrokerURL as exc:
+        raise UsageError(str(exc)) from None
     backend = Backend(backend_config(args, loaded, local_workers=local_workers, concurrency=concurrency))
     try:
         backend.start()

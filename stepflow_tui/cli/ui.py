@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from stepflow_tui.cli.options import EXIT_OK, GLOBALS, Commands, UsageError
@@ -19,9 +20,12 @@ def register(commands: Commands) -> None:
 def cmd_tui(args: argparse.Namespace) -> int:
     """Open the workbench in the terminal: attached to the service running for --db, else embedded."""
     with backend_session(args) as backend:
+        from stepflow_tui.cli.session import load_registry
         from stepflow_tui.tui.app import run_workbench  # textual only once the state file is ours
+        from stepflow_tui.tui.extensions import WorkbenchExtensions
 
-        return run_workbench(backend, read_only=args.read_only)
+        return run_workbench(backend, read_only=args.read_only,
+                             extensions=WorkbenchExtensions.from_registry(load_registry()))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -30,13 +34,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from textual_serve.server import Server
     except ImportError:
         raise UsageError("stepflow serve needs textual-serve: pip install 'stepflow-tui[serve]'") from None
-    command = [sys.executable, "-m", "stepflow_tui", "--broker", args.broker, "--db", str(args.db)]
+    # The broker URL (its password) goes to each session by environment: a command line is visible to every
+    # user in `ps`, and textual-serve prints the command.
+    os.environ["STEPFLOW_BROKER_URL"] = args.broker
+    os.environ.pop("STEPFLOW_CA_FILE", None)  # already in the URL (?cafile=)
+    command = [sys.executable, "-m", "stepflow_tui", "--db", str(args.db)]
     if args.workflows:
         command += ["--workflows", str(args.workflows)]
     if args.api:
         command += ["--api", args.api]
     if args.read_only:
         command.append("--read-only")
+    command += ["--queue-type", args.queue_type]
     import shlex
 
     Server(" ".join(shlex.quote(c) for c in command), host=args.host, port=args.port,

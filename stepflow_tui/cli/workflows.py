@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stepflow_tui.cli.connection import await_backend
 from stepflow_tui.cli.follow import follow, format_counts, wait_sent
 from stepflow_tui.cli.options import (
     API,
@@ -21,6 +22,7 @@ from stepflow_tui.cli.options import (
     add_local_worker_options,
 )
 from stepflow_tui.cli.session import attach, backend_session, change_session, is_attached, load, make_change
+from stepflow_tui.core.model import WORKFLOW_FINAL
 
 #: status reads the state file only (or the service running for it).
 STATE_ONLY = (DB, API, VERBOSE)
@@ -110,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     with backend_session(args, loaded, local_workers=args.local_workers, concurrency=args.concurrency,
                          attached=remote) as backend:
+        if not is_attached(backend):
+            await_backend(backend, "run", args.connect_timeout)  # no workflow is started that could not be sent
         try:
             workflow_id = backend.start_workflow(args.identifier, params).result(timeout=60)
         except EngineError as exc:  # refused (by the service: stopping, read-only)
@@ -117,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = f"service: {backend.url}" if is_attached(backend) else f"state: {args.db}"
         print(f"workflow #{workflow_id} {definition.identifier} started ({where})", flush=True)
         if args.wait or (args.broker.startswith("memory:") and not is_attached(backend)):
-            return follow(backend, workflow_id)
+            return follow(backend, workflow_id, command="run",
+                          connect_timeout=None if is_attached(backend) else args.connect_timeout)
         if is_attached(backend):
             print(f"the service runs it to its end; follow it with: stepflow wait {workflow_id}")
             return EXIT_OK
@@ -134,9 +139,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_wait(args: argparse.Namespace) -> int:
     """Resume a workflow from the state file and follow it to its end."""
     with backend_session(args, local_workers=args.local_workers, concurrency=args.concurrency) as backend:
-        if backend.workflow(args.workflow_id) is None:
+        view = backend.workflow(args.workflow_id)
+        if view is None:
             raise UsageError(f"no workflow #{args.workflow_id} in {args.db}")
-        return follow(backend, args.workflow_id)
+        if view.status not in WORKFLOW_FINAL:
+            await_backend(backend, "wait", args.connect_timeout)
+        return follow(backend, args.workflow_id, command="wait", connect_timeout=args.connect_timeout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -151,6 +159,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from stepflow_tui.backend.backend import job_view, workflow_view
     from stepflow_tui.store import StoreError, read_state
 
+    if not args.db.exists():
+        if args.db_given:  # a mistyped --db / STEPFLOW_DB must not look like an empty state
+            raise UsageError(f"no state file at {args.db} (check --db / STEPFLOW_DB)")
+        print(f"no workflows yet (no state file at {args.db})")
+        return EXIT_OK
     try:
         state = read_state(args.db)
     except StoreError as exc:
@@ -243,7 +256,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
             workflow_id = args.workflow
             print(f"{count} failed job(s) of workflow #{workflow_id} queued again")
         if args.wait or (args.broker.startswith("memory:") and not is_attached(backend)):
-            return follow(backend, workflow_id)
+            return follow(backend, workflow_id, command="retry",
+                          connect_timeout=None if is_attached(backend) else args.connect_timeout)
         if not is_attached(backend):
             wait_sent(backend, workflow_id)
         return EXIT_OK

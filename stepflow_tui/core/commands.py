@@ -62,7 +62,7 @@ class Commands:
         job.error = None
         job.traceback = None
         self.progression.requeue(workflow, job, "retried by operator")
-        if workflow.status in (WorkflowStatus.ERROR, WorkflowStatus.COMPLETED):
+        if workflow.status in (WorkflowStatus.ERROR, WorkflowStatus.STOPPED, WorkflowStatus.COMPLETED):
             workflow.finished_at = None
         return job
 

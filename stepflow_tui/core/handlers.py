@@ -58,6 +58,7 @@ class Handlers:
         job.execution_duration = message.execution_duration
         job.destination_paths = [str(p) for p in message.destination_paths]
         job.outputs = list(message.parameters)
+        job.logs = list(message.logs)
         job.error = None
         job.traceback = None
         job.finished_at = now
@@ -95,6 +96,7 @@ class Handlers:
             _started_unseen(job, self.clock(), message.execution_duration)
             job.worker = message.instance_id
         job.execution_duration = message.execution_duration
+        job.logs = list(message.logs)
         if message.stopped:
             job.error = message.message or "stopped"
             job.finished_at = self.clock()

@@ -39,6 +39,7 @@ class WorkflowStatus(StrEnum):
     PAUSED = "paused"
     COMPLETED = "completed"
     ERROR = "error"
+    STOPPED = "stopped"  # ended with stopped (cancelled) jobs and no failed one: not an error
     ABORTED = "aborted"
 
 
@@ -52,9 +53,10 @@ JOB_NO_PROGRESS = JOB_FINAL | {JobStatus.RETRYING}
 STEP_DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
 #: Step statuses with jobs still to run.
 STEP_ACTIVE = frozenset({StepStatus.QUEUED, StepStatus.PROCESSING})
-#: Step statuses that end a workflow in error once no step is active.
+#: Step statuses that end a workflow once no step is active: in error if one failed, else stopped.
 STEP_FAILED = frozenset({StepStatus.ERROR, StepStatus.STOPPED})
-WORKFLOW_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.ERROR, WorkflowStatus.ABORTED})
+WORKFLOW_FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.ERROR, WorkflowStatus.STOPPED,
+                            WorkflowStatus.ABORTED})
 
 
 def empty_counts() -> dict[str, int]:
@@ -86,6 +88,7 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
+    logs: list[str] = field(default_factory=list)  # what its implementation logged (the last lines), if told
 
     def parameter(self, parameter_id: str, default: Any = None) -> Any:
         for parameter in self.parameters:
@@ -115,6 +118,7 @@ class Job:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "logs": self.logs,
         }
 
     @classmethod
@@ -230,6 +234,9 @@ class State:
     dirty_jobs: set[int] = field(default_factory=set)
     deleted_workflows: set[int] = field(default_factory=set)
     deleted_jobs: set[int] = field(default_factory=set)
+    #: Which broker (`broker.url.BrokerAddress.identity`, no credentials) the unfinished workflows were started on.
+    broker: str | None = None
+    dirty_meta: bool = False  # ``broker`` changed: the index is written by the next flush
 
     def mark_job(self, job: Job) -> None:
         self.dirty_jobs.add(job.id)
@@ -239,4 +246,5 @@ class State:
 
     @property
     def dirty(self) -> bool:
-        return bool(self.dirty_workflows or self.dirty_jobs or self.deleted_workflows or self.deleted_jobs)
+        return bool(self.dirty_workflows or self.dirty_jobs or self.deleted_workflows or self.deleted_jobs
+                    or self.dirty_meta)

@@ -322,11 +322,13 @@ class Progression:
             return
         definition = self.definition_of(workflow)
         active = any(step.status in STEP_ACTIVE for step in workflow.steps)
+        failed = [step for step in workflow.steps if step.status in STEP_FAILED and not _done(definition, step)]
         if all(_done(definition, step) for step in workflow.steps):
             status = WorkflowStatus.COMPLETED
-        elif not active and any(step.status in STEP_FAILED and not _done(definition, step)
-                                for step in workflow.steps):
+        elif not active and any(step.status == StepStatus.ERROR for step in failed):
             status = WorkflowStatus.ERROR
+        elif not active and failed:
+            status = WorkflowStatus.STOPPED  # stopped jobs and no failed one: an operator's cancel, not an error
         elif workflow.paused:
             status = WorkflowStatus.PAUSED
         else:

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from stepflow_tui.core import jsontext
+
 COMPLETED_QUEUE = "job_completed"
 ERROR_QUEUE = "job_error"
 PROGRESSION_QUEUE = "job_progression"
@@ -34,12 +36,9 @@ class ProtocolError(ValueError):
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
-    """UTF-8 JSON, compact separators (what StepFlow's Jason and the Rust SDK's serde accept)."""
-    try:
-        # orjson: ~20x the standard library on the hot path (docs/performance.md).
-        return orjson.dumps(data)
-    except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, non-string keys
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """UTF-8 JSON, compact separators (what StepFlow's Jason and the Rust SDK's serde accept); lone surrogates
+    are escaped (see jsontext)."""
+    return jsontext.dumps_bytes(data)
 
 
 def _loads(body: bytes | str) -> dict[str, Any]:
@@ -64,6 +63,8 @@ def _loads(body: bytes | str) -> dict[str, Any]:
         preview = text[:60] + ("…" if len(text) > 60 else "")
         raise ProtocolError(f"body is not JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
                             f"{preview!r}") from None
+    except (ValueError, RecursionError) as error:  # an integer of 4,300+ digits, nesting deeper than the stack
+        raise ProtocolError(f"body cannot be read ({type(error).__name__}: {str(error)[:120]})") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"body must be a JSON object, not {_kind(data)}")
     return data
@@ -139,6 +140,11 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+#: What a result may carry of its job's log (our extension): the last lines, each cut.
+MAX_LOG_LINES = 200
+MAX_LOG_LINE = 1000
+
+
 def _string_list(data: dict[str, Any], key: str) -> list[str]:
     value = data.get(key)
     if value is None:
@@ -179,6 +185,7 @@ class JobCompleted:
     destination_paths: list[str] = field(default_factory=list)
     parameters: list[dict[str, Any]] = field(default_factory=list)  # outputs: [{"id", "type", "value"}]
     instance_id: str | None = None  # our extension; StepFlow workers omit it
+    logs: list[str] = field(default_factory=list)  # our extension: the last lines the job logged
 
     def encode(self) -> bytes:
         data: dict[str, Any] = {
@@ -190,6 +197,8 @@ class JobCompleted:
         }
         if self.instance_id is not None:
             data["instance_id"] = self.instance_id
+        if self.logs:
+            data["logs"] = self.logs
         return _dumps(data)
 
 
@@ -204,6 +213,7 @@ class JobFailed:
     execution_duration: float = 0.0
     instance_id: str | None = None
     stopped: bool = False  # our extension: the job was cancelled, not failed (status "stopped")
+    logs: list[str] = field(default_factory=list)  # our extension: the last lines the job logged
 
     def encode(self) -> bytes:
         parameters = [{"id": "message", "type": "string", "value": self.message}]
@@ -217,6 +227,8 @@ class JobFailed:
         }
         if self.instance_id is not None:
             data["instance_id"] = self.instance_id
+        if self.logs:
+            data["logs"] = self.logs
         return _dumps(data)
 
 
@@ -294,6 +306,7 @@ def _decode_completed(data: dict[str, Any], job_id: int) -> JobCompleted:
         destination_paths=_string_list(data, "destination_paths"),
         parameters=_parameters(data, required=False),
         instance_id=_optional_str(data, "instance_id"),
+        logs=_logs(data),
     )
 
 
@@ -315,7 +328,17 @@ def _decode_failed(data: dict[str, Any], job_id: int, status: str | None) -> Job
         execution_duration=_duration(data),
         instance_id=_optional_str(data, "instance_id"),
         stopped=status == "stopped",
+        logs=_logs(data),
     )
+
+
+def _logs(data: dict[str, Any]) -> list[str]:
+    """The ``logs`` lines of a result (our extension), at most `MAX_LOG_LINES` of `MAX_LOG_LINE` characters.
+    Malformed ones are dropped, not refused: the result they came with still counts."""
+    value = data.get("logs")
+    if not isinstance(value, list):
+        return []
+    return [str(line)[:MAX_LOG_LINE] for line in value[-MAX_LOG_LINES:]]
 
 
 def _decode_progression(data: dict[str, Any], job_id: int) -> JobProgression:

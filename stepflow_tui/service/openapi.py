@@ -72,6 +72,12 @@ PATHS: dict[str, dict[str, Any]] = {
     **{f"/api/workflows/{{workflow_id}}/{action}": {"post": _op(f"{action.capitalize()} a workflow",
                                                                 _ok("new status"), params=_WF, errors=_COMMAND)}
        for action in ("abort", "pause", "resume")},
+    "/api/workflows/{workflow_id}/steps/{step_id}/stats": {"get": _op(
+        "How long a step's finished jobs took: min, median, p95, max, throughput, slowest jobs",
+        _ok("statistics"), params=[*_WF, "step_id"])},
+    "/api/search/jobs": {"get": _op("Jobs by id or parameter value (Backend.find_jobs)",
+                                    _ok("jobs", _list("#/components/schemas/Job")), params=["search_text", "limit"],
+                                    errors=("400", "401"))},
     "/api/jobs/{job_id}": {"get": _op("A job's full record", _ok("job"), params=["job_id"])},
     "/api/jobs/{job_id}/retry": {"post": _op("Retry a job in error or stopped", _ok("retried"),
                                              params=["job_id"], errors=_COMMAND)},
@@ -115,7 +121,7 @@ COMPONENTS: dict[str, Any] = {
         "identifier": _path("identifier", "string"), "key": _path("key", "string"),
         "offset": _query("offset"), "limit": _query("limit"), "after": _query("after"), "before": _query("before"),
         "job_status": _query("status", "string"), "workflow_status": _query("status", "string"),
-        "identifier_query": _query("identifier", "string")},
+        "identifier_query": _query("identifier", "string"), "search_text": _query("text", "string")},
     "schemas": {
         "Definition": _OBJECT,
         "Workflow": {"type": "object", "properties": {k: {} for k in (

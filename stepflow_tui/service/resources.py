@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 import stepflow_tui
-from stepflow_tui.backend.views import job_to_dict, worker_to_dict, workflow_to_dict
+from stepflow_tui.backend.views import job_to_dict, stats_to_dict, worker_to_dict, workflow_to_dict
 from stepflow_tui.core.model import JobStatus, WorkflowStatus
 
 from .errors import ApiError
@@ -114,6 +114,25 @@ async def step_jobs(request: web.Request) -> web.Response:
         raise ApiError(404, f"workflow #{workflow_id} has no step {step_id}")
     jobs = await asyncio.to_thread(request.app[BACKEND].jobs, workflow_id, step_id, **page)
     return web.json_response({"data": [job_to_dict(j) for j in jobs]})
+
+
+@routes.get("/api/workflows/{workflow_id}/steps/{step_id}/stats")
+async def step_stats(request: web.Request) -> web.Response:
+    """How long a step's finished jobs took (`Backend.step_stats`)."""
+    workflow_id, step_id = path_id(request, "workflow_id"), path_id(request, "step_id")
+    stats = await asyncio.to_thread(request.app[BACKEND].step_stats, workflow_id, step_id)
+    if stats is None:
+        raise ApiError(404, f"no step {step_id} in workflow #{workflow_id}")
+    return web.json_response(stats_to_dict(stats))
+
+
+@routes.get("/api/search/jobs")
+async def search_jobs(request: web.Request) -> web.Response:
+    """Jobs by id or parameter value (`Backend.find_jobs`): ``?text=img_0042&limit=20``."""
+    text = request.query.get("text", "")
+    limit = query_int(request, "limit", 20, minimum=1, maximum=MAX_LIMIT)
+    jobs = await asyncio.to_thread(request.app[BACKEND].find_jobs, text, limit)
+    return web.json_response({"data": [job_to_dict(job) for job in jobs]})
 
 
 @routes.get("/api/jobs/{job_id}")

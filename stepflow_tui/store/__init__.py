@@ -13,7 +13,7 @@ The layout and the guarantees are described in docs/state.md.
 """
 
 from .documents import FORMAT_VERSION, SHARD_SIZE
-from .errors import StoreCorrupt, StoreError, StoreLocked
+from .errors import BrokerMismatch, StoreCorrupt, StoreError, StoreLocked
 from .storage import AtomicJSONStorage
 from .store import FlushStats, Store, read_state
 
@@ -21,6 +21,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SHARD_SIZE",
     "AtomicJSONStorage",
+    "BrokerMismatch",
     "FlushStats",
     "Store",
     "StoreCorrupt",

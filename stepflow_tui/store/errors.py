@@ -28,3 +28,8 @@ class StoreCorrupt(StoreError):
         self.path = path
         self.detail = detail
         self.copy = copy
+
+
+class BrokerMismatch(StoreError):
+    """The state's unfinished workflows were started on another broker than the one given (their orders, their
+    workers are there); ``str(error)`` names both and how to move them."""

@@ -125,6 +125,7 @@ class Persisted:
         state.dirty_workflows.clear()
         state.deleted_jobs.clear()
         state.deleted_workflows.clear()
+        state.dirty_meta = False
         if plan.shards or plan.journal is not None:
             self.seq = plan.seq
         return plan
@@ -281,6 +282,8 @@ class Persisted:
             "shards": sorted(self.shard_files),
             "archived_shards": self._archived_shards(state),
         }
+        if state.broker is not None:
+            meta["broker"] = state.broker
         if index_dirty or meta != self.written_meta:
             documents = []
             for wf_id in sorted(state.workflows):

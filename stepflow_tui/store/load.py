@@ -97,7 +97,7 @@ class StateLoader:
 
         listed = {int(shard) for shard in meta.get("shards", [])}
         missing = sorted(listed - set(shard_files))
-        if missing and owner:
+        if missing:  # a reader too: "no workflows" for a state whose jobs are gone would be a lie
             raise StoreCorrupt(
                 str(shard_path(self.shard_dir, missing[0])), "the job shard listed in the index is missing"
             )
@@ -117,6 +117,8 @@ class StateLoader:
         # Ids are never reused, even those of jobs written by a flush whose index never landed.
         state.next_job_id = max(int(meta.get("next_job_id", 1)), max_job_id + 1)
         state.next_workflow_id = max(int(meta.get("next_workflow_id", 1)), max_workflow_id + 1)
+        broker = meta.get("broker")
+        state.broker = broker if isinstance(broker, str) else None
         self.persisted.written_meta = meta
         return state
 

@@ -5,13 +5,13 @@ Every state file is a plain TinyDB JSON document (``{"table": {"doc_id": {...}}}
 is flushed and fsynced, replaces the old file with ``os.replace`` and the folder is fsynced, so a crash at any
 moment leaves either the old or the new file, never a mix.
 
-JSON goes through orjson (``loads`` / ``dumps``): parsing 100,000 jobs is ~1.5x faster than the standard
-library, serialising them ~6x. The files are still plain JSON (compact separators, UTF-8).
+JSON goes through orjson (``core.jsontext``): parsing 100,000 jobs is ~1.5x faster than the standard
+library, serialising them ~6x. The files are still plain JSON (compact separators, UTF-8; lone surrogates of
+non-UTF-8 file names as ``\\udcXX`` escapes).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -19,36 +19,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from tinydb.storages import Storage
 
 from stepflow_tui.core.clock import file_stamp
+from stepflow_tui.core.jsontext import dumps, loads
 
 from .errors import StoreCorrupt, StoreError
 
 #: Suffix of the temp files of an atomic write; leftovers of a crash are removed when a Store opens.
 TEMP_SUFFIX = ".tmp"
-
-
-def loads(raw: bytes) -> Any:
-    """Parse JSON bytes. Raises ``ValueError`` for invalid JSON (``RecursionError`` if nested too deep)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # The standard library also accepts what older stepflow versions could write and orjson refuses
-        # (NaN, Infinity, integers beyond 64 bits); truly invalid JSON raises its ValueError from here.
-        return json.loads(raw)
-
-
-def dumps(value: Any) -> str:
-    """Serialise to compact JSON text."""
-    try:
-        # As text, not orjson's bytes: each bytes object orjson returns keeps a larger allocation, and the store
-        # caches many serialised documents (docs/performance.md).
-        return orjson.dumps(value).decode("utf-8")
-    except TypeError:
-        # orjson.JSONEncodeError (a TypeError): integers beyond 64 bits, non-string keys. Rare enough.
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def fsync_dir(folder: Path) -> None:

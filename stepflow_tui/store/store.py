@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
 from .documents import definition_path, journal_path, shard_path
-from .errors import StoreError
+from .errors import StoreCorrupt, StoreError, StoreLocked
 from .flush import Persisted, Plan
 from .load import StateChanged, StateLoader, without_gc
 from .lockfile import LockFile
@@ -46,8 +47,9 @@ def read_state(path: str | os.PathLike[str]) -> State:
     for attempt in range(5):
         try:
             return without_gc(lambda: Store(path)._load(owner=False))
-        except StateChanged:
-            # The owner folded journal files into shards while we read: the newer shards hold their jobs.
+        except (StateChanged, StoreCorrupt):
+            # The owner folded journal files into shards, or replaced the index and removed an emptied shard,
+            # between our reads: the newer files hold the jobs.
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
@@ -83,6 +85,7 @@ class Store:
         self._opened = False
         self._persisted = Persisted()  # what is on disk (or about to be), owned by flush under _flush_lock
         self._shard_dir_made = False  # the data folder exists (checked once: a mkdir per flush shows)
+        self.snapshot = False  # opened read-only without the lock (read-only file system): never flushed
         self._state: State | None = None  # the State open() returned, folded into its shards on close
 
     def __repr__(self) -> str:
@@ -96,12 +99,14 @@ class Store:
 
     # ------------------------------------------------------------------ open / close
 
-    def open(self) -> State:
+    def open(self, *, read_only: bool = False) -> State:
         """Take the lock file, load every workflow and job, and return the State.
 
         Raises ``StoreLocked`` if another Store owns the file, ``StoreCorrupt`` if a file is unreadable (the
         file is kept and a ``.corrupt-<time>`` copy made), ``StoreError`` for other problems (newer format,
-        not a stepflow file, permissions). A missing state file gives an empty State.
+        not a stepflow file, permissions). A missing state file gives an empty State. With ``read_only``, a
+        lock file that cannot be created (a read-only file system) gives a `snapshot` instead: loaded without
+        owning it, never flushed.
         """
         with self.lock:
             if self._opened:
@@ -112,7 +117,16 @@ class Store:
                 raise StoreError(
                     f"cannot create the folder of state file {self.path}: {error.strerror}"
                 ) from error
-            self._lockfile.acquire()
+            try:
+                self._lockfile.acquire()
+            except StoreLocked:
+                raise
+            except StoreError:
+                if not read_only:
+                    raise
+                state = read_state(self.path)
+                self.snapshot = self._opened = True
+                return state
             try:
                 state = without_gc(self._load)
             except BaseException:
@@ -153,9 +167,15 @@ class Store:
         with self.lock:
             if not self._opened:
                 raise StoreError(f"state file {self.path} is not open")
+            if self.snapshot:
+                raise StoreError(f"state file {self.path} is open read-only (a snapshot): nothing can be saved")
             self._flush_lock.acquire()  # waits for the previous flush's writes
             try:
                 plan = self._persisted.plan(state, compact)
+            except UNSTORABLE as error:  # the loop sets such messages aside; this is the last guard
+                self._flush_lock.release()
+                raise StoreError(f"cannot serialise the state for {self.path}: {type(error).__name__}: "
+                                 f"{str(error)[:200]}") from error
             except BaseException:
                 self._flush_lock.release()
                 raise

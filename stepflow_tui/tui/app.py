@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from textual.screen import Screen
 
 from stepflow_tui.backend import WorkbenchBackend
 from stepflow_tui.tui.collector import IdleCollector
+from stepflow_tui.tui.extensions import WorkbenchExtensions
 from stepflow_tui.tui.keys import WORKBENCH_KEYS, display_key
 from stepflow_tui.tui.screens.main import MainScreen
 from stepflow_tui.tui.source import UpdateRelay
@@ -45,16 +47,19 @@ class WorkbenchApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     def __init__(self, backend: WorkbenchBackend, *, read_only: bool = False,
-                 clock: Callable[[], datetime] | None = None, cursor_blink: bool = True) -> None:
+                 clock: Callable[[], datetime] | None = None, cursor_blink: bool = True,
+                 extensions: WorkbenchExtensions | None = None) -> None:
         super().__init__()
         self.backend = backend
+        #: What plugins add: renderers of outputs, job line columns, palette commands.
+        self.extensions = extensions or WorkbenchExtensions()
         self.read_only = read_only or bool(getattr(backend, "read_only", False))
         self.clock = clock or utc_now
         #: False in snapshot tests: a blinking cursor makes screenshots differ.
         self.cursor_blink = cursor_blink
         # the backend calls the relay from its own thread; the relay only posts a message (thread-safe)
         self.relay = UpdateRelay(lambda: self.post_message(BackendUpdated()))
-        self.main_screen = MainScreen(backend, self.relay, self.clock, self.read_only)
+        self.main_screen = MainScreen(backend, self.relay, self.clock, self.read_only, self.extensions)
         #: Full garbage collections wait for a pause in the operator's input (see collector.py).
         self.collector = IdleCollector()
 
@@ -86,6 +91,10 @@ class WorkbenchApp(App[int]):
         # R lives on the queues panel (on the job_dead_letter row); the palette reaches it from anywhere
         yield SystemCommand("Redrive dead letters (R)", "Send job_dead_letter's messages back to the queues they "
                             "died in, after a confirmation with the counts", self.main_screen.action_redrive)
+        for command in self.extensions.commands:  # a plugin's (register_commands)
+            yield SystemCommand(command.name, f"{command.help} (plugin {command.plugin})" if getattr(
+                command, "plugin", "") else command.help, functools.partial(self.main_screen.run_plugin_command,
+                                                                            command))
 
 
 @contextmanager
@@ -113,8 +122,9 @@ def logging_off_the_terminal() -> Iterator[None]:
             root.addHandler(handler)
 
 
-def run_workbench(backend: WorkbenchBackend, read_only: bool = False) -> int:
+def run_workbench(backend: WorkbenchBackend, read_only: bool = False,
+                  extensions: WorkbenchExtensions | None = None) -> int:
     """Run the workbench on ``backend`` until the operator quits; return the exit code."""
     with logging_off_the_terminal():
-        result = WorkbenchApp(backend, read_only=read_only).run()
+        result = WorkbenchApp(backend, read_only=read_only, extensions=extensions).run()
     return result if isinstance(result, int) else 0

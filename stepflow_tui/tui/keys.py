@@ -12,6 +12,7 @@ class WorkbenchKey:
     label: str  # short, for the footer
     help: str  # one line, for the help screen and the command palette
     changes_state: bool = False  # refused in read-only mode
+    in_footer: bool = True  # False: in the palette and the help only (the footer must fit 120 columns)
 
 
 WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
@@ -22,7 +23,15 @@ WORKBENCH_KEYS: tuple[WorkbenchKey, ...] = (
     WorkbenchKey("p", "pause", "Pause", "Pause or resume dispatching the workflow's queued jobs", True),
     WorkbenchKey("d", "delete", "Delete", "Delete a finished workflow and its jobs (after a confirmation)", True),
     WorkbenchKey("x", "cancel_job", "Cancel", "Cancel the selected job (queued or processing)", True),
-    WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text"),
+    WorkbenchKey("slash", "filter", "Filter", "Filter the tree by status and text; the text also finds jobs by "
+                 "id or parameter value and jumps to the first"),
+    WorkbenchKey("o", "order", "Order", "List the newest workflows first, or the oldest", in_footer=False),
+    WorkbenchKey("e", "rerun", "Re-run", "Start the selected workflow again: the start form holds its parameters "
+                 "(edit them or press enter)", True, in_footer=False),
+    WorkbenchKey("E", "export", "Export", "Write the selected workflow and its jobs to workflow-<id>.json and .csv "
+                 "in the current folder", in_footer=False),
+    WorkbenchKey("c", "copy_id", "Copy id", "Copy the selected job's id (or workflow's) to the clipboard",
+                 in_footer=False),
     WorkbenchKey("w", "workers", "Workers", "Show live and lost workers"),
     WorkbenchKey("l", "toggle_log", "Log", "Show or hide the log panel"),
     WorkbenchKey("question_mark", "help", "Help", "Keys and what each status means"),

@@ -30,6 +30,16 @@ __all__ = [
     "normalize_result",
 ]
 
+#: Folders file job types may read and write (``os.pathsep``-separated); unset: anywhere the worker's user may.
+ALLOW_PATHS_ENV = "STEPFLOW_ALLOW_PATHS"
+
+
+def allowed_roots() -> list[str]:
+    """The folders of ``$STEPFLOW_ALLOW_PATHS``, resolved (empty: no restriction)."""
+    return [os.path.realpath(os.path.expanduser(root))
+            for root in os.environ.get(ALLOW_PATHS_ENV, "").split(os.pathsep) if root]
+
+
 #: Minimum seconds between two progress reports (0 and 100 always go through): at most ~5 per second.
 PROGRESS_MIN_INTERVAL = 0.2
 
@@ -103,6 +113,19 @@ class JobContext:
                 f"job {self.job_id} ({self.job_type}): missing required parameter {parameter_id!r}"
             )
         return value
+
+    def allowed_path(self, path: str) -> str:
+        """``path`` if it lies under a root file jobs may use (``$STEPFLOW_ALLOW_PATHS``, set by
+        ``stepflow worker --allow-path``; every path when none is set), symlinks resolved first; else
+        `PermissionError` naming it. File job types check each path they read or write."""
+        roots = allowed_roots()
+        if not roots:
+            return path
+        real = os.path.realpath(path)
+        if any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+            return path
+        raise PermissionError(f"{self.job_type}: {path!r} is outside the allowed folders "
+                              f"({', '.join(roots)}; --allow-path / ${ALLOW_PATHS_ENV})")
 
     def credential(self, parameter_id: str) -> str:
         """The secret that credential parameter ``parameter_id`` names (``store`` ``ENV``: the environment;

@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 from urllib.parse import urlsplit
 
+from stepflow_tui.broker.base import mask_url
 from stepflow_tui.worker.runner import Worker
 
 __all__ = ["run_headless"]
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int, prefetch: int | None,
-                 *, status_interval: float = 5.0) -> int:
+                 *, status_interval: float = 5.0, queue_type: str = "classic") -> int:
     """Run a worker in this process until SIGTERM / SIGINT (``stepflow worker``). Returns the exit status:
     0 after a graceful stop, 2 for a usage or broker error (told on stderr)."""
     from stepflow_tui.plugins import failures_text, load_registry, normalize_job_type_name
@@ -54,7 +55,7 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
     try:
         worker = Worker(broker_url, registry.workers, job_types=selected, concurrency=concurrency,
                         prefetch=prefetch, label=label, status_interval=status_interval,
-                        schemas={t: registry.job_types[t].parameters for t in selected})
+                        schemas={t: registry.job_types[t].parameters for t in selected}, queue_type=queue_type)
     except ValueError as exc:
         return error(str(exc))
 
@@ -65,9 +66,16 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
         worker.stop(grace=grace)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # said by default (-v is not needed): an operator starting a worker by hand saw nothing, and could not tell
+    # a worker waiting for jobs from one that had not started
+    log.setLevel(min(log.getEffectiveLevel(), logging.INFO))
+    log.info("worker %s started on %s: job types %s; concurrency %d, prefetch %d", worker.instance_id[:8],
+             mask_url(broker_url), ", ".join(selected), worker.concurrency, worker.prefetch)
     try:
         worker.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        log.info("worker %s stopped%s", worker.instance_id[:8],
+                 f": {worker.failure}" if worker.failure is not None else "")
     return 2 if worker.failure is not None else 0

@@ -21,7 +21,7 @@ from typing import Any
 
 from stepflow_tui.broker.base import OutgoingMessage
 from stepflow_tui.core.dispatch import timeout_reason
-from stepflow_tui.core.protocol import TIMEOUT_HEADER, JobCompleted, JobFailed, JobOrder
+from stepflow_tui.core.protocol import MAX_LOG_LINES, TIMEOUT_HEADER, JobCompleted, JobFailed, JobOrder
 from stepflow_tui.worker.context import JobCancelled, JobContext, WorkerImplementation, normalize_result
 
 __all__ = ["Execution", "ExecutionPool", "timeout_header"]
@@ -93,10 +93,26 @@ class _JobThreads:
 
 
 class _JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes each line with the job id, so interleaved logs of concurrent jobs stay readable."""
+    """Prefixes each line with the job id, so interleaved logs of concurrent jobs stay readable; keeps the last
+    `MAX_LOG_LINES` lines from info up, which travel with the job's result (``logs``) to its detail."""
+
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any]) -> None:
+        super().__init__(logger, extra)
+        self.lines: deque[str] = deque(maxlen=MAX_LOG_LINES)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"job {self.extra['job_id']}: {msg}", kwargs  # type: ignore[index]
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        # kept whatever the logger's level: the root's default (warning) would hide a job's info lines
+        if level >= logging.INFO:
+            try:
+                text = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError):
+                text = f"{msg} {args}"
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            self.lines.append(f"{stamp} {logging.getLevelName(level)} {text}")
+        super().log(level, msg, *args, **kwargs)
 
 
 class ExecutionPool:
@@ -249,6 +265,7 @@ class ExecutionPool:
                 destination_paths=result.destination_paths,
                 parameters=result.outputs,
                 instance_id=self.instance_id,
+                logs=list(job_logger.lines),
             )
             try:
                 # Encoded here, not on the connection thread: an output JSON cannot carry fails this job, never
@@ -259,7 +276,8 @@ class ExecutionPool:
             return message
         except JobCancelled:
             return JobFailed(execution.job_id, message="stopped", stopped=True,
-                             execution_duration=time.monotonic() - started, instance_id=self.instance_id)
+                             execution_duration=time.monotonic() - started, instance_id=self.instance_id,
+                             logs=list(job_logger.lines))
         except BaseException as exc:  # noqa: BLE001 - every order must get an answer, or it stays unacked forever
             lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
             failed = JobFailed(
@@ -270,4 +288,5 @@ class ExecutionPool:
                 instance_id=self.instance_id,
             )
             job_logger.warning("failed: %s", failed.message)
+            failed.logs = list(job_logger.lines)
             return failed

@@ -24,6 +24,7 @@ from helpers import wait_for  # noqa: F401 - the rabbitmq and faults tests impor
 
 from stepflow_tui.backend.backend import Backend, BackendConfig
 from stepflow_tui.core.definitions import merge_definitions, parse_definitions
+from stepflow_tui.core.model import WORKFLOW_FINAL
 
 #: Variables that would make a child process depend on the developer's environment.
 _STEPFLOW_ENV = ("STEPFLOW_BROKER_URL", "STEPFLOW_DB", "STEPFLOW_WORKFLOWS", "STEPFLOW_API", "STEPFLOW_API_TOKEN")
@@ -241,10 +242,10 @@ class BackendHarness:
         return [job for job in self.jobs(workflow_id) if job["status"] == status]
 
     def wait_finished(self, workflow_id: int, timeout: float) -> str:
-        """Wait until the workflow is completed / error / aborted; return that status."""
+        """Wait until the workflow has ended (completed / error / stopped / aborted); return that status."""
         def finished() -> str | None:
             view = self.backend.workflow(workflow_id)
-            return view.status if view is not None and view.status in ("completed", "error", "aborted") else None
+            return view.status if view is not None and view.status in WORKFLOW_FINAL else None
 
         return wait_for(finished, timeout, f"workflow #{workflow_id} to finish")
 

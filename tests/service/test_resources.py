@@ -148,3 +148,15 @@ def test_redrive_and_prune(client: Client) -> None:
     assert client.get(f"/api/workflows/{workflow_id}").status == 404
     bad = client.post("/api/prune", {"older_than": "soon"})
     assert bad.status == 400 and bad.body["error"]["field"] == "older_than"
+
+
+def test_job_search_and_step_stats(client: Client) -> None:
+    first = start(client, "quick")
+    wait_status(client, first, "completed")
+    (job,) = client.get(f"/api/workflows/{first}/steps/1/jobs").body["data"]
+    found = client.get(f"/api/search/jobs?text=%23{job['id']}").body["data"]
+    assert [(j["id"], j["position"]) for j in found] == [(job["id"], 0)]
+    assert client.get("/api/search/jobs?text=nothing-like-this").body["data"] == []
+    stats = client.get(f"/api/workflows/{first}/steps/1/stats").body
+    assert stats["timed"] == 1 and stats["slowest"][0]["id"] == job["id"]
+    assert client.get(f"/api/workflows/{first}/steps/9/stats").status == 404

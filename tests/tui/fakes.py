@@ -7,14 +7,15 @@ like the real backend does (an `Update`, from the calling thread, never the UI's
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stepflow_tui.backend.views import JobView, StepView, Update, WorkerView, WorkflowView
+from stepflow_tui.backend.views import JobView, StepStats, StepView, Update, WorkerView, WorkflowView
 from stepflow_tui.broker.base import QueueState
 from stepflow_tui.core.definitions import ONE_FOR_MANY, StartParameter, StepDefinition, WorkflowDefinition
 from stepflow_tui.ops import NO_ORIGIN
@@ -81,6 +82,7 @@ class FakeStep:
     blocks: list[tuple[str, int]]
     first_job_id: int
     status: str = "processing"
+    launched: bool = True  # False: never launched (pending, or skipped by an abort)
 
     @property
     def job_count(self) -> int:
@@ -219,18 +221,55 @@ class FakeBackend:
             if view.status == "completed" else [],
             "worker": "worker-checksum-1" if view.status != "queued" else None,
             "execution_duration": 3.0 if finished else None,
+            "logs": ([f"10:01:03 INFO reading /data/photos/img_{index:05}.jpg"]
+                     + ([f"10:01:06 WARNING failed: {error}"] if error else [])) if view.status != "queued" else [],
             "created_at": iso(created),
             "started_at": iso(started) if view.status != "queued" else None,
             "finished_at": finished,
         }
 
+    def find_jobs(self, text: str, limit: int = 20) -> list[JobView]:
+        """A job by id (``3026`` or ``#3026``); or by its file name (``img_00042``: job 42 of each step)."""
+        wanted = text.strip().lower().removeprefix("#")
+        with self._lock:
+            if wanted.isdigit():
+                found = self._find_job(int(wanted))
+                if found is None:
+                    return []
+                workflow, step, index = found
+                return [replace(self._job_view(workflow.id, step, index), position=index)]
+            match = re.search(r"img_(\d+)", wanted)
+            if match is None:
+                return []
+            index = int(match.group(1))
+            return [replace(self._job_view(workflow.id, step, index), position=index)
+                    for workflow in sorted(self._workflows.values(), key=lambda w: -w.id)
+                    for step in workflow.steps if index < step.job_count][:limit]
+
+    def step_stats(self, workflow_id: int, step_id: int) -> StepStats | None:
+        """Fixed durations: the slowest jobs are the step's first three finished ones."""
+        with self._lock:
+            step = self._step(workflow_id, step_id)
+            if step is None:
+                return None
+            finished = [index for index in range(min(step.job_count, 50))
+                        if step.status_of(index) in ("completed", "error")][:3]
+            counts = self._step_counts(step)
+            slowest = tuple(replace(self._job_view(workflow_id, step, index), duration=12.25 - index)
+                            for index in finished)
+        timed = counts["completed"] + counts["error"]
+        if not timed:
+            return StepStats()
+        return StepStats(timed=timed, minimum=0.4, median=3.0, p95=7.5, maximum=12.25, throughput=1.5,
+                         slowest=slowest)
+
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         view = self.workflow(workflow_id)
         if view is None:
             return 0
-        if step_id is None:
-            return view.counts.get("error", 0)
-        return sum(step.counts.get("error", 0) for step in view.steps if step.id == step_id)
+        # as the real backend: jobs in error or stopped (both can be retried)
+        return sum(step.counts.get("error", 0) + step.counts.get("stopped", 0) for step in view.steps
+                   if step_id is None or step.id == step_id)
 
     def queue_states(self) -> list[QueueState]:
         return [
@@ -250,11 +289,16 @@ class FakeBackend:
     def workers(self) -> list[WorkerView]:
         return [
             WorkerView("worker-checksum-1", "stepflow-files", ("list_files", "checksum", "manifest"), "Busy",
-                       (1140, 1141), "node-a", 4242, "0.1.0", iso(NOW - timedelta(seconds=2)), False),
+                       (1140, 1141), "node-a", 4242, "0.1.0", iso(NOW - timedelta(seconds=2)), False,
+                       concurrency=4, processed=1_338, failed=1, first_seen=iso(NOW - timedelta(minutes=40)),
+                       last_job=1139, last_job_at=iso(NOW - timedelta(seconds=3))),
             WorkerView("worker-fail-1", "stepflow defaults", ("fail", "noop"), "Idle", (), "node-a", 4243,
-                       "0.1.0", iso(NOW - timedelta(seconds=4)), False),
+                       "0.1.0", iso(NOW - timedelta(seconds=4)), False, processed=6, failed=6,
+                       first_seen=iso(NOW - timedelta(minutes=12)), last_job=2003,
+                       last_job_at=iso(NOW - timedelta(minutes=9))),
             WorkerView("worker-sleep-1", "stepflow defaults", ("sleep",), "Busy", (200_001,), "node-b", 977,
-                       "0.1.0", iso(NOW - timedelta(seconds=40)), True),
+                       "0.1.0", iso(NOW - timedelta(seconds=40)), True, concurrency=8,
+                       first_seen=iso(NOW - timedelta(hours=3))),
         ]
 
     # -- commands ---------------------------------------------------------------------------------------
@@ -392,12 +436,16 @@ class FakeBackend:
         job_id = step.first_job_id + index
         override = self._overrides.get(job_id)
         if override is not None:
-            return JobView(job_id, workflow_id, step.id, step.name, override.status, override.progress,
-                           override.error)
-        status = step.status_of(index)
-        progress = {"completed": 100, "processing": (index * 37) % 100, "error": 40}.get(status, 0)
-        error = f"no such file: /data/photos/img_{index:05}.jpg" if status == "error" else None
-        return JobView(job_id, workflow_id, step.id, step.name, status, progress, error)
+            status, progress, error = override.status, override.progress, override.error
+        else:
+            status = step.status_of(index)
+            progress = {"completed": 100, "processing": (index * 37) % 100, "error": 40}.get(status, 0)
+            error = f"no such file: /data/photos/img_{index:05}.jpg" if status == "error" else None
+        # what `job` tells of the same job: its tree line reads the same from a page or from a record
+        return JobView(job_id, workflow_id, step.id, step.name, status, progress, error,
+                       input=f"/data/photos/img_{index:05}.jpg",
+                       worker="worker-checksum-1" if status != "queued" else None,
+                       duration=3.0 if status in ("completed", "error", "stopped") else None)
 
     def _step_counts(self, step: FakeStep) -> dict[str, int]:
         counts = dict.fromkeys(("queued", "processing", "retrying", "completed", "error", "skipped", "stopped"), 0)
@@ -418,7 +466,8 @@ class FakeBackend:
             counts = self._step_counts(step)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
-            steps.append(StepView(step.id, step.name, step.label, step.status, counts, step.job_count))
+            steps.append(StepView(step.id, step.name, step.label, step.status, counts, step.job_count,
+                                  launched_at=iso(workflow.created) if step.launched else None))
         finished = iso(workflow.finished) if workflow.finished else None
         return WorkflowView(
             id=workflow.id, identifier=workflow.identifier, label=workflow.label, version="0.0.1",
@@ -452,3 +501,18 @@ def default_workflows() -> list[FakeWorkflow]:
                                [("completed", 61_234), ("processing", 8), ("queued", 38_758)], 100_000)],
                      T0 + timedelta(minutes=1)),
     ]
+
+
+def add_ended_workflows(backend: FakeBackend) -> None:
+    """#17 ended stopped (a job cancelled, none failed); #18 aborted before its second step began."""
+    backend._workflows[17] = FakeWorkflow(
+        17, "failing_demo", "A step that always fails (to try retry)", "stopped", {"count": "2"},
+        [FakeStep(1, "fail", "fail", [("completed", 1), ("stopped", 1)], 4001, "stopped")],
+        T0 + timedelta(minutes=4), finished=T0 + timedelta(minutes=4, seconds=30))
+    backend._workflows[18] = FakeWorkflow(
+        18, "checksum_folder", "Checksum every file of a folder and write a manifest", "aborted",
+        {"source_dir": "/data/old", "manifest_path": "manifest.sha256", "algorithm": "sha256"},
+        [FakeStep(1, "list_files", "list files", [("stopped", 1)], 4101, "stopped"),
+         FakeStep(2, "checksum", "checksum", [], 4102, "skipped", launched=False),
+         FakeStep(3, "manifest", "manifest", [], 4102, "skipped", launched=False)],
+        T0 + timedelta(minutes=4, seconds=10), finished=T0 + timedelta(minutes=4, seconds=20))

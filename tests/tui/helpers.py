@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rich.console import Console
 from textual.pilot import Pilot
 
 from stepflow_tui.tui.app import WorkbenchApp
+from stepflow_tui.tui.widgets.detail import DetailPane
 from stepflow_tui.tui.widgets.tree import NodeRef, WorkflowTree
 
 from .fakes import FakeBackend, fixed_clock
@@ -61,3 +63,25 @@ async def big_step(pilot: Pilot):
     await open_step(pilot, 15, 1)
     tree = tree_of(pilot)
     return tree, tree.node_for(NodeRef("step", 15, 1))
+
+
+def notifications(app) -> list[str]:
+    """The messages of the app's notifications, oldest first."""
+    return [notification.message for notification in app._notifications]
+
+
+def detail_text(app) -> str:
+    """The detail pane's text as a terminal shows it (Rich renders the pane's renderable at its width)."""
+    pane = app.main_screen.query_one(DetailPane)
+    console = Console(width=pane.size.width or 60, force_terminal=False)
+    with console.capture() as capture:
+        console.print(pane.query_one("#detail-body").content)
+    return capture.get()
+
+
+async def search(pilot: Pilot, text: str) -> None:
+    """Type ``text`` in the filter dialog (``/``) and apply it."""
+    await pilot.press("slash")
+    await settle(pilot)
+    await pilot.press(*text, "enter")
+    await settle(pilot)

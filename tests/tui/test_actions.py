@@ -18,19 +18,24 @@ from stepflow_tui.tui.screens.confirm import ConfirmScreen
 from stepflow_tui.tui.screens.help import HelpScreen, help_renderable
 from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
-from stepflow_tui.tui.widgets.detail import DetailPane
 from stepflow_tui.tui.widgets.header import StatusHeader
 from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import NodeRef, TreeFilter
 
 from .fakes import NOW, FakeBackend
-from .helpers import big_step, load_page, make_app, open_step, select, settle, tree_of
+from .helpers import (
+    big_step,
+    detail_text,
+    load_page,
+    make_app,
+    notifications,
+    open_step,
+    select,
+    settle,
+    tree_of,
+)
 
 SIZE = (120, 36)
-
-
-def notifications(app) -> list[str]:
-    return [notification.message for notification in app._notifications]
 
 
 def emit_from_thread(backend: FakeBackend, update: Update) -> None:
@@ -489,15 +494,6 @@ def test_help_lists_redrive_and_every_status():
         assert any(line.strip().startswith(key + " ") for line in text.splitlines()), key
     for status, icon in STATUS_ICONS.items():
         assert f"{icon} {status}" in text
-
-
-def detail_text(app) -> str:
-    """The detail pane's text as a terminal shows it (Rich renders the pane's renderable at its width)."""
-    pane = app.main_screen.query_one(DetailPane)
-    console = Console(width=pane.size.width or 60, force_terminal=False)
-    with console.capture() as capture:
-        console.print(pane.query_one("#detail-body").content)
-    return capture.get()
 
 
 async def test_detail_ages_follow_the_clock_while_the_item_is_live():

@@ -68,17 +68,3 @@ def test_short_value_cuts_long_lists_and_text():
     assert short_value([f"/p/{n}" for n in range(100_000)]).endswith(", … (99,990 more)]")
     assert short_value("x" * 1000).endswith("… (1,000 characters)")
     assert short_value(3) == "3"
-
-
-def test_queue_order_puts_lost_messages_first_and_job_queues_before_empty_system_queues():
-    from stepflow_tui.broker.base import QueueState
-    from stepflow_tui.tui.widgets.queues import _order
-
-    states = [QueueState("job_completed", True, 0, 0, 1), QueueState("job_response_not_found", True, 0, 0, 0),
-              QueueState("job_sleep", True, 5, 0, 0), QueueState("job_queue_not_found", True, 3, 0, 1),
-              QueueState("job_dead_letter", True, 0, 0, 0), QueueState("job_checksum", True, 0, 0, 2)]
-    assert [s.name for s in sorted(states, key=_order)] == [
-        "job_queue_not_found",  # holds lost orders: attention first
-        "job_dead_letter",      # always next: its row redrives
-        "job_checksum", "job_sleep",
-        "job_response_not_found", "job_completed"]

@@ -99,3 +99,65 @@ def test_failing_demo_fails_then_a_retry_from_the_step_completes_it(tmux: Tmux, 
     tmux.key("q")
     tmux.wait_gone("the workbench to exit after q")
     assert exit_file.read_text().strip() == "0"
+
+
+def clear_filter_text(tmux: Tmux) -> None:
+    """In the filter dialog, once its text field shows the current text: empty it (ctrl+u)."""
+    tmux.wait_for(lambda s: "e.g. checksum" not in s, "the field showing the current filter's text")
+    tmux.key("End")
+    tmux.key("C-u")
+    tmux.wait_text("e.g. checksum", "the text field emptied (its placeholder shown)")
+
+
+def test_search_jumps_to_a_job_by_id_says_no_match_and_clears(tmux: Tmux, tmp_path: Path):
+    start_workbench(tmux, tmp_path, "--workflows", str(REPO_WORKFLOWS))
+    pick_definition(tmux, "failing_demo")
+    tmux.key("Enter")
+    screen = tmux.wait_for(lambda s: re.search(r"(error|completed)", workflow_line(s, "failing_demo")),
+                           "failing_demo ended")
+    workflow_id = re.search(r"#(\d+) failing_demo", workflow_line(screen, "failing_demo")).group(1)
+
+    tmux.key("/")
+    tmux.wait_text("Filter workflows", "the filter dialog")
+    tmux.wait_text("e.g. checksum", "the text field empty, focused")
+    tmux.type("#2")  # the second job: step 2, the one that fails
+    tmux.wait_for(lambda s: "e.g. checksum" not in s, "the job id typed")
+    tmux.key("Enter")
+    tmux.wait_text("Job #2  fail", "the job found and its detail shown")
+    tmux.wait_text("job #2 selected", "the search saying where it went")
+
+    tmux.key("/")
+    tmux.wait_text("Filter workflows", "the filter dialog again")
+    clear_filter_text(tmux)
+    tmux.type("nothing-like-this")
+    tmux.wait_text("nothing-like-this", "the text typed")
+    tmux.key("Enter")
+    tmux.wait_text("no match for text='nothing-like-this'", "no match said")
+    assert workflow_line(tmux.screen(), "failing_demo") == ""
+
+    tmux.key("/")
+    tmux.wait_text("Filter workflows", "the filter dialog a third time")
+    clear_filter_text(tmux)
+    tmux.key("Enter")  # an empty filter: everything again, the selection of before the filter back
+    tmux.wait_for(lambda s: workflow_line(s, "failing_demo") != "", "the workflow listed again")
+    tmux.wait_text(f"Workflow #{workflow_id}", "the workflow selected again, as before the search")
+
+
+def test_rerun_with_the_same_parameters_then_export(tmux: Tmux, tmp_path: Path):
+    start_workbench(tmux, tmp_path, "--workflows", str(REPO_WORKFLOWS))
+    pick_definition(tmux, "failing_demo")
+    tmux.key("Enter")
+    tmux.wait_for(lambda s: re.search(r"(error|completed)", workflow_line(s, "failing_demo")), "#1 ended")
+    tmux.wait_text("Workflow #1", "workflow #1 selected")
+
+    tmux.key("e")
+    tmux.wait_text("With the parameters of #1", "the start form again, holding #1's parameters")
+    tmux.key("Enter")
+    tmux.wait_text("started workflow #2 failing_demo", "the re-run started")
+    tmux.wait_for(lambda s: re.search(r"#2 failing_demo\s+\S+ (error|completed)", s), "#2 ended")
+
+    tmux.key("E")
+    tmux.wait_text("exported to", "the export done")
+    exported = sorted(path.name for path in (tmp_path / "cwd").glob("workflow-*"))
+    assert exported == ["workflow-2.csv", "workflow-2.json"]
+    assert "failing_demo" in (tmp_path / "cwd" / "workflow-2.json").read_text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePath
@@ -83,7 +84,7 @@ def _string_list(value: Any, parameter: str, job: str) -> list[str]:
 def list_files(ctx: JobContext) -> dict[str, Any]:
     """Every file under ``folder`` (recursively, sorted by path, symlinked folders not followed), optionally only those
     whose name ends with one of ``suffixes`` (case-insensitive)."""
-    folder = str(ctx.require("folder"))
+    folder = ctx.allowed_path(str(ctx.require("folder")))
     suffixes = tuple(suffix.lower() for suffix in _string_list(ctx.param("suffixes"), "suffixes", "list_files"))
     if not os.path.exists(folder):
         raise FileNotFoundError(f"list_files: folder {folder!r} does not exist")
@@ -103,6 +104,10 @@ def list_files(ctx: JobContext) -> dict[str, Any]:
             path = os.path.join(dirpath, name)
             if not os.path.isfile(path):  # broken symlinks, sockets, fifos
                 continue
+            try:
+                ctx.allowed_path(path)
+            except PermissionError:  # a symlink out of the allowed folders: neither listed nor read
+                continue
             if suffixes and not name.lower().endswith(suffixes):
                 continue
             paths.append(path)
@@ -114,7 +119,7 @@ def list_files(ctx: JobContext) -> dict[str, Any]:
 # -- checksum ---------------------------------------------------------------------------------------------------
 def checksum(ctx: JobContext) -> dict[str, Any]:
     """SHA-256 of ``source_path``; outputs ``sha256`` and ``relative_path`` (relative to ``root``)."""
-    source_path = _existing_file(str(ctx.require("source_path")), "checksum")
+    source_path = _existing_file(ctx.allowed_path(str(ctx.require("source_path"))), "checksum")
     size = os.path.getsize(source_path)
     done = 0
 
@@ -135,7 +140,8 @@ def checksum(ctx: JobContext) -> dict[str, Any]:
 def write_manifest(ctx: JobContext) -> dict[str, Any]:
     """Write ``manifest``: one ``<sha256>  <relative path>`` line per source path, sorted by relative path, in
     the format ``sha256sum -c`` reads. Paths are relative to ``root`` (default: the manifest's folder)."""
-    manifest = os.path.abspath(str(ctx.require("manifest")))
+    manifest = ctx.allowed_path(os.path.abspath(str(ctx.require("manifest"))))
+    _replaceable(manifest)
     root = ctx.param("root") or os.path.dirname(manifest)
     sources = _string_list(ctx.param("source_paths"), "source_paths", "write_manifest")
     # A re-run lists the previous manifest too; its checksum would be stale the moment we replace it.
@@ -147,7 +153,7 @@ def write_manifest(ctx: JobContext) -> dict[str, Any]:
             unique.setdefault(real, path)
     entries = sorted((relative_path(path, root), path) for path in unique.values())
     for _name, path in entries:
-        _existing_file(path, "write_manifest")
+        _existing_file(ctx.allowed_path(path), "write_manifest")
     total = sum(os.path.getsize(path) for _name, path in entries) or 1
     done = 0
 
@@ -162,13 +168,24 @@ def write_manifest(ctx: JobContext) -> dict[str, Any]:
     return {"destination_paths": [manifest], "outputs": {"file_count": len(lines)}}
 
 
+def _replaceable(path: str) -> None:
+    """Refuse a target that exists and is not a regular file: a device, a folder, a symlink to elsewhere."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(f"write_manifest: {path!r} exists and is not a regular file; not replaced")
+
+
 def _write_atomically(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, as sha256sum reads it.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
@@ -229,3 +246,29 @@ def register_workers(register: Callable[[str, WorkerImplementation], None]) -> N
 def register_workflows(register: Callable[[Any], None]) -> None:
     """Ship the checksum_folder workflow."""
     register(WORKFLOWS)
+
+
+# -- the workbench -----------------------------------------------------------------------------------------------
+MANIFEST_PREVIEW = 10  # lines of a manifest shown in the workbench
+
+
+def render_manifest(record: dict[str, Any]) -> str:
+    """A write_manifest job in the workbench's detail: how many files its manifest lists, where, and its first
+    lines when the manifest is readable from here (a worker on another host wrote it on its own disk)."""
+    outputs = {o.get("id"): o.get("value") for o in record.get("outputs") or [] if isinstance(o, dict)}
+    paths = record.get("destination_paths") or []
+    if not paths:
+        return "no manifest written yet"
+    text = f"{outputs.get('file_count', '?')} file(s) listed in {paths[0]}"
+    try:
+        with open(paths[0], encoding="utf-8") as handle:
+            lines = [line.rstrip("\n") for _, line in zip(range(MANIFEST_PREVIEW), handle, strict=False)]
+    except OSError as exc:
+        return f"{text}\n(not readable from here: {exc.strerror})"
+    return "\n".join([text, *lines])
+
+
+@hookimpl
+def register_output_renderers(register: Callable[[str, Callable[[dict[str, Any]], Any]], None]) -> None:
+    """Show a write_manifest job's manifest in the workbench."""
+    register("write_manifest", render_manifest)

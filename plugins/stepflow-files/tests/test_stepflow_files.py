@@ -202,3 +202,85 @@ def test_the_shipped_workflows_validate() -> None:
     assert definition.identifier == "checksum_folder"
     assert [step.name for step in definition.steps] == ["list_files", "checksum", "write_manifest"]
     assert {parameter.id for parameter in definition.start_parameters} == {"source_dir", "manifest"}
+
+
+def _over_the_wire(result: Any) -> Any:
+    """A job's result as the backend gets it: encoded by the worker, decoded from the bytes."""
+    from stepflow_tui.core import protocol
+    completed = protocol.JobCompleted(1, destination_paths=result.destination_paths, parameters=result.outputs)
+    return protocol.decode_response(protocol.COMPLETED_QUEUE, completed.encode())
+
+
+@needs_sha256sum
+def test_names_that_are_not_utf8_go_through_list_checksum_and_manifest(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), "wb") as handle:  # Latin-1, not UTF-8
+        handle.write(b"latin\n")
+    (root / "ok.txt").write_text("ok\n")
+    listed = _over_the_wire(normalize_result(stepflow_files.list_files(
+        context(tmp_path, "list_files", folder=str(root)))))
+    assert [os.path.basename(p) for p in listed.destination_paths] == ["caf\udce9.txt", "ok.txt"]
+    paths = []
+    for path in listed.destination_paths:
+        checked = _over_the_wire(normalize_result(stepflow_files.checksum(
+            context(tmp_path, "checksum", source_path=path, root=str(root)))))
+        paths += checked.destination_paths
+    assert paths == listed.destination_paths
+    manifest = tmp_path / "m.sha256"
+    stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=paths,
+                                          manifest=str(manifest), root=str(root)))
+    assert manifest.read_bytes().splitlines()[0].endswith(b"  caf\xe9.txt")  # the name's own bytes
+    check = subprocess.run(["sha256sum", "--check", "--strict", str(manifest)], cwd=root, capture_output=True,
+                           check=False)  # bytes: sha256sum prints the name as it is
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(b": OK") == 2
+
+
+# A fifo stands for a device node: a test must never risk replacing a real one (/dev/null).
+@pytest.mark.parametrize("target", ["folder", "symlink", "fifo"])
+def test_write_manifest_refuses_a_target_that_is_not_a_regular_file(tmp_path: Path, target: str) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("a\n")
+    if target == "folder":
+        path = tmp_path / "out"
+        path.mkdir()
+    elif target == "symlink":
+        path = tmp_path / "link"
+        path.symlink_to(source)
+    else:
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    with pytest.raises(IsADirectoryError, match="exists and is not a regular file"):
+        stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(source)],
+                                              manifest=str(path)))
+    assert source.read_text() == "a\n"
+
+
+def test_file_jobs_stay_inside_the_allowed_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "in.txt").write_text("in\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret\n")
+    (allowed / "link.txt").symlink_to(outside / "secret.txt")  # a way out
+    monkeypatch.setenv("STEPFLOW_ALLOW_PATHS", str(allowed))
+
+    listed = normalize_result(stepflow_files.list_files(context(tmp_path, "list_files", folder=str(allowed))))
+    assert listed.destination_paths == [str(allowed / "in.txt")]
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.list_files(context(tmp_path, "list_files", folder=str(outside)))
+    for source in (outside / "secret.txt", allowed / "link.txt"):
+        with pytest.raises(PermissionError, match="outside the allowed folders"):
+            stepflow_files.checksum(context(tmp_path, "checksum", source_path=str(source)))
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(allowed / "in.txt")],
+                                              manifest=str(outside / "m.sha256")))
+    with pytest.raises(PermissionError, match="outside the allowed folders"):
+        stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(outside / "secret.txt")],
+                                              manifest=str(allowed / "m.sha256")))
+    assert sorted(os.listdir(outside)) == ["secret.txt"] and not (allowed / "m.sha256").exists()
+    stepflow_files.write_manifest(context(tmp_path, "write_manifest", source_paths=[str(allowed / "in.txt")],
+                                          manifest=str(allowed / "m.sha256")))
+    assert (allowed / "m.sha256").read_text().endswith("  in.txt\n")

@@ -21,7 +21,12 @@ from stepflow_tui.core.definitions.fields import (
     optional_string,
     required_string,
 )
-from stepflow_tui.core.definitions.model import DefinitionError, StartParameter, WorkflowDefinition
+from stepflow_tui.core.definitions.model import (
+    VERSION_KEYS,
+    DefinitionError,
+    StartParameter,
+    WorkflowDefinition,
+)
 from stepflow_tui.core.definitions.parameters import (
     TEMPLATE_TYPES,
     parse_parameters,
@@ -96,8 +101,10 @@ def _normalise(definition: WorkflowDefinition) -> dict[str, Any]:
         steps.append(raw_step)
     result: dict[str, Any] = {
         "identifier": definition.identifier, "label": definition.label,
-        "version_major": definition.version_major, "version_minor": definition.version_minor,
-        "version_micro": definition.version_micro, "tags": list(definition.tags),
+        # the version keys the definition gave (all three when it gave none: the defaults made explicit)
+        **dict(list(zip(VERSION_KEYS, (definition.version_major, definition.version_minor,
+                                       definition.version_micro), strict=True))[:definition.version_parts or 3]),
+        "tags": list(definition.tags),
         "start_parameters": [_start_parameter_json(parameter) for parameter in definition.start_parameters],
         "steps": steps,
     }
@@ -127,11 +134,14 @@ def _identify(raw: Any, source: str, where: str) -> tuple[Context, str]:
 def _workflow_fields(ctx: Context, raw: dict[str, Any]) -> dict[str, Any]:
     """The workflow-level fields besides identifier, start parameters and steps."""
     label = required_string(ctx, raw, "label", "")
-    versions = {}
-    for key, default in (("version_major", 0), ("version_minor", 0), ("version_micro", 1)):
+    versions: dict[str, int] = {}
+    for key, default in zip(VERSION_KEYS, (0, 0, 1), strict=True):
         versions[key] = raw.get(key, default)
         if not is_int(versions[key]) or versions[key] < 0:
             raise ctx.error(key, f"must be an integer >= 0, not {versions[key]!r}")
+    # shown as stated: a part given implies the parts before it; none given shows the whole default
+    versions["version_parts"] = max((index + 1 for index, key in enumerate(VERSION_KEYS) if key in raw),
+                                    default=3)
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
         raise ctx.error("tags", f"must be a list of strings, not {tags!r}")
@@ -193,10 +203,31 @@ def _workflow_items(data: Any, source: str) -> tuple[list[Any], str]:
                           source=source)
 
 
+#: Deepest nesting of lists and objects a definitions file may have (StepFlow's own need a dozen).
+MAX_DEPTH = 100
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0), counted without recursion; stops
+    counting past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, list | dict) or depth > limit + 1:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_definitions(data: Any, source: str) -> list[WorkflowDefinition]:
     """Validate parsed JSON — a list of workflows, ``{"workflows": [...]}`` or one workflow object — and
     return its definitions. Raise `DefinitionError` (naming ``source``, the workflow and the field) on the
     first problem, including a workflow identifier given twice."""
+    depth = nesting_depth(data, MAX_DEPTH)
+    if depth > MAX_DEPTH:  # copies and validation recurse: refused here, by name, not by a RecursionError
+        raise DefinitionError(f"nested more than {MAX_DEPTH} levels deep", source=source)
     items, prefix = _workflow_items(data, source)
     definitions: list[WorkflowDefinition] = []
     seen: dict[str, int] = {}
@@ -230,6 +261,8 @@ def load_definitions(path: str | os.PathLike[str]) -> list[WorkflowDefinition]:
         where = (f" at line {error.lineno}, column {error.colno}: {error.msg}"
                  if isinstance(error, json.JSONDecodeError) else ": nested too deeply")
         raise DefinitionError(f"invalid JSON{where}", source=source) from None
+    except ValueError as error:  # an integer of more than 4,300 digits (Python's guard against slow parsing)
+        raise DefinitionError(f"invalid JSON: {str(error).split(';')[0]}", source=source) from None
     return parse_definitions(data, source)
 
 

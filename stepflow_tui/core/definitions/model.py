@@ -69,6 +69,10 @@ class StepDefinition:
         return f"job_{self.name}"
 
 
+#: The keys of a workflow's version, most significant first.
+VERSION_KEYS = ("version_major", "version_minor", "version_micro")
+
+
 @dataclass(frozen=True)
 class WorkflowDefinition:
     identifier: str
@@ -76,6 +80,7 @@ class WorkflowDefinition:
     version_major: int = 0
     version_minor: int = 0
     version_micro: int = 1
+    version_parts: int = 3  # how many of major/minor/micro the JSON gave (up to the last one given)
     tags: tuple[str, ...] = ()
     start_parameters: tuple[StartParameter, ...] = ()
     steps: tuple[StepDefinition, ...] = ()
@@ -89,7 +94,9 @@ class WorkflowDefinition:
 
     @property
     def version(self) -> str:
-        return f"{self.version_major}.{self.version_minor}.{self.version_micro}"
+        """The version as the definition states it: ``version_major: 1`` alone is ``1``, not ``1.0.1``."""
+        parts = (self.version_major, self.version_minor, self.version_micro)
+        return ".".join(str(part) for part in parts[:self.version_parts or 3])
 
     def step(self, step_id: int) -> StepDefinition:
         for step in self.steps:

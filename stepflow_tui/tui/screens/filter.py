@@ -28,8 +28,8 @@ class FilterScreen(ModalScreen[TreeFilter | None]):
             yield Label("Status (of the workflow or of any of its jobs)")
             yield Select([(status, status) for status in FILTER_STATUSES], prompt="any status",
                          value=self.current.status or Select.NULL, id="status")
-            yield Label("Text (id, identifier or label contains)")
-            yield Input(self.current.text, placeholder="e.g. checksum", id="text")
+            yield Label("Text: a workflow or job id, a name, a parameter value")
+            yield Input(self.current.text, placeholder="e.g. checksum, 3026, img_0042.jpg", id="text")
             with Horizontal(id="buttons"):
                 yield Button("Apply", id="apply", variant="primary")
                 yield Button("Clear", id="clear")

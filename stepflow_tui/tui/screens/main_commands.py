@@ -24,15 +24,14 @@ from stepflow_tui.backend import (
     WorkflowView,
     redrive_summary,
 )
-from stepflow_tui.tui.formatting import workflow_status
+from stepflow_tui.tui.formatting import failed_jobs_phrase, workflow_status
 from stepflow_tui.tui.screens.confirm import ConfirmScreen
-from stepflow_tui.tui.screens.filter import FilterScreen
 from stepflow_tui.tui.screens.help import HelpScreen
 from stepflow_tui.tui.screens.start import DefinitionPicker, StartForm
 from stepflow_tui.tui.screens.workers import WorkersScreen
 from stepflow_tui.tui.widgets.log import LogPanel
 from stepflow_tui.tui.widgets.tree import WorkflowTree
-from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, TreeFilter
+from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef
 
 logger = logging.getLogger("stepflow_tui.tui")
 
@@ -52,6 +51,7 @@ class MainCommands:
     tree: WorkflowTree
     notify: Callable[..., None]
     query_one: Callable[..., Any]
+    refresh: Callable[..., Any]
 
     # -- running them -------------------------------------------------------------------------------------
     @work(thread=True, group="commands", exit_on_error=False, description="run a command")
@@ -100,6 +100,11 @@ class MainCommands:
     def action_start(self) -> None:
         if self.refused("start"):
             return
+        if getattr(self.backend, "connection_state", "") == "error":
+            # Its orders could not be sent: the workflow would wait for ever.
+            reason = getattr(self.backend, "connection_reason", None) or "the broker refuses the connection"
+            self.notify(f"cannot start a workflow: {reason}", severity="error")
+            return
         if not self.definitions:
             self.notify("no workflow definitions are installed (see `stepflow plugins`)", severity="warning")
             return
@@ -147,23 +152,25 @@ class MainCommands:
     def _ask_retry(self, ref: NodeRef, count: int) -> None:
         view = self.tree.views.get(ref.workflow_id)
         name = f"workflow #{ref.workflow_id}" + (f" {view.identifier}" if view else "")
+        counts = view.counts if view is not None else {}
         if ref.kind == "step" and view is not None:
             step = next((s for s in view.steps if s.id == ref.step_id), None)
             name = f"step '{step.label or step.name if step else ref.step_id}'"
+            counts = step.counts if step is not None else counts
         if count == 0:
             self.notify(f"no failed jobs in {name}", severity="information")
             return
+        what = failed_jobs_phrase(count, counts.get("error", 0), counts.get("stopped", 0))
         jobs = "job" if count == 1 else "jobs"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_command(f"retry {count} failed {jobs} of {name}",
+                self.run_command(f"retry {what} of {name}",
                                  lambda: self.backend.retry_failed(ref.workflow_id, ref.step_id),
                                  lambda n: self.notify(f"{n} {jobs} queued again"))
 
-        detail = f"Workflow #{ref.workflow_id}. Each failed job gets a new order; its history is kept."
-        self.app.push_screen(ConfirmScreen(f"Retry {count} failed {jobs} of {name}?", detail,
-                                           confirm_label="Retry"), answered)
+        detail = f"Workflow #{ref.workflow_id}. Each of them gets a new order; its history is kept."
+        self.app.push_screen(ConfirmScreen(f"Retry {what} of {name}?", detail, confirm_label="Retry"), answered)
 
     def action_abort(self) -> None:
         if self.refused("abort"):
@@ -278,23 +285,16 @@ class MainCommands:
             f"and routing key, and leaves {JOB_DEAD_LETTER} once the broker has it.", confirm_label="Redrive"),
             answered)
 
-    def action_filter(self) -> None:
-        self.app.push_screen(FilterScreen(self.tree.tree_filter), self._filtered)
-
-    def _filtered(self, tree_filter: TreeFilter | None) -> None:
-        if tree_filter is None:
-            return
-        self.tree.set_filter(tree_filter)
-        shown = len(self.tree.root.children)
-        if tree_filter.active:
-            self.notify(f"filter {tree_filter.describe()}: {shown} of {len(self.tree.views)} workflows shown")
-
     def action_workers(self) -> None:
         self.app.push_screen(WorkersScreen(self.backend, self.clock))
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LogPanel)
         log.display = not log.display
+        # lay the whole screen out again at once: the panes above once stayed drawn twice until the next key
+        self.refresh(layout=True)
+        if log.display:
+            log.scroll_end(animate=False)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())

@@ -92,22 +92,29 @@ class StartForm(ModalScreen[dict[str, str] | None]):
     CSS_PATH = "start.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Start")]
 
-    def __init__(self, definition: WorkflowDefinition) -> None:
+    def __init__(self, definition: WorkflowDefinition, values: dict[str, Any] | None = None,
+                 rerun_of: int | None = None) -> None:
         super().__init__()
         self.definition = definition
+        self.initial = dict(values or {})  # a re-run: the fields hold what the workflow was started with
+        self.rerun_of = rerun_of
 
     def compose(self) -> ComposeResult:
         definition = self.definition
         with Vertical(id="dialog"):
-            yield Label(Text.assemble((f"Start {definition.identifier}", "bold"), (f"  v{definition.version}", "dim")),
-                        id="title")
-            yield Static(definition.label, id="subtitle")
+            yield Label(Text.assemble((f"Start {definition.identifier}", "bold"), (f"  v{definition.version}", "dim"),
+                                      ("  again" if self.rerun_of is not None else "", "bold")), id="title")
+            subtitle = definition.label
+            if self.rerun_of is not None:
+                subtitle += f"\nWith the parameters of #{self.rerun_of}: edit them, or press enter."
+            yield Static(subtitle, id="subtitle")
             with VerticalScroll(id="fields"):
                 for parameter in definition.start_parameters:
                     mark = Text(" *", style="bold red") if parameter.required else Text("")
                     yield Label(Text.assemble(parameter.label or parameter.id, mark,
                                               (f"  {parameter.id} ({parameter.type})", "dim")))
-                    default = "" if parameter.default is None else str(parameter.default)
+                    given = self.initial.get(parameter.id, parameter.default)
+                    default = "" if given is None else str(given)
                     if parameter.type == "choice" and parameter.items:
                         yield Select(choice_options(parameter),
                                      value=default if default else Select.NULL,

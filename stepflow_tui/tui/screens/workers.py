@@ -1,4 +1,5 @@
-"""Live and lost workers: instance, state, activity, current jobs, last seen, job types, host / pid."""
+"""Live and lost workers: instance, state, activity, current jobs, counters (processed, failed, concurrency,
+uptime, last job), last seen, job types, host / pid."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class WorkersScreen(Screen[None]):
         table = self.query_one(DataTable)
         # What tells a worker's health comes first (at 80 columns the table scrolls sideways, and "state", last,
         # was off the screen); job types get a fixed width: a worker of every installed type lists six or more
-        for column in ("instance", "state", "activity", "current jobs", "last seen", "job types", "host / pid"):
+        for column in ("instance", "state", "activity", "current jobs", "processed", "failed", "concurrency", "up",
+                       "last job", "last seen", "job types", "host / pid"):
             table.add_column(column, key=column, width=JOB_TYPES_WIDTH if column == "job types" else None)
         self.reload()
 
@@ -63,6 +65,7 @@ class WorkersScreen(Screen[None]):
                 Text("LOST", style="bold white on red") if worker.lost else Text("live", style="green"),
                 Text(worker.activity, style=activity_style),
                 ", ".join(f"#{job}" for job in worker.current_jobs) or "—",
+                *_counters(worker, now),
                 f"{age(worker.last_seen, now)} ago",
                 Text(", ".join(worker.job_types), no_wrap=True, overflow="ellipsis"),
                 f"{worker.hostname} / {worker.pid}",
@@ -72,3 +75,14 @@ class WorkersScreen(Screen[None]):
         self.query_one("#workers-title", Static).update(
             Text.assemble((f" Workers: {live} live, {len(workers) - live} lost", "bold"),
                           ("   (a worker unseen for 3 status intervals is lost)", "dim")))
+
+
+def _counters(worker: WorkerView, now: datetime) -> tuple[Text, ...]:
+    """processed, failed, concurrency, uptime and last job: what this backend counted of the worker's results
+    since it first heard of it (a worker that started earlier did more)."""
+    last = f"#{worker.last_job} {age(worker.last_job_at, now)} ago" if worker.last_job is not None else "—"
+    return (Text(f"{worker.processed:,}", justify="right"),
+            Text(f"{worker.failed:,}", justify="right", style="bold red" if worker.failed else "dim"),
+            Text(str(worker.concurrency), justify="right"),
+            Text(age(worker.first_seen, now) if worker.first_seen else "?", justify="right"),
+            Text(last))

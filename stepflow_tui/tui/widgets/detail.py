@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,19 +13,22 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from stepflow_tui.backend import StepView, WorkflowDefinition, WorkflowView
+from stepflow_tui.backend import StepStats, StepView, WorkflowDefinition, WorkflowView
 from stepflow_tui.tui.formatting import (
     STATUS_ICONS,
     STATUS_STYLES,
     STEP_COUNT_KEYS,
     age,
     parse_time,
+    seconds_text,
     short_duration,
     status_text,
+    step_status_note,
     workflow_status,
 )
 
 TRACEBACK_LINES = 20  # the end of a traceback is where the cause is
+LOG_LINES = 50  # of a job's log (the pane scrolls; the export has them all)
 MAX_ITEMS = 10  # of a list value (a fan-out step's source_paths may hold 100,000 paths)
 MAX_CHARS = 300  # of any one value
 
@@ -135,7 +139,7 @@ def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
         _fields([
             ("status", status_text(workflow_status(view))),
             ("progress", f"{view.done}/{view.total} jobs done, {view.counts.get('error', 0)} failed"),
-            ("version", view.version),
+            ("version", f"v{view.version}"),
             ("created", _when(view.created_at, now)),
             ("updated", _when(view.updated_at, now)),
             ("finished", _when(view.finished_at, now)),
@@ -148,28 +152,57 @@ def workflow_detail(view: WorkflowView, now: datetime) -> RenderableType:
     )
 
 
-def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefinition | None) -> RenderableType:
-    """Definition parameters and counts of a step."""
+def _durations(stats: StepStats) -> RenderableType:
+    """min / median / p95 / max, throughput and the slowest jobs of a step."""
+    if not stats.timed:
+        return Text("no finished job yet", style="dim")
+    rows: list[tuple[str, Any]] = [
+        ("jobs timed", f"{stats.timed:,}"),
+        ("min / median", f"{seconds_text(stats.minimum or 0)} / {seconds_text(stats.median or 0)}"),
+        ("p95 / max", f"{seconds_text(stats.p95 or 0)} / {seconds_text(stats.maximum or 0)}"),
+        ("throughput", f"{stats.throughput:.2f} jobs/s" if stats.throughput else None),
+    ]
+    slowest = Table(box=None, padding=(0, 1), show_edge=False, show_header=False)
+    slowest.add_column(no_wrap=True)
+    slowest.add_column(justify="right", no_wrap=True)
+    slowest.add_column(no_wrap=True, overflow="ellipsis")
+    for job in stats.slowest:
+        slowest.add_row(f"#{job.id}", seconds_text(job.duration or 0), Text(job.input or "", style="dim"))
+    return Group(_fields(rows), Text("slowest", style="bold"), slowest)
+
+
+def step_detail(view: WorkflowView, step: StepView, definition: WorkflowDefinition | None,
+                stats: StepStats | None = None) -> RenderableType:
+    """Definition parameters, counts and (once read) the durations of a step."""
     step_definition = None
     if definition is not None:
         try:
             step_definition = definition.step(step.id)
         except KeyError:
             step_definition = None
+    status = status_text(step.status)
+    if note := step_status_note(step):
+        status.append(f" ({note})", style="dim")
     rows: list[tuple[str, Any]] = [
-        ("status", status_text(step.status)),
+        ("status", status),
         ("job type", step.name),
         ("queue", f"job_{step.name}"),
         ("jobs", step.job_count),
     ]
     if step_definition is not None:
-        parents = ", ".join(str(parent) for parent in step_definition.parent_ids) or "none"
-        rows += [("mode", step_definition.mode), ("parents", parents),
+        names = {other.id: f"{other.id} {other.label or other.name}" for other in view.steps}
+        inputs = ", ".join(names.get(parent, str(parent)) for parent in step_definition.parent_ids)
+        # required_to_start gates the launch on its own: "parents none" hid a step waiting for step 2
+        waits = ", ".join(names.get(other, str(other)) for other in step_definition.required_to_start)
+        rows += [("mode", step_definition.mode), ("inputs from", inputs or "its parameters (no parent step)"),
+                 ("starts after", waits or "the workflow's start"),
                  ("max retries", step_definition.max_retries), ("timeout", step_definition.timeout)]
     return Group(
         Text.assemble((f"Step {step.id} ", "bold"), (step.label or step.name, "bold cyan"),
                       (f"  of workflow #{view.id} {view.identifier}", "dim")),
         _fields(rows),
+        _section("Durations"),  # above the counts: those are on the step's line already
+        _durations(stats) if stats is not None else Text("reading…", style="dim"),
         _section("Counts"),
         _counts(step.counts),
         _section("Parameters (definition)"),
@@ -208,7 +241,31 @@ def _history(record: dict[str, Any], now: datetime) -> Table:
     return history
 
 
-def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
+def _job_log(lines: list[str]) -> Text:
+    """The last `LOG_LINES` lines the job's implementation logged (a worker of ours sends up to 200 with the
+    result; a foreign one sends none)."""
+    if not lines:
+        return Text("none", style="dim")
+    shown = lines[-LOG_LINES:]
+    text = Text(f"… {len(lines) - len(shown)} lines above\n" if len(lines) > len(shown) else "", style="dim")
+    for line in shown:
+        text.append(line + "\n", style="red" if " ERROR " in line or " WARNING " in line else "")
+    text.rstrip()
+    return text
+
+
+def _rendered_by_plugin(record: dict[str, Any], renderer: Callable[[dict[str, Any]], Any]) -> RenderableType:
+    """A plugin's view of the job (`register_output_renderers`); what it raises is shown instead."""
+    try:
+        shown = renderer(record)
+    except Exception as error:  # noqa: BLE001 - a plugin's bug must not blank the detail pane
+        return Text(f"the renderer of {record.get('job_type')!r} failed: {type(error).__name__}: {error}",
+                    style="red")
+    return shown if isinstance(shown, (str, Text)) or hasattr(shown, "__rich_console__") else Text(str(shown))
+
+
+def job_detail(record: dict[str, Any], now: datetime,
+               renderer: Callable[[dict[str, Any]], Any] | None = None) -> RenderableType:
     """A job: its error and traceback first (what an operator opens a failed job for), then status, worker,
     times, history, parameters, outputs and destination paths."""
     parts: list[RenderableType] = [
@@ -235,7 +292,10 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
         ("finished", _when(record.get("finished_at"), now)),
     ]))
     parts += [_section("History"), _history(record, now)]
+    parts += [_section("Log"), _job_log(record.get("logs") or [])]
     parts += [_section("Parameters"), _parameters(record.get("parameters") or [])]
+    if renderer is not None:  # a plugin shows this job type's outputs its own way, above the raw ones
+        parts += [_section(f"{record.get('job_type', '')} says"), _rendered_by_plugin(record, renderer)]
     parts += [_section("Outputs"), _parameters(record.get("outputs") or [])]
     paths = record.get("destination_paths") or []
     listed = "\n".join(short_value(path) for path in paths[:MAX_ITEMS])
@@ -248,10 +308,12 @@ def job_detail(record: dict[str, Any], now: datetime) -> RenderableType:
 class DetailPane(VerticalScroll):
     """Scrollable detail of the selection; the screen hands it a renderable."""
 
+    #: The first thing a new user sees on an empty state: how to begin.
+    WELCOME = Text("Select a workflow, step or job.\n\nNo workflows yet? Press s to start one, ? for every key.",
+                   style="dim")
+
     def compose(self):
-        # the first thing a new user sees on an empty state: say how to begin
-        yield Static(Text("Select a workflow, step or job.\n\nNo workflows yet? Press s to start one, "
-                          "? for every key.", style="dim"), id="detail-body")
+        yield Static(self.WELCOME, id="detail-body")
 
     def show(self, renderable: RenderableType) -> None:
         self.query_one("#detail-body", Static).update(renderable)

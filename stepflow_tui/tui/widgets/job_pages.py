@@ -35,13 +35,16 @@ class JobPages:
     _window: dict[StepKey, tuple[int, int]]
     _loading: dict[StepKey, int]
     _tokens: itertools.count[int]
-    _job_shown: dict[int, tuple[str, int, str | None]]
+    _job_shown: dict[int, JobView]
+    _reveal_when_listed: dict[StepKey, int]
+    job_columns: dict[str, Callable[[JobView], str | None]]
 
     if TYPE_CHECKING:  # provided by WorkflowTree and FastTree; a stub here would shadow FastTree's in the MRO
         @property
         def selected_ref(self) -> NodeRef | None: ...
         def move_to_visible(self, node: TreeNode[NodeRef]) -> None: ...
         def _restore(self, selected: NodeRef | None) -> None: ...
+        def reveal(self, ref: NodeRef) -> bool: ...
 
     def load_page(self, workflow_id: int, step_id: int, offset: int) -> None:
         """List the page of a step's jobs that starts at ``offset``: the next one (at the end of the listed
@@ -67,6 +70,30 @@ class JobPages:
             if listed:
                 anchors = {"before": listed[0]} if earlier else {"after": listed[-1]}
         self._fetch_page(key, offset, limit, status, token, anchors)
+
+    def jump_to_job(self, job: JobView) -> bool:
+        """Put the cursor on a job; when it is not listed, list the page it is on first (alone, with pager
+        lines both ways: a step of 100,000 jobs lists 200 at a time). False when its step is not shown, or
+        when its place is unknown (no ``position``, or pages filtered by a job status shift)."""
+        key = (job.workflow_id, job.step_id)
+        step_node = self._step_nodes.get(key)
+        if step_node is None:
+            return False
+        if job.id in self._job_nodes:
+            return self.reveal(NodeRef("job", *key, job.id))
+        self.reveal(NodeRef("step", *key))
+        if job.position is None or self.tree_filter.job_status is not None:
+            return False
+        self._reveal_when_listed[key] = job.id
+        for lines in (self._more_nodes, self._earlier_nodes):
+            lines.pop(key, None)
+        for child in list(step_node.children):
+            self._forget_job(child)
+        self._window.pop(key, None)
+        self._loading.pop(key, None)  # a page still being read for the old window is dropped when it lands
+        self.load_page(*key, job.position // self.PAGE_SIZE * self.PAGE_SIZE)
+        step_node.expand()
+        return True
 
     def _listed_job_ids(self, key: StepKey) -> list[int]:
         step_node = self._step_nodes.get(key)
@@ -122,9 +149,9 @@ class JobPages:
             if line is not None:
                 line.remove()
         for index, job in enumerate(added):
-            self._job_shown[job.id] = (job.status, job.progress, job.error)
+            self._job_shown[job.id] = job
             self._job_nodes[job.id] = step_node.add_leaf(
-                job_view_line(job), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
+                job_view_line(job, self.job_columns), NodeRef("job", key[0], key[1], job.id), before=index if before else None)
         if window is None:
             window = (offset, offset + len(jobs))
         elif before:
@@ -152,6 +179,9 @@ class JobPages:
             self.move_to_visible(pager or step_node)
         else:
             self._restore(selected)
+        target = self._reveal_when_listed.pop(key, None)
+        if target is not None and target in self._job_nodes:
+            self.move_to_visible(self._job_nodes[target])
 
     def _forget_job(self, node: TreeNode[NodeRef]) -> None:
         if node.data is not None and node.data.job_id is not None:

@@ -10,8 +10,8 @@ from textual import on
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from stepflow_tui.backend import WORKFLOW_FINAL, StepView, WorkbenchBackend, WorkflowView
-from stepflow_tui.tui.formatting import job_line, step_line, workflow_line
+from stepflow_tui.backend import WORKFLOW_FINAL, JobView, StepView, WorkbenchBackend, WorkflowView
+from stepflow_tui.tui.formatting import job_view_line, step_line, workflow_line
 from stepflow_tui.tui.widgets.fast_tree import FastTree
 from stepflow_tui.tui.widgets.job_pages import JobPages
 from stepflow_tui.tui.widgets.tree_refs import PAGER_LINES, NodeRef, StepKey, TreeFilter
@@ -33,13 +33,17 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     PAGE_SIZE = 200
     MAX_LISTED = 1000
 
-    def __init__(self, backend: WorkbenchBackend, clock: Callable[[], datetime], **kwargs) -> None:
+    def __init__(self, backend: WorkbenchBackend, clock: Callable[[], datetime],
+                 job_columns: dict[str, Callable[[JobView], str | None]] | None = None, **kwargs) -> None:
         super().__init__("workflows", **kwargs)
+        #: The plugins' columns at the end of each job line (`register_job_columns`).
+        self.job_columns = dict(job_columns or {})
         self.backend = backend
         self.clock = clock
         self.show_root = False
         self.guide_depth = 3
         self.tree_filter = TreeFilter()
+        self.newest_first = False  # the order of the workflows (o toggles it)
         #: The last view of every workflow the backend knows (shown or filtered out).
         self.views: dict[int, WorkflowView] = {}
         self._workflow_nodes: dict[int, TreeNode[NodeRef]] = {}
@@ -53,8 +57,15 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
         #: tree was rebuilt, the workflow removed — is ignored when it lands).
         self._loading: dict[StepKey, int] = {}
         self._tokens = itertools.count(1)
-        #: What each listed job line shows: (status, progress, error).
-        self._job_shown: dict[int, tuple[str, int, str | None]] = {}
+        #: What each listed job line shows.
+        self._job_shown: dict[int, JobView] = {}
+        #: The job to put the cursor on once its page is listed (`jump_to_job`).
+        self._reveal_when_listed: dict[StepKey, int] = {}
+        #: Expanded workflows and steps, kept while a filter hides them: clearing it brings them back open.
+        self._expanded_workflows: set[int] = set()
+        self._expanded_steps: set[StepKey] = set()
+        #: The selection before a filter was set, put back when the filter is cleared.
+        self._selected_before_filter: NodeRef | None = None
 
     # -- what others ask ----------------------------------------------------------------------------------
     @property
@@ -69,7 +80,7 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     def job_status(self, job_id: int) -> str | None:
         """The last known status of a listed job."""
         shown = self._job_shown.get(job_id)
-        return shown[0] if shown is not None else None
+        return shown.status if shown is not None else None
 
     def plan_job_reads(self, job_ids: set[int] | frozenset[int],
                        many: int = 50) -> tuple[list[tuple[int, int, int, int]], set[int]]:
@@ -136,15 +147,15 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
     def show_workflows(self, views: Iterable[WorkflowView], *, expand_running: bool = False) -> None:
         """Rebuild from a full list (first load, filter change), keeping the cursor and expanded steps."""
         selected = self.selected_ref
-        expanded_workflows = {wid for wid, node in self._workflow_nodes.items() if node.is_expanded}
-        expanded_steps = {key for key, node in self._step_nodes.items() if node.is_expanded}
+        expanded_workflows, expanded_steps = self._remember_expanded()
         self.clear()
         for mapping in (self._workflow_nodes, self._step_nodes, self._job_nodes, self._more_nodes,
                         self._earlier_nodes, self._window, self._job_shown):
             mapping.clear()
         self._loading.clear()
+        self._reveal_when_listed.clear()
         self.views = {view.id: view for view in views}
-        for view in sorted(self.views.values(), key=lambda v: v.id):
+        for view in sorted(self.views.values(), key=lambda v: v.id, reverse=self.newest_first):
             if not self.tree_filter.matches(view):
                 continue
             node = self._add_workflow_node(view)
@@ -157,11 +168,39 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
                     step_node.expand()
         self._restore(selected)
 
-    def set_filter(self, tree_filter: TreeFilter) -> None:
-        """Show only the workflows ``tree_filter`` matches (job pages follow its status)."""
-        self.tree_filter = tree_filter
-        self.border_subtitle = f"filter: {tree_filter.describe()}" if tree_filter.active else ""
+    def set_order(self, newest_first: bool) -> None:
+        """List the newest workflows first (or the oldest), keeping the selection and what is expanded."""
+        self.newest_first = newest_first
+        self.border_title = "Workflows, newest first" if newest_first else "Workflows"
         self.show_workflows(list(self.views.values()))
+        if self.cursor_node is not None:
+            self.move_to_visible(self.cursor_node)
+
+    def set_filter(self, tree_filter: TreeFilter) -> None:
+        """Show only the workflows ``tree_filter`` matches (job pages follow its status). Clearing it puts
+        back the selection of before the filter, and what was expanded stays expanded."""
+        if tree_filter.active and not self.tree_filter.active:
+            self._selected_before_filter = self.selected_ref
+        self.tree_filter = tree_filter
+        self.show_workflows(list(self.views.values()))
+        shown = len(self._workflow_nodes)
+        subtitle = f"filter: {tree_filter.describe()}" + ("  — no match" if not shown else "")
+        self.border_subtitle = subtitle if tree_filter.active else ""
+        before = self._selected_before_filter
+        if not tree_filter.active and before is not None:
+            self._selected_before_filter = None
+            self._restore(before)
+            if before.kind == "job" and before.step_key in self._step_nodes and before.job_id is not None:
+                # its step lists its first page again: the cursor goes back to the job if it is there
+                self._reveal_when_listed[before.step_key] = before.job_id
+
+    def _remember_expanded(self) -> tuple[set[int], set[StepKey]]:
+        """The expanded workflows and steps: those shown as they are now, the hidden ones as they were."""
+        for workflow_id, node in self._workflow_nodes.items():
+            (self._expanded_workflows.add if node.is_expanded else self._expanded_workflows.discard)(workflow_id)
+        for key, node in self._step_nodes.items():
+            (self._expanded_steps.add if node.is_expanded else self._expanded_steps.discard)(key)
+        return set(self._expanded_workflows), set(self._expanded_steps)
 
     def apply_workflow(self, workflow_id: int, view: WorkflowView | None) -> None:
         """A workflow changed (``view`` None: it was deleted): update its node and its steps' lines."""
@@ -195,30 +234,26 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
             self._sync_pager_lines((workflow_id, step.id))
         self._restore(selected)
 
-    def apply_jobs(self, records: Iterable[dict]) -> None:
-        """Relabel listed jobs from full records (``Backend.job``): status, progress, error.
+    def apply_jobs(self, jobs: Iterable[JobView]) -> None:
+        """Relabel listed jobs: status, progress, error, input, duration, worker.
 
         Only lines whose text changes are relabelled, and the tree repaints once for all of them: Textual's
         ``set_label`` queues a repaint callback per node, which for 1,000 lines cost more than the labels.
         """
         changed = False
-        for record in records:
-            job_id = record["id"]
-            node = self._job_nodes.get(job_id)
+        for job in jobs:
+            node = self._job_nodes.get(job.id)
             if node is not None:
-                changed |= self._show_job(node, job_id, record["status"], record.get("progress", 0),
-                                          record.get("error"))
+                changed |= self._show_job(node, job)
         if changed:
             self.refresh()
 
-    def _show_job(self, node: TreeNode[NodeRef], job_id: int, status: str, progress: int,
-                  error: str | None) -> bool:
+    def _show_job(self, node: TreeNode[NodeRef], job: JobView) -> bool:
         """Give a listed job's line this content (the caller repaints); False when it already shows it."""
-        shown = (status, progress, error)
-        if self._job_shown.get(job_id) == shown:
+        if self._job_shown.get(job.id) == job:
             return False
-        self._job_shown[job_id] = shown
-        self.relabel_quietly(node, job_line(job_id, status, progress, error))
+        self._job_shown[job.id] = job
+        self.relabel_quietly(node, job_view_line(job, self.job_columns))
         return True
 
     def refresh_ages(self) -> None:
@@ -244,8 +279,9 @@ class WorkflowTree(JobPages, FastTree[NodeRef]):
 
     # -- nodes --------------------------------------------------------------------------------------------
     def _add_workflow_node(self, view: WorkflowView) -> TreeNode[NodeRef]:
-        # keep workflows in id order: insert before the first shown workflow with a larger id
-        before = next((node for wid, node in sorted(self._workflow_nodes.items()) if wid > view.id), None)
+        # keep workflows in id order: insert before the first shown workflow that comes after it
+        before = next((node for wid, node in sorted(self._workflow_nodes.items(), reverse=self.newest_first)
+                       if (wid < view.id if self.newest_first else wid > view.id)), None)
         node = self.root.add(workflow_line(view, self.clock()), NodeRef("workflow", view.id), before=before)
         self._workflow_nodes[view.id] = node
         for step in view.steps:

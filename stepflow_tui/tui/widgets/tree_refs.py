@@ -41,6 +41,8 @@ class TreeFilter:
 
     status: str | None = None
     text: str = ""
+    #: Workflows shown for the text because some of their jobs match it (`WorkbenchBackend.find_jobs`).
+    job_hits: frozenset[int] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -54,7 +56,7 @@ class TreeFilter:
     def matches(self, view: WorkflowView) -> bool:
         """True when the workflow should be shown."""
         text = self.text.strip().lower()
-        if text and text not in f"#{view.id} {view.identifier} {view.label}".lower():
+        if text and view.id not in self.job_hits and text not in searchable_text(view):
             return False
         if not self.status:
             return True
@@ -67,3 +69,9 @@ class TreeFilter:
         if self.text.strip():
             parts.append(f"text={self.text.strip()!r}")
         return " ".join(parts)
+
+
+def searchable_text(view: WorkflowView) -> str:
+    """What the filter's text is looked for in: ``#id``, identifier, label and the start parameters' values."""
+    values = " ".join(str(value) for value in view.parameters.values())
+    return f"#{view.id} {view.identifier} {view.label} {values}".lower()
