@@ -81,6 +81,8 @@ class Connection(ABC):
     url: str
     #: True when queued messages survive a restart of this process (RabbitMQ); False for ``memory://``.
     durable: bool
+    #: True when `queue_states` knows the unacked counts (memory://); RabbitMQ's passive declares report 0.
+    counts_unacked: bool = False
     #: ``x-queue-type`` of the queues the backend owns (`cluster.QUEUE_TYPES`); set by `connect`.
     queue_type: str = "classic"
     #: The node this connection reached (masked URL): one of a cluster's, or the only one.
