@@ -229,6 +229,12 @@ class Backend:
                 future.set_result(result)
 
     @property
+    def broker_node(self) -> str | None:
+        """The node the broker thread is connected to (masked URL; one of a cluster's), or None."""
+        conn = self._conn
+        return conn.node if conn is not None else None
+
+    @property
     def _conn(self) -> Connection | None:
         return self._loop.conn if self._loop is not None else None
 

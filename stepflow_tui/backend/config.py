@@ -15,7 +15,8 @@ WORK_DIRECTORY_ENV = "STEPFLOW_WORK_DIRECTORY"
 
 @dataclass
 class BackendConfig:
-    broker_url: str = "memory://"
+    broker_url: str = "memory://"  # or a RabbitMQ cluster's node URLs separated by commas
+    queue_type: str = "classic"  # x-queue-type of the queues the backend owns: classic or quorum
     db_path: Path = Path("stepflow-state.json")
     definitions: dict[str, WorkflowDefinition] = field(default_factory=dict)
     registry: Any = None  # stepflow_tui.plugins.Registry: job types, worker implementations

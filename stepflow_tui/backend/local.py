@@ -24,7 +24,8 @@ def start_local_worker(config: BackendConfig) -> Any:
 
     worker = Worker(config.broker_url, config.registry.workers,
                     concurrency=config.local_concurrency, label="stepflow in-process worker",
-                    status_interval=config.worker_status_interval, name="stepflow-local-worker")
+                    status_interval=config.worker_status_interval, name="stepflow-local-worker",
+                    queue_type=config.queue_type)
     worker.start_in_thread()
     if not worker.wait_ready(10.0):
         log.warning("in-process workers did not get ready within 10 s: %s", worker.failure or "no reason given")

@@ -31,6 +31,7 @@ from stepflow_tui.broker.base import (
     TopologyConflict,
     connect,
 )
+from stepflow_tui.broker.cluster import is_cluster
 from stepflow_tui.core import jsontext, protocol
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus
@@ -140,7 +141,8 @@ class BrokerLoop:
         delay = FIRST_DELAY
         while not self._stopping.is_set():
             try:
-                conn = connect(self._config.broker_url, name="stepflow-backend")
+                conn = connect(self._config.broker_url, name="stepflow-backend",
+                               queue_type=self._config.queue_type)
             except ConnectionLost as exc:
                 self._updates.set_connection("reconnecting", str(exc))  # the delay is logged at debug level
                 log.debug("retrying in %.1f s", delay)
@@ -203,6 +205,8 @@ class BrokerLoop:
                     log.info("resuming: %d job orders to send", resent)
             self._first = False
         self._dispatcher.ask_status(conn)
+        if is_cluster(conn.url):
+            log.info("connected to %s", conn.node)  # one node of a cluster's addresses
         self._updates.set_connection("connected", None)
         self._started.set()
 

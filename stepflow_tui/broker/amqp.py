@@ -39,6 +39,7 @@ from stepflow_tui.broker.base import (
     TopologyConflict,
     mask_url,
 )
+from stepflow_tui.broker.cluster import ROTATION, split_urls
 from stepflow_tui.broker.topology import ExchangeSpec, QueueSpec
 from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
 
@@ -113,10 +114,13 @@ class AmqpConnection(Connection):
         self.url = url
         self.name = name
         self._masked = mask_url(url)
-        params = connection_parameters(url, name)
-        self._vhost = params.virtual_host
+        nodes = split_urls(url)
+        order = ROTATION.order(url)
+        params = [connection_parameters(nodes[i], name) for i in order]
+        self._vhost = params[0].virtual_host  # every node of a cluster serves the same vhost
         try:
-            self._connection = pika.BlockingConnection(params)
+            # pika tries a list of parameters in turn and keeps the first that answers.
+            self._connection = pika.BlockingConnection(params if len(params) > 1 else params[0])
         except (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError) as exc:
             raise BrokerError(
                 f"access refused to {self._masked}: check user, password and vhost ({exc})"
@@ -126,6 +130,10 @@ class AmqpConnection(Connection):
                 raise BrokerError(f"cannot connect to {self._masked}: its TLS certificate is not trusted "
                                   f"({_describe(exc)}): pass the CA with --ca-file") from None
             raise ConnectionLost(f"cannot connect to {self._masked}: {_describe(exc)}") from None
+        self._node_index = _reached(self._connection, order, params)
+        ROTATION.connected(url, self._node_index)
+        self.node = mask_url(nodes[self._node_index])
+        self._masked = self.node  # from now on, errors name the node reached, not every address
         self._closed = False
         self._lost = False  # closed by a failure, not by close(): later calls raise ConnectionLost
         self._consuming: BlockingChannel = self._connection.channel()
@@ -150,10 +158,12 @@ class AmqpConnection(Connection):
         try:
             yield
         except pe.ChannelClosedByBroker as exc:
+            if _node_down(exc):  # a cluster: the queue lives on a node that is down; it comes back with it
+                raise ConnectionLost(f"{what}: {_describe(exc)}") from None
             if self._consuming.is_closed:
                 self._drop()
                 raise ConnectionLost(f"{what}: channel closed by {self._masked}: {_describe(exc)}") from None
-            raise BrokerError(f"{what}: {_describe(exc)}") from None
+            raise BrokerError(f"{what}: {_describe(exc)}{_queue_type_hint(exc)}") from None
         except _CONNECTION_ERRORS as exc:
             self._drop()
             raise ConnectionLost(f"{what}: connection to {self._masked} lost: {_describe(exc)}") from None
@@ -164,8 +174,10 @@ class AmqpConnection(Connection):
             raise ConnectionLost(f"{what}: connection to {self._masked} lost: {_describe(exc)}") from None
 
     def _drop(self) -> None:
-        """Give up on a broken connection (close what is left, quietly)."""
+        """Give up on a broken connection (close what is left, quietly); the next connection to a cluster
+        starts with the node after this one."""
         self._closed = self._lost = True
+        ROTATION.lost(self.url, self._node_index)
         try:
             if self._connection.is_open:
                 self._connection.close()
@@ -381,6 +393,30 @@ class AmqpConnection(Connection):
                 self._connection.close()
         except (pe.AMQPError, OSError):
             log.debug("closing %s failed", self._masked, exc_info=True)
+
+
+def _node_down(exc: pe.ChannelClosedByBroker) -> bool:
+    """Whether RabbitMQ refused because the queue's node (or its quorum) is down: transient on a cluster."""
+    text = str(exc.reply_text)
+    return exc.reply_code == 404 and ("down or inaccessible" in text or "stopped by supervisor" in text)
+
+
+def _queue_type_hint(exc: pe.ChannelClosedByBroker) -> str:
+    """What to do about a queue declared earlier with another ``x-queue-type``."""
+    if exc.reply_code != 406 or "x-queue-type" not in str(exc.reply_text):
+        return ""
+    return (": the queues were declared with another --queue-type; give every backend and worker of this vhost "
+            "the same one, or delete the queues of the other type first")
+
+
+def _reached(connection: pika.BlockingConnection, order: Sequence[int], params: Sequence[pika.ConnectionParameters]
+             ) -> int:
+    """The index of the node pika connected to (its parameters are a copy of one of ``params``)."""
+    used = getattr(connection._impl, "params", None)  # noqa: SLF001 - pika keeps the node's parameters there
+    for index, candidate in zip(order, params, strict=True):
+        if used is not None and (used.host, used.port) == (candidate.host, candidate.port):
+            return index
+    return order[0]
 
 
 def _describe(exc: BaseException) -> str:

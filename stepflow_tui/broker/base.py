@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stepflow_tui.broker import topology
+from stepflow_tui.broker.cluster import CLASSIC, check_queue_type, split_urls
 from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url
 from stepflow_tui.broker.url import (
     mask_url as mask_url,  # one masker for every output path; imported from here
@@ -89,15 +90,19 @@ class Connection(ABC):
     durable: bool
     #: True when `queue_states` knows the unacked counts (memory://); RabbitMQ's passive declares report 0.
     counts_unacked: bool = False
+    #: ``x-queue-type`` of the queues the backend owns (`cluster.QUEUE_TYPES`); set by `connect`.
+    queue_type: str = "classic"
+    #: The node this connection reached (masked URL): one of a cluster's, or the only one.
+    node: str = ""
 
     def declare_backend_topology(self) -> None:
         """Declare the exchanges and response queues of `topology` (never the job queues)."""
-        self._declare(topology.EXCHANGES, topology.BACKEND_QUEUES)
+        self._declare(topology.EXCHANGES, topology.with_queue_type(topology.BACKEND_QUEUES, self.queue_type))
 
     def declare_job_queue(self, job_type: str) -> str:
         """Declare and bind ``job_<type>`` (durable, with the dead-letter exchange); return the queue name.
         Also declares the exchanges it binds to, so a worker may start before any backend."""
-        exchanges, queues = topology.worker_topology(job_type)
+        exchanges, queues = topology.worker_topology(job_type, self.queue_type)
         self._declare(exchanges, queues)
         return topology.job_queue(job_type)
 
@@ -192,13 +197,30 @@ def with_death(headers: dict[str, Any] | None, queue: str, reason: str, exchange
     return result
 
 
-def connect(url: str, *, name: str = "stepflow") -> Connection:
-    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``.
-    Raises `BrokerError` for a URL that cannot be used, `ConnectionLost` when the server cannot be reached."""
+def connect(url: str, *, name: str = "stepflow", queue_type: str = CLASSIC) -> Connection:
+    """Open a connection for ``url``: ``memory://[name]`` or ``amqp[s]://user:pass@host:port/vhost``, or a
+    cluster's node URLs separated by commas (tried in turn, see `cluster`). ``queue_type`` is the
+    ``x-queue-type`` of the queues the backend owns. Raises `BrokerError` for a URL that cannot be used,
+    `ConnectionLost` when no node can be reached."""
     try:
-        scheme = parse_broker_url(url).scheme
+        check_queue_type(queue_type)
+    except ValueError as exc:
+        raise BrokerError(str(exc)) from None
+    conn = _open(url, name)
+    conn.queue_type = queue_type
+    return conn
+
+
+def _open(url: str, name: str) -> Connection:
+    nodes = split_urls(url)
+    try:
+        schemes = {parse_broker_url(node).scheme for node in nodes}
     except InvalidBrokerURL as exc:
         raise BrokerError(str(exc)) from None
+    if len(nodes) > 1 and not schemes <= {"amqp", "amqps"}:
+        raise BrokerError(f"broker {mask_url(url)!r}: several addresses are for a RabbitMQ cluster (amqp:// or "
+                          "amqps:// each)")
+    scheme = parse_broker_url(nodes[0]).scheme
     if scheme == "memory":
         from stepflow_tui.broker.memory import MemoryConnection
 

@@ -24,7 +24,7 @@ this project share a vhost in either start order (docs/broker.md has the table):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Exchanges (the SDK's names; see docs/broker.md for who declares what).
@@ -185,6 +185,19 @@ def job_queue(job_type: str) -> str:
     return job_type if job_type.startswith(JOB_QUEUE_PREFIX) else JOB_QUEUE_PREFIX + job_type
 
 
+def with_queue_type(queues: Sequence[QueueSpec], queue_type: str) -> tuple[QueueSpec, ...]:
+    """``queues`` with ``x-queue-type`` set on the durable ones when ``queue_type`` is ``quorum`` (replicated on
+    a cluster); unchanged for ``classic`` (no argument: what the SDK and earlier versions declared). Job queues
+    are never passed here: they keep the SDK's arguments. Auto-delete or exclusive queues cannot be quorum."""
+    if queue_type == "classic":
+        return tuple(queues)
+    return tuple(
+        replace(q, arguments={**q.arguments, "x-queue-type": queue_type})
+        if q.durable and not (q.auto_delete or q.exclusive) else q
+        for q in queues
+    )
+
+
 def job_type_of(queue: str) -> str:
     """The job type of a job queue: ``job_transfer`` -> ``transfer`` (the inverse of `job_queue`)."""
     return queue[len(JOB_QUEUE_PREFIX) :] if queue.startswith(JOB_QUEUE_PREFIX) else queue
@@ -200,12 +213,13 @@ def job_queue_spec(job_type: str) -> QueueSpec:
     return QueueSpec(name, arguments=arguments, bindings=(Binding(JOB_SUBMIT, name),))
 
 
-def worker_topology(job_type: str) -> tuple[tuple[ExchangeSpec, ...], tuple[QueueSpec, ...]]:
+def worker_topology(job_type: str, queue_type: str = "classic") -> tuple[tuple[ExchangeSpec, ...],
+                                                                       tuple[QueueSpec, ...]]:
     """What `Connection.declare_job_queue` declares, so a worker may start before any backend: every exchange
     (a worker publishes to ``job_response`` and ``worker_response``; publishing to a missing exchange is an
     error in RabbitMQ), the catch queues (a response or a dead letter produced before the backend exists is
-    kept, never dropped) and the job queue itself."""
-    return EXCHANGES, CATCH_QUEUES + (job_queue_spec(job_type),)
+    kept, never dropped; of ``queue_type``, as the backend declares them) and the job queue itself."""
+    return EXCHANGES, with_queue_type(CATCH_QUEUES, queue_type) + (job_queue_spec(job_type),)
 
 
 #: The value of the ``broadcast`` header: a string, because the SDK binds the string (a boolean would not match).

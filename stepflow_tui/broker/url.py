@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from stepflow_tui.broker.cluster import split_urls
+
 #: Schemes `connect` opens.
 SCHEMES = ("memory", "amqp", "amqps")
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
@@ -129,7 +131,11 @@ def _split_location(rest: str) -> tuple[str, str, str]:
 
 
 def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password."""
+    """``amqp://guest:guest@host:5672/vh`` -> ``amqp://guest:***@host:5672/vh``: never print a password (each
+    node's, for a cluster's comma-separated URLs)."""
+    nodes = split_urls(url)
+    if len(nodes) > 1:
+        return ",".join(mask_url(node) for node in nodes)
     try:
         return _parse(url).masked()
     except InvalidBrokerURL:

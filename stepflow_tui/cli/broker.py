@@ -15,6 +15,7 @@ from stepflow_tui.cli.options import (
     CONNECT_TIMEOUT,
     EXIT_FAILED,
     EXIT_OK,
+    QUEUE_TYPE,
     READ_ONLY,
     VERBOSE,
     WORKFLOWS,
@@ -35,7 +36,7 @@ def register(commands: Commands) -> None:
 
     # The worker declares its own --broker: not twice (argparse refuses a duplicate option).
     p = commands.add("worker", cmd_worker, "run a headless worker (for systemd, containers): consumes job queues",
-                     uses=(CA_FILE, VERBOSE), omit=(BROKER,),
+                     uses=(CA_FILE, VERBOSE, QUEUE_TYPE), omit=(BROKER,),
                      epilog="example:\n  stepflow worker --broker amqp://guest:guest@localhost:5672/ "
                             "--concurrency 4")
     add_worker_arguments(p)

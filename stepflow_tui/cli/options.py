@@ -11,16 +11,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from stepflow_tui.broker.cluster import CLASSIC, QUEUE_TYPES, is_cluster, split_urls
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Seconds a command waits for a broker that does not answer (refused connection, restarting) before it gives up.
 CONNECT_TIMEOUT_DEFAULT = 30.0
+QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
 
 #: The global options by their ``args`` name; a command says which of them it uses (`add_global_options`).
 BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE = "broker", "ca_file", "db", "workflows", "read_only", "verbose"
-API, CONNECT_TIMEOUT, MOVE_TO_BROKER = "api", "connect_timeout", "move_to_broker"
-GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, API, READ_ONLY, VERBOSE, CONNECT_TIMEOUT, MOVE_TO_BROKER)
+API, CONNECT_TIMEOUT, MOVE_TO_BROKER, QUEUE_TYPE = "api", "connect_timeout", "move_to_broker", "queue_type"
+GLOBALS: tuple[str, ...] = (BROKER, CA_FILE, DB, WORKFLOWS, API, READ_ONLY, VERBOSE, CONNECT_TIMEOUT, MOVE_TO_BROKER,
+                            QUEUE_TYPE)
 _UNSET: dict[str, Any] = {BROKER: None, CA_FILE: None, DB: None, WORKFLOWS: None, API: None, READ_ONLY: False,
-                          VERBOSE: 0, CONNECT_TIMEOUT: None, MOVE_TO_BROKER: False}
+                          VERBOSE: 0, CONNECT_TIMEOUT: None, MOVE_TO_BROKER: False, QUEUE_TYPE: None}
 
 
 class UsageError(Exception):
@@ -43,8 +47,13 @@ def default_db() -> Path:
 def _option_specs() -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
     return {
         BROKER: (("--broker",), {"metavar": "URL",
-                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost "
+                                 "help": "memory:// (embedded, the default) or amqp://user:pass@host:5672/vhost; "
+                                         "a RabbitMQ cluster: its nodes' URLs separated by commas "
                                          "[env STEPFLOW_BROKER_URL]"}),
+        QUEUE_TYPE: (("--queue-type",), {"choices": QUEUE_TYPES,
+                                         "help": "type of the response, worker and catch queues: quorum "
+                                                 "(replicated on a cluster) or classic [env STEPFLOW_QUEUE_TYPE; "
+                                                 "default classic]"}),
         CA_FILE: (("--ca-file",), {"metavar": "PATH",
                                    "help": "CA certificate(s) to verify an amqps:// broker with "
                                            "[env STEPFLOW_CA_FILE]"}),
@@ -114,6 +123,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
         except ValueError:
             raise UsageError(f"STEPFLOW_CONNECT_TIMEOUT={env!r}: expected a number of seconds") from None
     args.db_given = bool(args.db or os.environ.get("STEPFLOW_DB"))
+    args.queue_type = queue_type_option(args.queue_type)
     args.db = Path(args.db).expanduser() if args.db else default_db()
     args.workflows = args.workflows or os.environ.get("STEPFLOW_WORKFLOWS")
     args.ca_file = args.ca_file or os.environ.get("STEPFLOW_CA_FILE")
@@ -121,9 +131,26 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def queue_type_option(given: str | None) -> str:
+    """--queue-type, else $STEPFLOW_QUEUE_TYPE, else classic; a `UsageError` for anything else."""
+    value = given or os.environ.get(QUEUE_TYPE_ENV) or CLASSIC
+    if value not in QUEUE_TYPES:
+        raise UsageError(f"{QUEUE_TYPE_ENV}={value!r}: expected one of {', '.join(QUEUE_TYPES)}")
+    return value
+
+
 def apply_ca_file(args: argparse.Namespace) -> None:
     """--ca-file / STEPFLOW_CA_FILE becomes ``?cafile=`` of an amqps:// URL (broker/amqp.py builds the TLS
-    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used)."""
+    context from it). Ignored for memory:// (no network); an error for plain amqp:// (it would not be used).
+    A cluster's addresses get it each."""
+    if is_cluster(args.broker):
+        nodes = []
+        for node in split_urls(args.broker):
+            one = argparse.Namespace(**{**vars(args), "broker": node})
+            apply_ca_file(one)
+            nodes.append(one.broker)
+        args.broker = ",".join(nodes)
+        return
     from dataclasses import replace
 
     from stepflow_tui.broker.url import InvalidBrokerURL, parse_broker_url

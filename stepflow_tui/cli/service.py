@@ -13,6 +13,7 @@ from stepflow_tui.cli.options import (
     CA_FILE,
     DB,
     EXIT_OK,
+    QUEUE_TYPE,
     READ_ONLY,
     VERBOSE,
     WORKFLOWS,
@@ -33,7 +34,7 @@ def register(commands: Commands) -> None:
     """Add this group's commands."""
     p = commands.add("backend", cmd_backend, "run the backend headless behind its HTTP API until SIGTERM/SIGINT "
                                              "(workbench and commands for the same --db attach to it)",
-                     uses=(BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE),
+                     uses=(BROKER, CA_FILE, DB, WORKFLOWS, READ_ONLY, VERBOSE, QUEUE_TYPE),
                      epilog="examples:\n"
                             "  stepflow backend --broker amqp://guest:guest@localhost:5672/ --db ./state.json\n"
                             "  STEPFLOW_API_TOKEN=... stepflow backend --listen 0.0.0.0:4000")

@@ -77,13 +77,14 @@ def load(args: argparse.Namespace) -> Loaded:
 
 def backend_config(args: argparse.Namespace, loaded: Loaded, *, local_workers: bool | None = None,
                    concurrency: int = 4) -> BackendConfig:
-    """The `BackendConfig` of --db, --broker and --read-only with the loaded definitions."""
+    """The `BackendConfig` of --db, --broker, --queue-type and --read-only with the loaded definitions."""
     from stepflow_tui.backend.backend import BackendConfig
 
     return BackendConfig(broker_url=args.broker, db_path=args.db, definitions=loaded.definitions,
                          registry=loaded.registry, local_workers=local_workers,
                          local_concurrency=max(1, concurrency), read_only=args.read_only,
-                         move_to_broker=getattr(args, "move_to_broker", False))
+                         move_to_broker=getattr(args, "move_to_broker", False),
+                         queue_type=args.queue_type)
 
 
 def start_backend(args: argparse.Namespace, loaded: Loaded, *, local_workers: bool | None = None,

@@ -13,6 +13,7 @@ import os
 from stepflow_tui.worker.context import ALLOW_PATHS_ENV
 
 BROKER_ENV = "STEPFLOW_BROKER_URL"
+QUEUE_TYPE_ENV = "STEPFLOW_QUEUE_TYPE"
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +40,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the worker options (``--broker``, ``--job-type``, ``--concurrency``, ``--prefetch``,
     ``--status-interval``) to ``parser``; `worker_main` reads them."""
     parser.add_argument("--broker", metavar="URL", default=None,
-                        help=f"RabbitMQ URL, amqp://user:pass@host:5672/vhost (default: ${BROKER_ENV})")
+                        help="RabbitMQ URL, amqp://user:pass@host:5672/vhost; a cluster: its nodes' URLs separated "
+                             f"by commas (default: ${BROKER_ENV})")
     parser.add_argument("--job-type", metavar="TYPE", action="append", dest="job_type", default=None,
                         help="job type to serve; repeat for several (default: every installed one)")
     parser.add_argument("--concurrency", metavar="N", type=_positive_int, default=1,
@@ -63,8 +65,9 @@ def worker_main(args: argparse.Namespace) -> int:
         given = [os.path.abspath(os.path.expanduser(path)) for path in args.allow_path]
         previous = [path for path in os.environ.get(ALLOW_PATHS_ENV, "").split(os.pathsep) if path]
         os.environ[ALLOW_PATHS_ENV] = os.pathsep.join(previous + given)
+    queue_type = getattr(args, "queue_type", None) or os.environ.get(QUEUE_TYPE_ENV) or "classic"
     return run_headless(broker_url, args.job_type, args.concurrency, args.prefetch,
-                        status_interval=args.status_interval)
+                        status_interval=args.status_interval, queue_type=queue_type)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                     "Stops gracefully on SIGTERM (running jobs finish, up to 30 s; a second signal stops at once).",
     )
     add_worker_arguments(parser)
+    parser.add_argument("--queue-type", choices=("classic", "quorum"), default=None,
+                        help=f"type of the catch queues it declares, as the backend's (default: ${QUEUE_TYPE_ENV} "
+                             "or classic)")
     return worker_main(parser.parse_args(argv))
 
 

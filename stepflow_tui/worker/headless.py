@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int, prefetch: int | None,
-                 *, status_interval: float = 5.0) -> int:
+                 *, status_interval: float = 5.0, queue_type: str = "classic") -> int:
     """Run a worker in this process until SIGTERM / SIGINT (``stepflow worker``). Returns the exit status:
     0 after a graceful stop, 2 for a usage or broker error (told on stderr)."""
     from stepflow_tui.plugins import failures_text, load_registry, normalize_job_type_name
@@ -55,7 +55,7 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
     try:
         worker = Worker(broker_url, registry.workers, job_types=selected, concurrency=concurrency,
                         prefetch=prefetch, label=label, status_interval=status_interval,
-                        schemas={t: registry.job_types[t].parameters for t in selected})
+                        schemas={t: registry.job_types[t].parameters for t in selected}, queue_type=queue_type)
     except ValueError as exc:
         return error(str(exc))
 

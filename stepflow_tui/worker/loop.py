@@ -144,8 +144,12 @@ class ConnectionLoop:
 
     def _connect(self) -> None:
         worker = self.worker
-        conn = connect(worker.broker_url, name=worker.name)
+        conn = connect(worker.broker_url, name=worker.name, queue_type=worker.queue_type)
         self.conn = conn
+        if self.pool.executions:
+            # Still alive with jobs running: say so at each attempt, so that a job queue whose node is down
+            # (a cluster) keeps this worker from being taken for lost while it waits for that node.
+            self._publish_status("status", quiet=True)
         for job_type in worker.job_types:
             conn.declare_job_queue(job_type)
         conn.declare_direct_queue(worker.instance_id, worker.job_types)

@@ -62,6 +62,7 @@ class Worker:
         work_dir: Path | None = None,
         name: str = "stepflow-worker",
         schemas: Mapping[str, dict[str, Any]] | None = None,
+        queue_type: str = "classic",
     ) -> None:
         types = list(job_types) if job_types is not None else list(implementations)
         if not types:
@@ -77,6 +78,7 @@ class Worker:
         if status_interval <= 0:
             raise ValueError(f"status interval must be positive, got {status_interval}")
         self.broker_url = broker_url
+        self.queue_type = queue_type  # of the catch queues it declares: as the backend declares them
         self.implementations: dict[str, WorkerImplementation] = dict(implementations)
         self.job_types: list[str] = types
         self.concurrency = concurrency
@@ -134,6 +136,12 @@ class Worker:
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Wait until `run` has returned; False on timeout."""
         return self._stopped.wait(timeout)
+
+    @property
+    def broker_node(self) -> str | None:
+        """The node the worker is connected to (masked URL; one of a cluster's), or None."""
+        conn = self._loop.conn
+        return conn.node if conn is not None else None
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the job queues are declared and consumed (True), or the worker stopped / timed out."""

@@ -1,10 +1,12 @@
 """The chaos run: one workflow of 1,200 jobs on two worker processes while a worker is SIGKILLed (and replaced),
 the backend is SIGKILLed (and restarted with ``stepflow wait``) and every broker connection of the vhost is
-closed once. Two malformed messages are published to ``job_completed`` on the way.
+closed once. Two malformed messages are published to ``job_completed`` on the way, a poison order (a job id of
+5,000 digits) to the job queue and an error with a lone surrogate (what a Python worker sends for a file name
+that is not UTF-8) about a job the backend does not know.
 
 Each job's effect is a file (see `chaos_worker`): ``<id>.done`` is created once, a second run of a job appends
 to ``<id>.dup``. At the end: every job completed and counted once, each effect exists, the state file loads,
-``job_dead_letter`` holds exactly the two malformed messages, and no job ran a second time without a fault to
+``job_dead_letter`` holds exactly the two malformed messages and the poison order, and no job ran a second time without a fault to
 explain it (see `unexplained_reruns`). The figures are printed (``pytest -s`` shows them).
 """
 
@@ -36,6 +38,8 @@ from .conftest import start_test_worker
 
 JOBS = 1200
 MALFORMED = [b"not json at all", b'{"status": "completed", "no_job_id": true}']
+POISON_ORDER = b'{"job_id": ' + b"9" * 5000 + b', "parameters": []}'
+LONE_SURROGATE = b'{"job_id": 987654321, "status": "error", "error": "caf\\udce9"}'
 
 
 def epoch(stamp: str) -> float:
@@ -107,7 +111,8 @@ def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> N
     doomed.wait(timeout=10)
     faults.append((began_at, time.time(), "worker SIGKILL"))
     worker("worker-3")
-    publish_raw(rabbitmq_url, [("job_response", "job_completed", body) for body in MALFORMED])
+    publish_raw(rabbitmq_url, [("job_response", "job_completed", body) for body in MALFORMED]
+                + [("job_submit", "job_chaos", POISON_ORDER), ("job_response", "job_error", LONE_SURROGATE)])
 
     # 2. The backend dies mid-run; `stepflow wait` takes over from its state file.
     wait_for(lambda: done() >= 450, 60, "450 jobs done")
@@ -162,9 +167,10 @@ def test_chaos_run(rabbitmq_url: str, processes: Processes, tmp_path: Path) -> N
     after_completion = sum(1 for dup in effects.glob("*.dup") for again in run_starts(dup)
                            if again > completed_at[int(dup.stem)])
 
-    # The dead-letter queue holds the two malformed messages, nothing else.
+    # The dead-letter queue holds the two malformed messages and the poison order, nothing else; the workers
+    # survived the poison order (none but the killed one exited) and the backend the lone surrogate.
     dead = drain_queue(rabbitmq_url, "job_dead_letter")
-    assert sorted(body for body, _ in dead) == sorted(MALFORMED)
+    assert sorted(body for body, _ in dead) == sorted(MALFORMED + [POISON_ORDER])
 
     redelivered = sum(len(p.read_text().split()) for p in effects.glob("redelivered-*.log"))
     retried = sum(1 for job in jobs if job["attempts"] > 1)

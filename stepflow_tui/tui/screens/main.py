@@ -242,7 +242,7 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
         pane = self.query_one(DetailPane)
         if not self.tree.root.children:  # the cursor may still name a line that went
             pane.show(Text("Nothing to show: no workflow matches the filter (/ to change or clear it).",
-                           style="dim"))
+                           style="dim") if self.tree.tree_filter.active else DetailPane.WELCOME)
             return
         if ref is None or ref.kind in PAGER_LINES:
             return

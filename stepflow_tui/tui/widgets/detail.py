@@ -308,10 +308,12 @@ def job_detail(record: dict[str, Any], now: datetime,
 class DetailPane(VerticalScroll):
     """Scrollable detail of the selection; the screen hands it a renderable."""
 
+    #: The first thing a new user sees on an empty state: how to begin.
+    WELCOME = Text("Select a workflow, step or job.\n\nNo workflows yet? Press s to start one, ? for every key.",
+                   style="dim")
+
     def compose(self):
-        # the first thing a new user sees on an empty state: say how to begin
-        yield Static(Text("Select a workflow, step or job.\n\nNo workflows yet? Press s to start one, "
-                          "? for every key.", style="dim"), id="detail-body")
+        yield Static(self.WELCOME, id="detail-body")
 
     def show(self, renderable: RenderableType) -> None:
         self.query_one("#detail-body", Static).update(renderable)
