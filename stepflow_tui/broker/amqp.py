@@ -247,8 +247,8 @@ class AmqpConnection(Connection):
         try:
             yield
         except pe.ChannelClosedByBroker as exc:
-            if exc.reply_code != 406:
-                raise
+            if exc.reply_code != 406 or _queue_type_hint(exc):
+                raise  # another --queue-type: `_errors` says so
             vhost = self._vhost
             how = (f"rabbitmqctl delete_queue -p {vhost!r} {name}" if kind == "queue"
                    else f"rabbitmqadmin -V {vhost!r} delete exchange name={name}")
