@@ -110,7 +110,9 @@ class Connection(ABC):
         """Declare the auto-delete ``direct_messaging_<instance_id>`` queue bound to ``direct_messaging``
         (headers: ``instance_id`` = this id, or ``broadcast`` = true, or ``job_type`` in job_types)."""
         spec = topology.direct_queue_spec(instance_id, job_types)
-        self._declare(*topology.direct_topology(spec))
+        exchanges, queues = topology.direct_topology(spec)
+        # its catch queue of the backend's type (the direct queue itself is auto-delete: always classic)
+        self._declare(exchanges, topology.with_queue_type(queues, self.queue_type))
         return spec.name
 
     def dead_letter(self, delivery: Delivery, reason: str = "rejected") -> None:
