@@ -88,10 +88,12 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 
 #: Tests that run real processes, real terminals or a real RabbitMQ: the end-to-end kind (`-m e2e`).
-#: `pytest -m "not e2e"` is the fast feedback loop (pure logic, the embedded broker, the workbench on fakes).
+#: `pytest -m "not e2e and not ui"` is the fast feedback loop (pure logic, the embedded broker, in-process
+#: backends); `-m ui` the workbench on fakes (pilot and snapshots).
 E2E_FOLDERS = ("rabbitmq", "faults", "service_e2e", "sdk")
 E2E_FILES = ("test_tmux.py", "test_real_backend.py", "test_bench_smoke.py", "test_worker_isolation.py",
-             "test_cli_resume.py")
+             "test_cli_resume.py", "test_cli.py", "test_cli_errors.py", "test_cli_service.py", "test_ops.py",
+             "test_broker_failures.py")  # these run `stepflow` as a process
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -100,6 +102,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if (path.parent.name in E2E_FOLDERS or path.name in E2E_FILES or "rabbitmq_url" in item.fixturenames
                 or item.get_closest_marker("rabbitmq")):
             item.add_marker(pytest.mark.e2e)
+        elif path.parent.name == "tui":  # the workbench driven through Textual's pilot, on fakes
+            item.add_marker(pytest.mark.ui)
 
 
 @pytest.fixture

@@ -83,8 +83,8 @@ def test_the_ca_file_goes_to_every_address_of_a_cluster(tmp_path) -> None:
 def test_no_password_of_a_cluster_in_a_command_s_output(tmp_path) -> None:
     from helpers import run_cli
 
-    result = run_cli("queues", "-vv", "--broker", "amqp://u:S3cretA@127.0.0.1:1/v,amqp://u:S3cretB@127.0.0.1:2/v",
-                     cwd=tmp_path)
+    result = run_cli("queues", "-vv", "--connect-timeout", "1", "--broker",
+                     "amqp://u:S3cretA@127.0.0.1:1/v,amqp://u:S3cretB@127.0.0.1:2/v", cwd=tmp_path)
     assert result.returncode != 0
     assert "S3cret" not in result.stdout + result.stderr
     assert "amqp://u:***@127.0.0.1:1/v,amqp://u:***@127.0.0.1:2/v" in result.stderr
