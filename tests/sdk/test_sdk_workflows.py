@@ -63,4 +63,5 @@ def test_a_workflow_mixing_our_job_types_and_an_sdk_job_type_completes(
     for job in by_step[2] + by_step[3]:
         assert job["worker"] in sdk_ids and [h[0] for h in job["history"]][:3] == ["queued", "processing",
                                                                                    "completed"]
-    assert sorted(sdk_workers.processed(sdk)) == sorted(j["id"] for j in by_step[2] + by_step[3])
+    # Every SDK job ran there (at least once: an order the SDK refused while busy is sent again).
+    assert set(sdk_workers.processed(sdk)) == {j["id"] for j in by_step[2] + by_step[3]}
