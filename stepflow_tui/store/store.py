@@ -44,14 +44,16 @@ def read_state(path: str | os.PathLike[str]) -> State:
     read whole; jobs may be one flush ahead of the index. A missing file gives an empty State. Raises
     ``StoreCorrupt`` (no copy is made) or ``StoreError``.
     """
-    for attempt in range(5):
+    attempts = 50  # an owner flushing without pause can fold files under a slow reader several times in a row
+    for attempt in range(attempts):
         try:
             return without_gc(lambda: Store(path)._load(owner=False))
         except (StateChanged, StoreCorrupt):
             # The owner folded journal files into shards, or replaced the index and removed an emptied shard,
             # between our reads: the newer files hold the jobs.
-            if attempt == 4:
+            if attempt == attempts - 1:
                 raise
+            time.sleep(0.002 * attempt)  # give the owner's flush time to finish before reading again
     raise AssertionError("unreachable")
 
 

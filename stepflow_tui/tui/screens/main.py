@@ -70,6 +70,7 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
         self.read_only = read_only
         self.export_dir = Path.cwd()  # where E writes workflow-<id>.json and .csv
         self.definitions: list[WorkflowDefinition] = []
+        self._start_when_ready = False
         self._ready = False  # the first full load is shown; updates wait until then
         self._refreshing = False  # one refresh at a time, so an older read never overwrites a newer one
         self._select_when_shown: int | None = None
@@ -148,6 +149,9 @@ class MainScreen(MainCommands, MainSearch, MainExtras, Screen[None]):
         if self.tree.cursor_node is None and self.tree.root.children:
             self.tree.move_cursor(self.tree.root.children[0])
         self._ready = True
+        if self._start_when_ready:  # `s` was pressed before the definitions were read
+            self._start_when_ready = False
+            self.action_start()
         self.pump_updates()
 
     # -- live updates -------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ class MainCommands:
     read_only: bool
     definitions: list[WorkflowDefinition]
     _select_when_shown: int | None
+    _ready: bool  # the first load is shown
+    _start_when_ready: bool  # `s` came before it
     app: App[Any]
     tree: WorkflowTree
     notify: Callable[..., None]
@@ -99,6 +101,9 @@ class MainCommands:
     # -- actions ------------------------------------------------------------------------------------------
     def action_start(self) -> None:
         if self.refused("start"):
+            return
+        if not self._ready:  # the first load (definitions included) is on its way: open the picker after it
+            self._start_when_ready = True
             return
         if getattr(self.backend, "connection_state", "") == "error":
             # Its orders could not be sent: the workflow would wait for ever.
