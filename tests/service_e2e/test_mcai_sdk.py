@@ -2,8 +2,8 @@
 file: it logs in with ``<state>.token``, reads ``/api/step_flow`` (1.8.1, so it asks for the black list), and
 fetches a credential set with ``stepflow credentials`` — with the bare ``Authorization: <token>`` it sends.
 
-Needs a Python with ``mcai_worker_sdk`` installed: ``STEPFLOW_TEST_MCAI_PYTHON=/path/to/python`` (skipped
-otherwise)."""
+Runs the SDK with this Python (the test extra installs ``mcai-worker-sdk``), or ``STEPFLOW_TEST_MCAI_PYTHON``;
+skipped only where neither has it."""
 
 from __future__ import annotations
 
@@ -21,9 +21,19 @@ from helpers import wait_for
 
 from .conftest import STARTUP, Service
 
-SDK_PYTHON = os.environ.get("STEPFLOW_TEST_MCAI_PYTHON")
-pytestmark = pytest.mark.skipif(not SDK_PYTHON, reason="STEPFLOW_TEST_MCAI_PYTHON (a Python with "
-                                                       "mcai_worker_sdk) is not set")
+
+def _sdk_python() -> str | None:
+    given = os.environ.get("STEPFLOW_TEST_MCAI_PYTHON")
+    if given:
+        return given
+    import importlib.util
+
+    return sys.executable if importlib.util.find_spec("mcai_worker_sdk") is not None else None
+
+
+SDK_PYTHON = _sdk_python()
+pytestmark = pytest.mark.skipif(not SDK_PYTHON, reason="mcai_worker_sdk is not installed (pip install -e "
+                                                       "'.[test]') and STEPFLOW_TEST_MCAI_PYTHON is not set")
 
 WORKER = '''
 from typing import Optional
