@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 from stepflow_tui.broker.base import mask_url
@@ -17,11 +18,30 @@ __all__ = ["run_headless"]
 log = logging.getLogger(__name__)
 
 
+def _select(registry: Any, job_types: list[str] | None) -> list[str] | str:
+    """The job types to serve (every one with a worker when none is given), or the error to tell."""
+    from stepflow_tui.plugins import normalize_job_type_name
+
+    known = ", ".join(sorted(registry.workers)) or "none installed"
+    if not job_types:
+        return sorted(registry.workers) or "no worker implementation is installed: install a plugin that provides one"
+    selected: list[str] = []
+    for given in job_types:
+        job_type = normalize_job_type_name(given)
+        if job_type not in registry.job_types:
+            return f"unknown job type {given!r} (job types with a worker: {known})"
+        if job_type not in registry.workers:
+            return f"job type {given!r} has no worker implementation installed (job types with a worker: {known})"
+        if job_type not in selected:
+            selected.append(job_type)
+    return selected
+
+
 def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int, prefetch: int | None,
                  *, status_interval: float = 5.0, queue_type: str = "classic") -> int:
     """Run a worker in this process until SIGTERM / SIGINT (``stepflow worker``). Returns the exit status:
     0 after a graceful stop, 2 for a usage or broker error (told on stderr)."""
-    from stepflow_tui.plugins import failures_text, load_registry, normalize_job_type_name
+    from stepflow_tui.plugins import failures_text, load_registry
 
     def error(message: str) -> int:
         print(f"stepflow worker: {message}", file=sys.stderr)
@@ -35,22 +55,9 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
     registry = load_registry()
     for line in failures_text(registry.failures):
         log.warning("plugin not loaded: %s", line)
-    known = ", ".join(sorted(registry.workers)) or "none installed"
-    if job_types:
-        selected = []
-        for given in job_types:
-            job_type = normalize_job_type_name(given)
-            if job_type not in registry.job_types:
-                return error(f"unknown job type {given!r} (job types with a worker: {known})")
-            if job_type not in registry.workers:
-                return error(f"job type {given!r} has no worker implementation installed "
-                             f"(job types with a worker: {known})")
-            if job_type not in selected:
-                selected.append(job_type)
-    else:
-        selected = sorted(registry.workers)
-        if not selected:
-            return error("no worker implementation is installed: install a plugin that provides one")
+    selected = _select(registry, job_types)
+    if isinstance(selected, str):
+        return error(selected)
     label = registry.job_types[selected[0]].label if len(selected) == 1 else "stepflow worker"
     try:
         worker = Worker(broker_url, registry.workers, job_types=selected, concurrency=concurrency,
