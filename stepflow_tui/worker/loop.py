@@ -7,12 +7,14 @@ The thread running `ConnectionLoop.run` owns the broker `Connection`; other thre
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import stepflow_tui
@@ -202,9 +204,8 @@ class ConnectionLoop:
         for execution in self.outbox.flush(conn, len(executions), hurry):
             del executions[execution.job_id]
             to_ack += execution.tags
-        # Individual acks: jobs finish out of order, so ``multiple=True`` would ack orders still running.
-        for tag in to_ack:
-            conn.ack(tag)
+        if to_ack:
+            ack_answered(conn, to_ack, executions.values())
 
     def _require_conn(self) -> Connection:
         if self.conn is None:
@@ -430,3 +431,23 @@ class ConnectionLoop:
             datetime=utc_now(),
             direct_messaging_queue_name=self.direct_queue,
         )
+
+
+def ack_answered(conn: Connection, tags: list[int], held: Iterable[Execution]) -> None:
+    """Ack the orders whose answers were confirmed: one ``multiple`` ack for the tags below every tag still
+    held, individual acks for the others (jobs finish out of order).
+
+    A multiple ack settles every unsettled delivery of the channel up to its tag. That is right here because
+    every delivery on the consuming channel is settled when it arrives (direct messages, refused or malformed
+    orders) or held by an execution until its answer is confirmed; and deliveries are dispatched in tag order,
+    so none below a dispatched tag is still on its way. An ack frame costs the broker and pika about as much as
+    a message's routing: with concurrency 1 every batch is one frame instead of one per job."""
+    tags.sort()
+    lowest_held = min((tag for execution in held for tag in execution.tags), default=None)
+    below = len(tags) if lowest_held is None else bisect.bisect_left(tags, lowest_held)
+    if below > 1:
+        conn.ack(tags[below - 1], multiple=True)
+    elif below == 1:
+        conn.ack(tags[0])
+    for tag in tags[below:]:
+        conn.ack(tag)
