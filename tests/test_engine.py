@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from backend_harness import engine_definition as definition
 from backend_harness import make_engine
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stepflow_tui.core.definitions import StartParameterError
 from stepflow_tui.core.engine import Engine, EngineError
@@ -250,6 +253,16 @@ def test_engine_times_match_strftime():
         assert format_time(moment) == moment.strftime(TIME_FORMAT)
     assert seconds_before("2026-01-01T00:00:00.250000Z", 0.5) == "2025-12-31T23:59:59.750000Z"
     assert seconds_before("not a time", 3) == "not a time"
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+       st.floats(min_value=0, max_value=10, allow_nan=False))
+def test_seconds_before_agrees_with_datetime_arithmetic(moment: datetime, seconds: float) -> None:
+    """The same-second shortcut gives what subtracting a timedelta gives (to the microsecond)."""
+    from stepflow_tui.core.clock import TIME_FORMAT, format_time, seconds_before
+
+    expected = format_time((moment - timedelta(seconds=seconds)).replace(tzinfo=UTC))
+    assert seconds_before(moment.strftime(TIME_FORMAT), seconds) == expected
 
 
 def test_an_implied_start_is_never_before_the_job_was_queued_and_survives_absurd_durations():

@@ -50,6 +50,16 @@ def parse_time(text: str) -> datetime | None:
 
 def seconds_before(when: str, seconds: float) -> str:
     """``when`` (a `TIME_FORMAT` time) moved back by ``seconds``; ``when`` itself if it is not in that format."""
+    # Within the same second (a short job's start from its result): only the microseconds change. Parsing and
+    # formatting a datetime was ~5 % of the backend's time per result in bench/throughput.py.
+    if len(when) == 27 and when[19] == "." and when[26] == "Z" and when[20:26].isdigit():
+        try:
+            back = round(max(0.0, float(seconds)) * 1_000_000)
+        except (ValueError, OverflowError):  # NaN, infinity
+            return when
+        micros = int(when[20:26])
+        if back <= micros:
+            return f"{when[:20]}{micros - back:06d}Z"
     moment = parse_time(when)
     if moment is None:
         return when

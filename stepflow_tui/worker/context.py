@@ -83,10 +83,8 @@ class JobContext:
         self.job_type = job_type
         self.raw_parameters: list[dict[str, Any]] = list(raw_parameters or [])
         self.parameters: dict[str, Any] = _parameters_by_id(self.raw_parameters)
-        if work_dir is None:
-            # No runner-given directory (a test or a script): a per-job folder in the system temp dir.
-            work_dir = Path(tempfile.gettempdir()) / "stepflow-work" / f"job-{job_id}"
-        self._work_dir = Path(work_dir)
+        # Made a Path when first used (most jobs never ask: a Path per job costs a noop job ~5 % of its time).
+        self._work_dir_given = work_dir
         self._progress_callback = progress_callback
         self.logger = logger if logger is not None else logging.getLogger(f"stepflow_tui.job.{job_type}")
         self.cancelled = cancelled if cancelled is not None else threading.Event()
@@ -144,8 +142,12 @@ class JobContext:
     @property
     def work_dir(self) -> Path:
         """A scratch directory for this job, created the first time it is asked for."""
-        self._work_dir.mkdir(parents=True, exist_ok=True)
-        return self._work_dir
+        given = self._work_dir_given
+        # No runner-given directory (a test or a script): a per-job folder in the system temp dir.
+        folder = Path(given if given is not None else os.path.join(tempfile.gettempdir(), "stepflow-work",
+                                                                   f"job-{self.job_id}"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     # -- progress ---------------------------------------------------------------------------------------------
     def progress(self, percent: float) -> None:

@@ -9,6 +9,7 @@ Pool threads only run `ExecutionPool.execute`, hand progress and results back th
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -247,7 +248,7 @@ class ExecutionPool:
             job_id=execution.job_id,
             job_type=execution.job_type,
             raw_parameters=order.parameters,
-            work_dir=(self.work_dir / f"job-{execution.job_id}") if self.work_dir is not None else None,
+            work_dir=os.path.join(self.work_dir, f"job-{execution.job_id}") if self.work_dir is not None else None,
             progress_callback=lambda percent: self.post("progress", execution, percent),
             logger=job_logger,
             cancelled=execution.cancelled,
