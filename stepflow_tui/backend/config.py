@@ -23,6 +23,9 @@ class BackendConfig:
     #: Start in-process workers for every installed job type; None = only on memory://.
     local_workers: bool | None = None
     local_concurrency: int = 4
+    #: Orders each in-process worker holds per job queue; None = `LOCAL_PREFETCH` on memory:// (no other
+    #: worker there to share them with), else its concurrency (RabbitMQ: leave the rest to other workers).
+    local_prefetch: int | None = None
     read_only: bool = False
     #: Move unfinished workflows started on another broker to this one (else opening such a state is refused).
     move_to_broker: bool = False

@@ -48,8 +48,9 @@ class Dispatcher:
         self._last_queue_poll = 0.0
         self._last_status_poll = 0.0
 
-    def publish_outbox(self, conn: Connection) -> None:
-        """Publish the orders the engine queued, in confirmed batches, while the window has room."""
+    def publish_outbox(self, conn: Connection, durable: Callable[[int], bool] | None = None) -> None:
+        """Publish the orders the engine queued, in confirmed batches, while the window has room; with
+        ``durable``, only those of jobs it says are on disk."""
         engine = self._engine
         lock = self._lock
         while not self._stopping.is_set():
@@ -57,7 +58,7 @@ class Dispatcher:
             if budget <= 0:
                 return
             with lock:
-                jobs = engine.take_outbox(budget)
+                jobs = engine.take_outbox(budget, durable)
             if not jobs:
                 return
             with lock:

@@ -9,6 +9,11 @@ from stepflow_tui.backend.config import BackendConfig
 
 log = logging.getLogger("stepflow_tui.backend")
 
+#: Orders an in-process worker holds per job queue on memory://. With only as many as it runs at once, each
+#: job thread waited for the next order to come through the backend's broker round trip: 6,700 noop jobs/s
+#: with 4 job threads, 10,900 holding 100 (bench/throughput.py --broker memory://, docs/performance.md).
+LOCAL_PREFETCH = 100
+
 
 def wants_local_workers(config: BackendConfig) -> bool:
     """Whether to start in-process workers: as configured, or (by default) only on memory://."""
@@ -22,8 +27,12 @@ def start_local_worker(config: BackendConfig) -> Any:
     """Start one in-process worker (a `stepflow_tui.worker.runner.Worker`) and wait until it is ready."""
     from stepflow_tui.worker.runner import Worker
 
+    prefetch = config.local_prefetch
+    if prefetch is None:
+        prefetch = LOCAL_PREFETCH if config.broker_url.startswith("memory:") else config.local_concurrency
     worker = Worker(config.broker_url, config.registry.workers,
-                    concurrency=config.local_concurrency, label="stepflow in-process worker",
+                    concurrency=config.local_concurrency, prefetch=max(prefetch, config.local_concurrency),
+                    label="stepflow in-process worker",
                     status_interval=config.worker_status_interval, name="stepflow-local-worker",
                     queue_type=config.queue_type)
     worker.start_in_thread()

@@ -1,7 +1,8 @@
 """The broker thread's loop: connect (reconnect with a capped, growing delay), then round after round:
 process broker events (deliveries pile up in a batch) -> run queued commands -> apply the batch to the
-engine under the store lock -> flush the store once -> ack the batch (multiple=True) -> publish the orders
-the engine queued -> post an update."""
+engine under the store lock -> write what changed (pipelined: `writes.StateWriter` acks a batch once its
+write is done, while the next batch is applied) -> publish the orders whose jobs are on disk -> post an
+update."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from stepflow_tui.backend.rejections import (
 )
 from stepflow_tui.backend.updates import Updates
 from stepflow_tui.backend.workers import WorkerRegistry
+from stepflow_tui.backend.writes import StateWriter
 from stepflow_tui.broker import topology
 from stepflow_tui.broker.base import (
     BrokerError,
@@ -35,7 +37,7 @@ from stepflow_tui.broker.cluster import is_cluster
 from stepflow_tui.core import jsontext, protocol
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus
-from stepflow_tui.store import Store, StoreError
+from stepflow_tui.store import Store
 
 log = logging.getLogger("stepflow_tui.backend")
 
@@ -131,9 +133,13 @@ class BrokerLoop:
         self._first = True  # resume unfinished work on the first connection only
         self.orders_elsewhere = False  # the workflows were moved from another broker: its orders are not here
         self._unknown = UnknownJobs()
-        # The last flush failed (disk full, ...): what it held is still to write, and nothing is acked meanwhile.
-        self.flush_error: str | None = None
-        self._held_ack: int | None = None  # highest delivery tag applied but not acked because of it
+        self._writer = StateWriter(store=store, state=self._state, updates=updates, stats=stats,
+                                   wake=self.wake_up)
+
+    @property
+    def flush_error(self) -> str | None:
+        """Why the last write of the state failed (nothing is acked meanwhile), or None."""
+        return self._writer.error
 
     # ------------------------------------------------------------------ connection
     def run(self) -> None:
@@ -155,6 +161,7 @@ class BrokerLoop:
                 continue
             delay = self._serve(conn, delay)
         self._run_commands()
+        self._writer.close()
         self._updates.emit(force=True)
 
     def _serve(self, conn: Connection, delay: float) -> float:
@@ -215,7 +222,7 @@ class BrokerLoop:
 
     def _forget_batch(self) -> None:
         self._batch.clear()
-        self._held_ack = None
+        self._writer.forget_acks()
 
     def wake_up(self) -> None:
         """Make the loop run its next round now (from any thread)."""
@@ -255,9 +262,8 @@ class BrokerLoop:
             self._notify()
             self._check_jobs()
             self._drops.send(conn)
-            if self.flush():
-                self._ack_held(conn)  # after a failed flush: what it held is on disk now
-            self._dispatcher.publish_outbox(conn)
+            self._writer.pump(conn)
+            self._dispatcher.publish_outbox(conn, self._writer.durable)
             self._dispatcher.poll_status(conn, self._workers.any_running())
             if self._dispatcher.poll_queues(conn) and self._workers.lost_changed(time.monotonic()):
                 self._updates.changed_workers = True
@@ -284,7 +290,6 @@ class BrokerLoop:
                     garbage.append((delivery, "malformed", f"cannot apply it: {type(exc).__name__}: {exc}"))
                     continue
                 self._stats["applied" if changed else "ignored"] += 1
-        flushed = self.flush()  # before the acks: an acked message's effect is on disk
         for delivery, kind, reason in garbage:
             self._stats["garbage"] += 1
             log.warning("set aside a %s message from %s (to %s): %s", kind, delivery.queue,
@@ -295,15 +300,7 @@ class BrokerLoop:
         rejected = {delivery.delivery_tag for delivery, _, _ in garbage}
         kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
         if kept:
-            self._held_ack = max(kept + ([self._held_ack] if self._held_ack is not None else []))
-        if flushed:
-            self._ack_held(conn)
-
-    def _ack_held(self, conn: Connection) -> None:
-        """Ack every delivery applied so far (its effect is on disk): one multiple ack."""
-        if self._held_ack is not None:
-            conn.ack(self._held_ack, multiple=True)
-            self._held_ack = None
+            self._writer.hold(max(kept))  # acked once its effect is written (`StateWriter.pump`)
 
     def _apply(self, delivery: Delivery) -> bool:
         """Route one message to the engine (or the worker registry); True when it changed something."""
@@ -330,6 +327,11 @@ class BrokerLoop:
                 raise Refused(reason)
             if isinstance(message, protocol.JobProgression):
                 return engine.on_progression(message)
+            if (isinstance(message, protocol.JobFailed) and message.stopped
+                    and message.message == protocol.DROPPED_REASON and message.job_id not in self._drops):
+                # A worker held the order of a cancelled job unstarted and answered "dropped"; the job was
+                # retried since (which lifts the black list): the answer is about the old order, not the new.
+                return False
             if isinstance(message, protocol.JobFailed) and message.message == protocol.SDK_BUSY_REFUSAL:
                 return engine.requeue_refused(message.job_id, f"refused by a busy worker: {message.message}")
             applied = (engine.on_completed(message) if isinstance(message, protocol.JobCompleted)
@@ -382,29 +384,10 @@ class BrokerLoop:
             self._notifier.pump()
 
     def flush(self) -> bool:
-        """Write what changed; False when the state file cannot be written (the operator is told once per
-        error; the store keeps what it could not write and the next call tries again)."""
-        # Only the broker thread mutates the state, so nothing can dirty it between these two steps; the
-        # store takes its lock to serialise and writes the files outside it (readers are not held up by fsync).
-        with self._store.lock:
-            self._updates.collect(self._state)
-            dirty = self._state.dirty
-        if not (dirty or self.flush_error):
-            return True
-        try:
-            self._store.flush(self._state)
-        except StoreError as exc:
-            message = f"{exc}; nothing is acknowledged until it can be written"
-            if message != self.flush_error:
-                self._updates.last_error = message
-                self._updates.notice(message)
-            self.flush_error = message
-            return False
-        if self.flush_error:
-            self.flush_error = None
-            self._updates.notice(f"state file {self._store.path} written again")
-        self._stats["flushes"] += 1
-        return True
+        """Write what changed now, and ack what that holds; False when the state file cannot be written (the
+        operator is told once per error; the store keeps what it could not write and the next call tries
+        again)."""
+        return self._writer.flush(self.conn)
 
     # ------------------------------------------------------------------ liveness
     def _check_jobs(self) -> None:

@@ -53,8 +53,9 @@ class Dispatcher:
         """Queue ``job``'s order to be sent (after those of its workflow already waiting)."""
         self._ready.setdefault(job.workflow_id, deque()).append(job.id)
 
-    def take(self, limit: int) -> list[Job]:
-        """Up to ``limit`` jobs whose orders should be sent now, fairly across workflows that are not paused."""
+    def take(self, limit: int, durable: Callable[[int], bool] | None = None) -> list[Job]:
+        """Up to ``limit`` jobs whose orders should be sent now, fairly across workflows that are not paused;
+        a job ``durable`` says is not on disk yet stops its workflow's queue until a later call."""
         out: list[Job] = []
         if limit <= 0:
             return out
@@ -74,6 +75,8 @@ class Dispatcher:
                     continue
                 share = max(1, (limit - len(out)) // max(1, len(self._ready)))
                 while queue and share and len(out) < limit:
+                    if durable is not None and not durable(queue[0]):
+                        break  # written by the write in flight or the next one: sent after it
                     job = jobs.get(queue.popleft())
                     if job is None or job.status != JobStatus.QUEUED or job.dispatched or job.id in taken:
                         continue

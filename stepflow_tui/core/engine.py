@@ -55,12 +55,13 @@ class Engine:
         return self.progression.start_workflow(definition, given)
 
     # ------------------------------------------------------------------ dispatching
-    def take_outbox(self, limit: int) -> list[Job]:
+    def take_outbox(self, limit: int, durable: Callable[[int], bool] | None = None) -> list[Job]:
         """Up to ``limit`` jobs whose orders should be sent now, fairly across workflows that are not
-        paused. Call `mark_dispatched` once the broker confirmed them."""
+        paused; with ``durable``, only jobs it says are on disk (the others wait at the head of their
+        workflow's queue). Call `mark_dispatched` once the broker confirmed them."""
         for job in self.dispatcher.due_retries():
             self.progression.requeue(self.state.workflows[job.workflow_id], job, "retry")
-        return self.dispatcher.take(limit)
+        return self.dispatcher.take(limit, durable)
 
     def requeue_unsent(self, jobs: Iterable[Job]) -> None:
         """Orders that could not be published go back to the front of their queues."""

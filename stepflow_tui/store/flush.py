@@ -48,6 +48,7 @@ class Plan:
     seq: int = 0  # this flush's number: recorded in the shards it writes, names its journal file
     journal: bytes | None = None  # the changed jobs of the shards not rewritten, gzipped
     journal_shards: set[int] = field(default_factory=set)  # the shards whose jobs the journal holds
+    started: float = 0.0  # perf_counter when it was planned (the flush's duration in the stats)
 
 
 class Persisted:

@@ -165,6 +165,14 @@ class Store:
         remove the journal files. Raises ``StoreError`` if a file cannot be written; what was not written
         is kept in memory and written by the next flush.
         """
+        plan = self.begin_flush(state, compact)
+        if plan is not None:
+            self.finish_flush(plan)
+
+    def begin_flush(self, state: State, compact: bool = False) -> Plan | None:
+        """The first half of `flush`: serialise what changed (under the store lock) into a plan that
+        `finish_flush` writes, from any thread. Until then the next `begin_flush` waits: flushes are written
+        in order. None when there is nothing to write."""
         started = time.perf_counter()
         with self.lock:
             if not self._opened:
@@ -181,9 +189,16 @@ class Store:
             except BaseException:
                 self._flush_lock.release()
                 raise
+        if not (plan.shards or plan.definitions or plan.index is not None or plan.journal is not None):
+            self._flush_lock.release()
+            return None
+        plan.started = started
+        return plan
+
+    def finish_flush(self, plan: Plan) -> None:
+        """The second half of `flush`: write ``plan``'s files (raises `StoreError`)."""
         try:
-            if plan.shards or plan.definitions or plan.index is not None or plan.journal is not None:
-                self._write(plan, started)
+            self._write(plan, plan.started)
         finally:
             self._flush_lock.release()
 

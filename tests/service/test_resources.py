@@ -114,6 +114,9 @@ def test_pause_resume_cancel_abort_delete(client: Client) -> None:
     assert client.post(f"/api/jobs/{job_id}/cancel").body == {"cancelled": job_id}
     assert client.post(f"/api/jobs/{job_id}/cancel").status == 409
     other = start(client, "slow")
+    # Its order sent (a job whose order went out is black-listed by the abort; one not sent never goes out).
+    wait_for(lambda: client.get(f"/api/workflows/{other}/steps/1/jobs?status=processing").body["data"],
+             TIMEOUT, "the other workflow's sleep job processing")
     refused = client.call("DELETE", f"/api/workflows/{other}")
     assert refused.status == 409 and "abort it before deleting" in refused.body["error"]["message"]
     assert client.post(f"/api/workflows/{other}/abort").body["status"] == "aborted"
