@@ -91,7 +91,7 @@ def test_rabbitmq_management_tells_unacked(rabbitmq_url: str) -> None:
         # the API's figures follow RabbitMQ's statistics interval: wait for them to show the delivery
         # (the message counters may come one statistics emission after the unacked count)
         found = wait_for(lambda: (c := api.queue_counters().get(queue)) is not None and c.unacked == 1
-                         and c.published and c, 30, "the management API to show one unacked message and the "
+                         and c.published and c.delivered and c, 30, "the management API to show one unacked message and the "
                          "published count", interval=0.5)
         assert found.published == 3 and found.delivered == 1
     finally:
