@@ -312,3 +312,58 @@ def test_a_step_skipped_by_an_abort_was_never_launched():
     engine.abort(wf.id)
     # what the views tell "aborted before it started" from "no inputs" by
     assert wf.step(3).status == StepStatus.SKIPPED and wf.step(3).launched_at is None
+
+
+def scanned_running(engine: Engine, workflow_id: int) -> int:
+    """What `Engine.running_count` keeps, counted the slow way (every job of the workflow)."""
+    jobs = engine.state.jobs
+    return sum(1 for step in engine.state.workflows[workflow_id].steps for i in step.job_ids
+               if jobs[i].status not in (JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.SKIPPED, JobStatus.STOPPED)
+               and (jobs[i].dispatched or jobs[i].status == JobStatus.PROCESSING))
+
+
+def test_running_count_follows_every_change_of_status_and_dispatch():
+    now = {"t": 0.0}
+    engine = Engine(State(), monotonic=lambda: now["t"])
+    steps = [{"id": 1, "name": "a", "label": "A", "max_retries": 1, "retry_delay": 5, "parameters": [
+        {"id": "source_paths", "type": "array_of_strings", "value": [f"p{i}" for i in range(6)]}]}]
+    wf = engine.start_workflow(definition(steps), {})
+    other = engine.start_workflow(definition(steps), {})
+    jobs = engine.take_outbox(12)
+    a = [j for j in jobs if j.workflow_id == wf.id]
+    seen = []
+
+    def check() -> None:
+        for workflow_id in list(engine.state.workflows):
+            assert engine.running_count(workflow_id) == scanned_running(engine, workflow_id)
+        seen.append(engine.running_count(wf.id))
+
+    check()  # taken, not sent yet: none
+    engine.mark_dispatched(jobs)
+    check()
+    engine.on_progression(JobProgression(a[0].id, 10))
+    complete(engine, a[1])
+    check()
+    engine.on_failed(JobFailed(a[2].id, "boom"))  # retrying, its order sent once: still counted
+    assert a[2].status == JobStatus.RETRYING
+    check()
+    engine.requeue_refused(a[0].id, "busy")  # queued again, not sent: no longer counted
+    check()
+    engine.pause(wf.id)
+    now["t"] = 10.0
+    engine.take_outbox(10)  # the retry is due: queued again (nothing sent, paused)
+    check()
+    assert seen == [0, 6, 5, 5, 4, 3]
+    restarted = Engine(engine.state, monotonic=lambda: now["t"])  # counted again from the jobs
+    assert restarted.running_count(other.id) == scanned_running(engine, other.id) == 6
+    restarted.resume_unfinished(orders_survived=False)
+    assert restarted.running_count(other.id) == scanned_running(engine, other.id) == 0
+    engine = restarted
+    engine.mark_dispatched(engine.take_outbox(10))
+    engine.on_progression(JobProgression(engine.state.workflows[other.id].step(1).job_ids[0], 5))
+    check()
+    engine.abort(other.id)
+    check()
+    engine.delete(other.id)
+    assert engine.running_count(other.id) == 0
+    assert other.id not in engine.dispatcher._running  # nothing kept of a deleted workflow

@@ -191,3 +191,28 @@ def test_a_message_whose_effect_cannot_be_stored_is_set_aside_and_the_loop_goes_
         assert dead is not None and b"/too/deep" in dead.body
     finally:
         foreign.close()
+
+
+def test_a_batch_applied_a_chunk_at_a_time_applies_every_message_once(
+        start_backend, memory_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop applies a batch a few messages per hold of the store's lock (readers get in between): every
+    result lands, the malformed one among them is set aside, and the workflow completes."""
+    from stepflow_tui.backend import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "APPLY_CHUNK", 2)
+    foreign = ForeignWorker(memory_url, "held")
+    try:
+        harness = start_backend([definition("t", step(1, "held", count=6))])
+        workflow_id = harness.start("t")
+        job_ids = [protocol.decode_order(o.body).job_id for o in foreign.wait_orders(6)]
+        for index, job_id in enumerate(job_ids):
+            if index == 3:
+                foreign.send(topology.JOB_COMPLETED, b"{not json")
+            foreign.send(topology.JOB_COMPLETED, protocol.JobCompleted(job_id).encode())
+        assert harness.wait_finished(workflow_id) == "completed"
+        assert [harness.backend.job(i)["status"] for i in job_ids] == ["completed"] * 6
+        assert harness.backend.stats["garbage"] == 1 and harness.backend.stats["applied"] >= 6
+        (dead,) = [foreign.conn.get(topology.JOB_DEAD_LETTER)]
+        assert dead is not None and dead.body == b"{not json"
+    finally:
+        foreign.close()

@@ -1,8 +1,8 @@
 """The broker thread's loop: connect (reconnect with a capped, growing delay), then round after round:
 process broker events (deliveries pile up in a batch) -> run queued commands -> apply the batch to the
-engine under the store lock -> write what changed (pipelined: `writes.StateWriter` acks a batch once its
-write is done, while the next batch is applied) -> publish the orders whose jobs are on disk -> post an
-update."""
+engine under the store lock (`APPLY_CHUNK` messages per hold) -> write what changed (pipelined:
+`writes.StateWriter` acks a batch once its write is done, while the next batch is applied) -> publish the
+orders whose jobs are on disk -> post an update."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ WORKER_QUEUES = (topology.WORKER_DISCOVERY, topology.WORKER_STATUS)
 CONSUMED_QUEUES = (*RESPONSE_QUEUES, topology.JOB_QUEUE_NOT_FOUND, *WORKER_QUEUES, topology.JOB_REJECTED)
 FIRST_DELAY = 0.5  # seconds before the first reconnection attempt
 MAX_DELAY = 10.0  # the delay doubles up to this
+#: Messages applied per hold of the store's lock: a reader (an API request) waits for one chunk, not a batch
+#: of up to 1,000 (25-70 ms at full rate).
+APPLY_CHUNK = 100
 
 
 class Refused(protocol.ProtocolError):
@@ -278,18 +281,10 @@ class BrokerLoop:
             return
         batch, self._batch = self._batch, []
         garbage: list[tuple[Delivery, str, str]] = []  # (delivery, what it is, why)
-        with self._store.lock:
-            for delivery in batch:
-                try:
-                    changed = self._apply(delivery)
-                except protocol.ProtocolError as exc:
-                    garbage.append((delivery, "refused" if isinstance(exc, Refused) else "malformed", str(exc)))
-                    continue
-                except Exception as exc:  # a message the engine cannot apply must not stop every other one
-                    log.exception("cannot apply a message from %s", delivery.queue)
-                    garbage.append((delivery, "malformed", f"cannot apply it: {type(exc).__name__}: {exc}"))
-                    continue
-                self._stats["applied" if changed else "ignored"] += 1
+        for start in range(0, len(batch), APPLY_CHUNK):
+            with self._store.lock:
+                self._apply_chunk(batch[start:start + APPLY_CHUNK], garbage)
+            time.sleep(0)  # hand the GIL over: a reader woken by the release takes the lock before the next chunk
         for delivery, kind, reason in garbage:
             self._stats["garbage"] += 1
             log.warning("set aside a %s message from %s (to %s): %s", kind, delivery.queue,
@@ -301,6 +296,20 @@ class BrokerLoop:
         kept = [d.delivery_tag for d in batch if d.delivery_tag not in rejected]
         if kept:
             self._writer.hold(max(kept))  # acked once its effect is written (`StateWriter.pump`)
+
+    def _apply_chunk(self, deliveries: list[Delivery], garbage: list[tuple[Delivery, str, str]]) -> None:
+        """Apply ``deliveries`` (under the store's lock); those that cannot be applied go to ``garbage``."""
+        for delivery in deliveries:
+            try:
+                changed = self._apply(delivery)
+            except protocol.ProtocolError as exc:
+                garbage.append((delivery, "refused" if isinstance(exc, Refused) else "malformed", str(exc)))
+                continue
+            except Exception as exc:  # a message the engine cannot apply must not stop every other one
+                log.exception("cannot apply a message from %s", delivery.queue)
+                garbage.append((delivery, "malformed", f"cannot apply it: {type(exc).__name__}: {exc}"))
+                continue
+            self._stats["applied" if changed else "ignored"] += 1
 
     def _apply(self, delivery: Delivery) -> bool:
         """Route one message to the engine (or the worker registry); True when it changed something."""

@@ -11,7 +11,7 @@ from typing import Any
 from stepflow_tui.backend.step_stats import step_stats
 from stepflow_tui.backend.views import JobView, StepStats, StepView, WorkflowView
 from stepflow_tui.core.engine import Engine, EngineError
-from stepflow_tui.core.model import JOB_FINAL, Job, JobStatus, State, Workflow
+from stepflow_tui.core.model import Job, State, Workflow
 
 
 class StateReader:
@@ -91,13 +91,7 @@ class StateReader:
         """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
         or reported processing."""
         with self._lock:
-            workflow = self._state.workflows.get(workflow_id)
-            if workflow is None:
-                return 0
-            jobs = self._state.jobs
-            return sum(1 for step in workflow.steps for i in step.job_ids
-                       if (job := jobs.get(i)) is not None and job.status not in JOB_FINAL
-                       and (job.dispatched or job.status == JobStatus.PROCESSING))
+            return self._engine.running_count(workflow_id)
 
     def count_failed(self, workflow_id: int, step_id: int | None = None) -> int:
         """Failed jobs of the workflow (of one step when given); 0 for an unknown workflow."""

@@ -1,6 +1,7 @@
 """Dispatch: which orders go out when. The outbox (jobs queued and not sent yet, per workflow, taken fairly
-across workflows), the count of orders in flight that the backend keeps under its window, the timers of delayed
-automatic retries and the backend's timeout guards. Pure bookkeeping: what a due timer means (a retry, a
+across workflows), the count of orders in flight that the backend keeps under its window, each workflow's jobs
+that may still move it (sent or processing), the timers of delayed automatic retries and the backend's timeout
+guards. Pure bookkeeping: what a due timer means (a retry, a
 failure) is the engine's business.
 """
 
@@ -31,8 +32,15 @@ def timeout_reason(timeout: float) -> str:
     return f"timed out after {timeout:g} s"
 
 
+def may_still_move(job: Job) -> bool:
+    """Whether ``job`` may still move its workflow while it is paused: its order was sent and it is not
+    finished, or a worker reported it processing."""
+    return job.status not in JOB_FINAL and (job.dispatched or job.status == JobStatus.PROCESSING)
+
+
 class Dispatcher:
-    """The outbox, the in-flight count and the retry / timeout timers of one `State`."""
+    """The outbox, the in-flight count, the jobs that may still move each workflow and the retry / timeout
+    timers of one `State`."""
 
     def __init__(self, state: State, monotonic: Callable[[], float]) -> None:
         self.state = state
@@ -47,6 +55,11 @@ class Dispatcher:
         # Backend-side timeout guard: processing job id -> monotonic time after which it is failed. Only jobs
         # whose step sets a timeout; a worker that ignores the order's timeout header is caught here.
         self._guard_due: dict[int, float] = {}
+        # Per workflow, its jobs for which `may_still_move` holds: kept as they change (`track`), so that
+        # `running_count` does not walk a workflow's jobs (100,000 of them) under the store's lock.
+        self._running: dict[int, set[int]] = {}
+        for job in dict.values(state.jobs):  # those in memory: an archived shard holds final jobs only
+            self.track(job)
 
     # ------------------------------------------------------------------ outbox
     def enqueue(self, job: Job) -> None:
@@ -94,8 +107,9 @@ class Dispatcher:
             self._ready.setdefault(job.workflow_id, deque()).appendleft(job.id)
 
     def drop_workflow(self, workflow_id: int) -> None:
-        """Send no more orders of this workflow (aborted or deleted)."""
+        """Send no more orders of this workflow (aborted or deleted): none of its jobs is running any more."""
         self._ready.pop(workflow_id, None)
+        self._running.pop(workflow_id, None)
 
     def pending_count(self) -> int:
         """Jobs waiting to be sent (not counting paused workflows' jobs)."""
@@ -112,6 +126,7 @@ class Dispatcher:
             job.attempts += 1
             self.state.mark_job(job)
             self.count_in_flight(job)
+            self.track(job)
 
     def count_in_flight(self, job: Job) -> None:
         """Count ``job``'s order in flight (once)."""
@@ -124,6 +139,22 @@ class Dispatcher:
         if job.id in self._in_flight_ids:
             self._in_flight_ids.discard(job.id)
             self.in_flight -= 1
+
+    # ------------------------------------------------------------------ running
+    def track(self, job: Job) -> None:
+        """``job``'s status or ``dispatched`` changed: count it in its workflow's `running_count` or not."""
+        if may_still_move(job):
+            self._running.setdefault(job.workflow_id, set()).add(job.id)
+            return
+        running = self._running.get(job.workflow_id)
+        if running is not None:
+            running.discard(job.id)
+            if not running:
+                del self._running[job.workflow_id]
+
+    def running_count(self, workflow_id: int) -> int:
+        """Jobs of the workflow for which `may_still_move` holds."""
+        return len(self._running.get(workflow_id, ()))
 
     # ------------------------------------------------------------------ timers
     def schedule_retry(self, job_id: int, delay: float) -> None:

@@ -136,6 +136,11 @@ class Engine:
         return [job for job in dict.values(self.state.jobs)
                 if job.status == JobStatus.PROCESSING and job.worker == instance_id]
 
+    def running_count(self, workflow_id: int) -> int:
+        """Jobs of the workflow that may still move it while it is paused: orders sent and not finished,
+        or reported processing (kept as they change: no walk over the workflow's jobs)."""
+        return self.dispatcher.running_count(workflow_id)
+
     # ------------------------------------------------------------------ operator commands
     def workflow(self, workflow_id: int) -> Workflow:
         """The workflow ``workflow_id`` (EngineError if there is none)."""

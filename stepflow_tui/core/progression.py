@@ -272,6 +272,7 @@ class Progression:
             step.counts[old.value] -= 1
             step.counts[status.value] += 1
             job.status = status
+        self.dispatcher.track(job)  # after `requeue` cleared ``dispatched`` too
         entry = [status.value, self.clock()]
         if note:
             entry.append(note)

@@ -4,10 +4,12 @@ rendered by `stepflow_views`. Each function runs in a thread (backend reads take
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from .encoding import Encoded, encoded_list
 from .stepflow_views import (
     WORKFLOW_STATES,
     definition_json,
@@ -114,18 +116,25 @@ def _definitions(backend: Any) -> dict[str, Any]:
     return {d.identifier: d for d in backend.definitions()}
 
 
-def workflow_jobs(backend: Any, view: Any, limit: int | None = None) -> list[dict[str, Any]]:
-    """The workflow's jobs in StepFlow's shape, step by step (the first ``limit`` when given)."""
-    found: list[dict[str, Any]] = []
+def workflow_jobs(backend: Any, view: Any, limit: int | None = None) -> Encoded:
+    """The workflow's jobs in StepFlow's shape, step by step (the first ``limit`` when given), encoded a page at
+    a time as they are read (`encoding`: a workflow of 100,000 jobs is 49 MB of JSON)."""
+    pages: list[str] = []
+    found = 0
     for step in view.steps:
         for offset in range(0, step.job_count, _READ_PAGE):
+            page = []
             for job in backend.jobs(view.id, step.id, offset, _READ_PAGE):
-                if limit is not None and len(found) >= limit:
-                    return found
+                if limit is not None and found >= limit:
+                    break
                 record = backend.job(job.id)
                 if record is not None:
-                    found.append(job_json(record))
-    return found
+                    page.append(job_json(record))
+                    found += 1
+            pages.append(json.dumps(page)[1:-1])
+            if limit is not None and found >= limit:
+                return encoded_list(pages)
+    return encoded_list(pages)
 
 
 def workflow_with_jobs(backend: Any, files: Any, view: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from stepflow_tui.core.engine import EngineError
 
 from . import stepflow_queries as queries
 from .commands import run_command
+from .encoding import json_bytes
 from .errors import ApiError, Handler, engine_error
 from .inputs import json_object, path_id
 from .keys import BACKEND
@@ -70,8 +71,13 @@ def _route(method: str, path: str) -> Any:
     return register
 
 
-async def _in_thread(request: web.Request, read: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(read, request.app[BACKEND], request.app[FILES], *args)
+async def _json_in_thread(request: web.Request, read: Any, *args: Any) -> web.Response:
+    """``read(backend, files, *args)`` as ``web.json_response`` answers it, read and encoded in a thread (these
+    answers can be large: `encoding`)."""
+    def body() -> bytes:
+        return json_bytes(read(request.app[BACKEND], request.app[FILES], *args))
+
+    return web.Response(body=await asyncio.to_thread(body), content_type="application/json", charset="utf-8")
 
 
 def _definition(backend: Any, identifier: Any) -> Any:
@@ -81,7 +87,7 @@ def _definition(backend: Any, identifier: Any) -> Any:
 @_route("GET", "/definitions")
 async def definitions(request: web.Request) -> web.Response:
     """Workflow definitions, paged (size -1: all) and filtered by search and versions, as StepFlow lists them."""
-    return web.json_response(await _in_thread(request, queries.definitions_page, request.query))
+    return await _json_in_thread(request, queries.definitions_page, request.query)
 
 
 @_route("GET", "/definitions/{identifier}")
@@ -146,7 +152,7 @@ routes.post(PREFIX + "/launch_workflow")(stepflow_errors(launch))
 @_route("GET", "/workflows")
 async def workflows(request: web.Request) -> web.Response:
     """Workflows, newest first, paged and filtered as StepFlow's list_workflows."""
-    return web.json_response(await _in_thread(request, queries.workflows_page, request.query))
+    return await _json_in_thread(request, queries.workflows_page, request.query)
 
 
 async def _workflow_view(request: web.Request) -> Any:
@@ -161,7 +167,11 @@ async def _workflow_view(request: web.Request) -> Any:
 async def workflow(request: web.Request) -> web.Response:
     """One workflow with its steps, jobs and their status history."""
     view = await _workflow_view(request)
-    return web.json_response({"data": await _in_thread(request, queries.workflow_with_jobs, view)})
+
+    def document(backend: Any, files: StepFlowFiles) -> dict[str, Any]:
+        return {"data": queries.workflow_with_jobs(backend, files, view)}
+
+    return await _json_in_thread(request, document)
 
 
 @_route("PUT", "/workflows/{id}")
@@ -236,19 +246,19 @@ async def events(request: web.Request) -> web.Response:
 @_route("GET", "/workflows_statistics")
 async def statistics(request: web.Request) -> web.Response:
     """Processing / completed / error counts between start_date and end_date, in time_interval bins."""
-    return web.json_response(await _in_thread(request, queries.statistics, request.query))
+    return await _json_in_thread(request, queries.statistics, request.query)
 
 
 @_route("GET", "/worker_definitions")
 async def worker_definitions(request: web.Request) -> web.Response:
     """The workers that announced themselves (worker discovery), one definition per job queue, paged."""
-    return web.json_response(await _in_thread(request, queries.worker_definitions_page, request.query))
+    return await _json_in_thread(request, queries.worker_definitions_page, request.query)
 
 
 @_route("GET", "/jobs")
 async def jobs(request: web.Request) -> web.Response:
     """Jobs, newest first, filtered by workflow_id, job_type and step_id, paged."""
-    return web.json_response(await _in_thread(request, queries.jobs_page, request.query))
+    return await _json_in_thread(request, queries.jobs_page, request.query)
 
 
 def setup_stepflow(app: web.Application) -> None:

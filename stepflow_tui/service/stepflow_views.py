@@ -80,9 +80,10 @@ def step_json(raw_step: dict[str, Any], view: Any) -> dict[str, Any]:
 
 
 def workflow_json(view: Any, definition: Any, reference: str | None,
-                  jobs: list[dict[str, Any]] | None = None, created: bool = False) -> dict[str, Any]:
-    """A workflow as WorkflowView's ``workflow.json`` (with ``jobs`` when given) or ``workflow_created.json``;
-    ``definition`` is today's definition of its identifier, used only if it is the version it was started from."""
+                  jobs: Any = None, created: bool = False) -> dict[str, Any]:
+    """A workflow as WorkflowView's ``workflow.json`` (with ``jobs`` when given: a list, or its `Encoded` text)
+    or ``workflow_created.json``; ``definition`` is today's definition of its identifier, used only if it is the
+    version it was started from."""
     if definition is not None and definition.version != view.version:
         definition = None  # replaced since (a posted definition): the view's own steps are what is known
     result: dict[str, Any] = {

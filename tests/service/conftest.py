@@ -29,6 +29,7 @@ class Answer:
     status: int
     body: Any
     headers: dict[str, str]
+    payload: bytes = b""  # the body as it came
 
 
 class Client:
@@ -62,7 +63,7 @@ class Client:
                 decoded = json.loads(payload) if payload else None
             except ValueError:
                 decoded = payload
-            return Answer(response.status, decoded, dict(response.headers))
+            return Answer(response.status, decoded, dict(response.headers), payload)
         finally:
             conn.close()
 

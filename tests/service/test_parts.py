@@ -184,3 +184,35 @@ def test_remote_backend_has_the_backend_api() -> None:
         expected = list(inspect.signature(getattr(Backend, name)).parameters)
         actual = list(inspect.signature(getattr(RemoteBackend, name)).parameters)
         assert actual[:len(expected)] == expected, name
+
+
+def test_json_bytes_is_json_dumps_encoded_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`json_bytes` gives json.dumps's text; a long list is encoded SLICE items per call (the encoder holds the
+    GIL for a whole call), and `Encoded` text is spliced as it is."""
+    from stepflow_tui.service import encoding
+    from stepflow_tui.service.encoding import SLICE, Encoded, encoded_list, json_bytes
+
+    jobs = [{"id": i, "params": [{"id": "p", "value": f"/in/é{i}\u2028"}], "d": i / 7, "ok": i % 2 == 0,
+             "none": None} for i in range(2 * SLICE + 3)]
+    documents = [
+        {"data": {"id": 1, "steps": [{"id": 1, "jobs": {"total": 3}}], "jobs": jobs, "tags": []}},
+        {"data": [{"id": 1, "jobs": jobs}, {"id": 2, "jobs": jobs[:3]}, {}], "total": 2},
+        {"data": jobs[:SLICE], "total": SLICE}, {1: jobs, "x": [jobs]}, [], {}, "é", 1.5, None,
+    ]
+    calls: list[int] = []
+    dumps = json.dumps
+
+    def counting(value: object, *args: object, **kwargs: object) -> str:
+        calls.append(len(value) if isinstance(value, list) else 1)
+        return dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(encoding.json, "dumps", counting)
+    for document in documents:
+        assert json_bytes(document) == dumps(document).encode("utf-8")
+    calls.clear()
+    json_bytes(documents[0])
+    assert max(calls) == SLICE and sum(1 for n in calls if n == SLICE) == 2  # the 403 jobs: 200 + 200 + 3
+    pages = [jobs[:2], [], jobs[2:5]]
+    spliced = {"id": 7, "jobs": encoded_list(dumps(page)[1:-1] for page in pages), "steps": [Encoded(("[1", "]"))]}
+    assert json_bytes(spliced) == dumps({"id": 7, "jobs": jobs[:5], "steps": [[1]]}).encode("utf-8")
+    assert json_bytes({"jobs": encoded_list([])}) == b'{"jobs": []}'

@@ -9,6 +9,7 @@ themselves on the same broker) behind the real aiohttp application.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -228,6 +229,32 @@ def test_definitions_listed_shown_and_posted_across_restarts(served: Callable[..
     assert client.get(f"{API}/definitions/posted").body["data"]["version_major"] == 3
     assert client.get(f"{API}/definitions").body["total"] == 5
     assert show(client, created["id"])["reference"] == "kept"
+
+
+def test_jobs_read_and_encoded_a_page_at_a_time(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workflow's jobs are read and encoded a page at a time (pages of 2 jobs, slices of 2 here): the answer
+    is json.dumps's text of the whole, every job once in its step's order, a list's first ones cut mid-page."""
+    from stepflow_tui.service import encoding, stepflow_queries
+
+    monkeypatch.setattr(stepflow_queries, "_READ_PAGE", 2)
+    monkeypatch.setattr(encoding, "SLICE", 2)
+    monkeypatch.setattr(stepflow_queries, "LIST_JOBS", 3)
+    paths = [f"/in/{i}.dat" for i in range(5)]
+    fan = workflow("fan", [
+        step(1, "noop", parameters=[{"id": "source_paths", "type": "array_of_strings", "value": paths}]),
+        step(2, "noop", parent_ids=[1], mode="one_for_many")])
+    assert client.post(f"{API}/definitions", fan).status == 201
+    created = launch(client, "fan")
+    wait_jobs(client, created["id"], "completed", 6)
+    answer = client.get(f"{API}/workflows/{created['id']}")
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert answer.payload == json.dumps(answer.body).encode("utf-8")
+    jobs = answer.body["data"]["jobs"]
+    assert [job["step_id"] for job in jobs] == [1, 1, 1, 1, 1, 2] and len({job["id"] for job in jobs}) == 6
+    assert [job["params"][0]["value"] for job in jobs[:5]] == paths
+    listed = client.get(f"{API}/workflows?identifier=fan")
+    assert listed.payload == json.dumps(listed.body).encode("utf-8")
+    assert listed.body["data"][0]["jobs"] == jobs[:3]
 
 
 def test_events_abort_retry_delete_pause(client: Client, tmp_path: Path) -> None:
