@@ -21,7 +21,6 @@ from stepflow_tui.core.model import JOB_FINAL, State
 from .documents import (
     FORMAT_VERSION,
     SHARD_SIZE,
-    journal_bytes,
     shard_entry,
     shard_text,
     workflow_body,
@@ -46,7 +45,8 @@ class Plan:
     index: str | None = None
     meta: dict[str, Any] | None = None
     seq: int = 0  # this flush's number: recorded in the shards it writes, names its journal file
-    journal: bytes | None = None  # the changed jobs of the shards not rewritten, gzipped
+    journal_entries: list[str] | None = None  # the changed jobs of the shards not rewritten (their entries)
+    journal: bytes | None = None  # those entries' journal file, gzipped by the write (off the store lock)
     journal_shards: set[int] = field(default_factory=set)  # the shards whose jobs the journal holds
     started: float = 0.0  # perf_counter when it was planned (the flush's duration in the stats)
 
@@ -127,7 +127,7 @@ class Persisted:
         state.deleted_jobs.clear()
         state.deleted_workflows.clear()
         state.dirty_meta = False
-        if plan.shards or plan.journal is not None:
+        if plan.shards or plan.journal_entries is not None:
             self.seq = plan.seq
         return plan
 
@@ -209,7 +209,7 @@ class Persisted:
         entries = [entry for shard, shard_entries in changed.items() if shard not in self.pending_shards
                    for entry in shard_entries]
         if entries:
-            plan.journal = journal_bytes(entries)
+            plan.journal_entries = entries
             plan.journal_shards = set(changed) - self.pending_shards
 
     def _update_workflows(self, state: State, deleted_workflows: set[int]) -> bool:

@@ -27,7 +27,7 @@ from typing import Self
 from stepflow_tui.core.jsontext import UNSTORABLE
 from stepflow_tui.core.model import State
 
-from .documents import definition_path, journal_path, shard_path
+from .documents import definition_path, journal_bytes, journal_path, shard_path
 from .errors import StoreCorrupt, StoreError, StoreLocked
 from .flush import Persisted, Plan
 from .load import StateChanged, StateLoader, without_gc
@@ -189,7 +189,7 @@ class Store:
             except BaseException:
                 self._flush_lock.release()
                 raise
-        if not (plan.shards or plan.definitions or plan.index is not None or plan.journal is not None):
+        if not (plan.shards or plan.definitions or plan.index is not None or plan.journal_entries is not None):
             self._flush_lock.release()
             return None
         plan.started = started
@@ -213,7 +213,9 @@ class Store:
                      if text is not None]
             blobs += [(definition_path(folder, wf_id), text.encode("utf-8"))
                       for wf_id, text in plan.definitions.items() if text is not None]
-            if plan.journal is not None:
+            if plan.journal_entries is not None:
+                # gzipped here, not while planning: planning holds the store lock (readers wait), writing not
+                plan.journal = journal_bytes(plan.journal_entries)
                 blobs.append((journal_path(folder, plan.seq), plan.journal))
             done: list[int] = []
             if blobs:
@@ -242,7 +244,7 @@ class Store:
             self._remove(plan, done)
         except OSError as error:
             self._shard_dir_made = False  # perhaps removed under us: made again by the next flush
-            if plan.journal is not None and plan.seq not in persisted.journal_sizes:
+            if plan.journal_entries is not None and plan.seq not in persisted.journal_sizes:
                 persisted.journal_lost(plan)
             raise StoreError(f"cannot write state file {target}: {error.strerror or error}") from error
         finally:
