@@ -367,3 +367,23 @@ def test_running_count_follows_every_change_of_status_and_dispatch():
     engine.delete(other.id)
     assert engine.running_count(other.id) == 0
     assert other.id not in engine.dispatcher._running  # nothing kept of a deleted workflow
+
+
+def test_tune_gc_makes_young_collections_rarer_and_never_more_frequent() -> None:
+    import gc
+
+    from stepflow_tui.core.runtime import YOUNG_THRESHOLD, tune_gc
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_gc()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(YOUNG_THRESHOLD * 5, 3, 4)  # an operator's own choice stays
+        tune_gc()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD * 5, 3, 4)
+        gc.set_threshold(0)  # collection disabled stays disabled
+        tune_gc()
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*saved)

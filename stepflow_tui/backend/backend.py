@@ -53,6 +53,7 @@ from stepflow_tui.core import protocol
 from stepflow_tui.core.definitions import WorkflowDefinition
 from stepflow_tui.core.engine import Engine, EngineError
 from stepflow_tui.core.model import JOB_FINAL, JobStatus, State
+from stepflow_tui.core.runtime import tune_gc
 from stepflow_tui.store import BrokerMismatch, Store, StoreError
 
 __all__ = ["Backend", "BackendConfig", "job_view", "workflow_view"]
@@ -110,6 +111,7 @@ class Backend:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         """Open the store (raises StoreLocked / StoreCorrupt), resume unfinished work, start the thread."""
+        tune_gc()
         self.state = self.store.open(read_only=self.read_only)
         try:
             moved = not self.store.snapshot and claim_broker(self.state, self.config.broker_url, self.store.path,

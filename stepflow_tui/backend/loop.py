@@ -282,9 +282,10 @@ class BrokerLoop:
         batch, self._batch = self._batch, []
         garbage: list[tuple[Delivery, str, str]] = []  # (delivery, what it is, why)
         for start in range(0, len(batch), APPLY_CHUNK):
+            if start:
+                time.sleep(0)  # hand the GIL over: a reader woken by the last release takes the lock first
             with self._store.lock:
                 self._apply_chunk(batch[start:start + APPLY_CHUNK], garbage)
-            time.sleep(0)  # hand the GIL over: a reader woken by the release takes the lock before the next chunk
         for delivery, kind, reason in garbage:
             self._stats["garbage"] += 1
             log.warning("set aside a %s message from %s (to %s): %s", kind, delivery.queue,

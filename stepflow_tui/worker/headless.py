@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stepflow_tui.broker.base import mask_url
+from stepflow_tui.core.runtime import tune_gc
 from stepflow_tui.worker.runner import Worker
 
 __all__ = ["run_headless"]
@@ -42,6 +43,8 @@ def run_headless(broker_url: str, job_types: list[str] | None, concurrency: int,
     """Run a worker in this process until SIGTERM / SIGINT (``stepflow worker``). Returns the exit status:
     0 after a graceful stop, 2 for a usage or broker error (told on stderr)."""
     from stepflow_tui.plugins import failures_text, load_registry
+
+    tune_gc()
 
     def error(message: str) -> int:
         print(f"stepflow worker: {message}", file=sys.stderr)
