@@ -31,11 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import fresh_vhost, input_path, median, noop_definition, wait_until  # noqa: E402
+from benchlib import fresh_vhost, median, noop_definition, wait_until  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.broker.base import mask_url  # noqa: E402
-from stepflow_tui.core.model import WorkflowStatus  # noqa: E402
+from stepflow_tui.core.engine import Engine  # noqa: E402
+from stepflow_tui.core.model import State, WorkflowStatus  # noqa: E402
 from stepflow_tui.core.protocol import JobCompleted, JobOrder  # noqa: E402
 
 RAW_ORDERS = "raw_orders"
@@ -128,9 +129,13 @@ def run_stepflow(url: str, jobs: int, workers: int, concurrency: int | None, pre
 
 
 # ---------------------------------------------------------------------------------------------------- raw pika
-def order_body(job_id: int) -> bytes:
-    """The bytes stepflow sends for job ``job_id`` of the benchmark workflow."""
-    return JobOrder(job_id, [{"id": "source_path", "type": "string", "value": input_path(job_id - 1)}]).encode()
+def order_parameters(jobs: int) -> dict[int, list[dict]]:
+    """Job id -> the parameters of the order stepflow sends for it in the benchmark workflow: the engine's own
+    (source_path and the generated destination_path, as StepFlow sends them), so both systems send the same
+    bytes (the raw baseline encodes them in its timed loop, as the backend does)."""
+    engine = Engine(State())
+    workflow = engine.start_workflow(noop_definition(jobs), {})
+    return {job_id: engine.state.jobs[job_id].parameters for job_id in workflow.step(1).job_ids}
 
 
 def raw_worker(url: str, prefetch: int) -> None:
@@ -169,6 +174,8 @@ def run_raw(url: str, jobs: int, workers: int, prefetch: int, publish_batch: int
     """Seconds for ``jobs`` orders out and their completions back, with W raw worker processes."""
     import pika
 
+    parameters = order_parameters(jobs)
+    job_ids = sorted(parameters)
     connection = pika.BlockingConnection(pika.URLParameters(url))
     admin = connection.channel()
     # The orders' queue has the arguments of a job queue (the SDK's x-max-priority: a priority queue costs
@@ -193,8 +200,9 @@ def run_raw(url: str, jobs: int, workers: int, prefetch: int, publish_batch: int
         while done < jobs:
             while sent < jobs and sent - done < window:
                 count = min(publish_batch, jobs - sent, window - (sent - done))
-                for job_id in range(sent + 1, sent + count + 1):
-                    publishing.basic_publish("", RAW_ORDERS, order_body(job_id), properties)
+                for job_id in job_ids[sent:sent + count]:
+                    publishing.basic_publish("", RAW_ORDERS, JobOrder(job_id, parameters[job_id]).encode(),
+                                             properties)
                 publishing.tx_commit()
                 sent += count
             connection.process_data_events(time_limit=0.05)
