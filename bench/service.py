@@ -1,7 +1,8 @@
 """The service's API with a big state, while jobs run (a real `Backend` on memory:// with in-process workers,
-served by the real aiohttp application from a thread; the client is `RemoteBackend`, over real HTTP).
+served by the real aiohttp application from a thread, as `stepflow backend` runs them; the client is a
+`RemoteBackend` in a process of its own, as an operator's CLI or workbench is, over real HTTP).
 
-    python bench/service.py [--jobs 100000] [--requests 200] [--live 20000] [--completions 20]
+    python bench/service.py [--jobs 100000] [--requests 200] [--live 50000] [--completions 20]
 
 Measures:
 
@@ -17,8 +18,11 @@ Figures only: nothing is asserted about time.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import build_state, noop_definition  # noqa: E402
+from benchlib import build_state, noop_definition, wait_until  # noqa: E402
 
 from stepflow_tui.backend.backend import Backend, BackendConfig  # noqa: E402
 from stepflow_tui.backend.remote import RemoteBackend  # noqa: E402
@@ -43,6 +47,9 @@ QUICK = definition_from_dict({"identifier": "bench_quick", "label": "One noop jo
                               "steps": [{"id": 1, "name": "noop", "label": "noop"}]}, "bench")
 
 
+ROWS = ("list workflows", "workflow detail", "jobs page (200)", "job record")
+
+
 def percentiles(timings: list[float]) -> str:
     """``p50 X ms, p99 Y ms`` of timings in seconds."""
     ordered = sorted(timings)
@@ -50,14 +57,41 @@ def percentiles(timings: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
 
 
-def timed(call: Callable[[], object], count: int) -> list[float]:
-    """The duration of each of ``count`` calls, in seconds."""
-    timings = []
+def interleaved(calls: list[Callable[[], object]], count: int) -> list[list[float]]:
+    """The duration of each of ``count`` rounds of ``calls`` (one of each per round, so that every kind of
+    request meets the same moments of the live workflow), in seconds, per call."""
+    timings: list[list[float]] = [[] for _ in calls]
     for _ in range(count):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
+        for call, row in zip(calls, timings, strict=True):
+            started = time.perf_counter()
+            call()
+            row.append(time.perf_counter() - started)
     return timings
+
+
+def client_main(url: str, big: int, jobs: int, requests: int) -> None:
+    """The measuring client (``--client URL``): the requests of each row, interleaved; prints the timings as
+    JSON, one list per row."""
+    remote = RemoteBackend(url)
+    job_ids = [job.id for job in remote.jobs(big, 1, 0, min(jobs, 1000))]
+    calls = [
+        lambda: remote.request("GET", "/api/workflows"),
+        lambda: remote.request("GET", f"/api/workflows/{big}"),
+        lambda: remote.request("GET", f"/api/workflows/{big}/steps/1/jobs", query={
+            "offset": random.randrange(max(1, jobs - 200)), "limit": 200}),
+        lambda: remote.request("GET", f"/api/jobs/{random.choice(job_ids)}"),
+    ]
+    print(json.dumps(interleaved(calls, requests)))
+
+
+def measure_in_a_process(url: str, big: int, jobs: int, requests: int) -> list[list[float]]:
+    """Run `client_main` in a child process; its timings."""
+    answer = subprocess.run([sys.executable, __file__, "--client", url, "--big", str(big), "--jobs", str(jobs),
+                             "--requests", str(requests)], capture_output=True, text=True, timeout=TIMEOUT,
+                            check=False)
+    if answer.returncode != 0:
+        raise RuntimeError(f"the measuring client failed: {answer.stderr.strip()[-2000:]}")
+    return json.loads(answer.stdout.strip().splitlines()[-1])
 
 
 def completion_delays(backend: Backend, remote: RemoteBackend, count: int) -> list[float]:
@@ -92,9 +126,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs of the paused workflow in the state")
     parser.add_argument("--requests", type=int, default=200, help="requests per measured call")
-    parser.add_argument("--live", type=int, default=20_000, help="noop jobs running during the measurements")
+    parser.add_argument("--live", type=int, default=50_000, help="noop jobs running during the measurements "
+                        "(enough to last them all: the figures line says how many ran meanwhile)")
     parser.add_argument("--completions", type=int, default=20, help="one-job workflows for the completion delay")
+    parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--big", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        client_main(args.client, args.big, args.jobs, args.requests)
+        return 0
 
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "state.json"
@@ -106,22 +146,20 @@ def main() -> int:
         backend = Backend(config)
         backend.start()
         service = ServiceThread(create_app(backend))
-        remote = RemoteBackend(service.start())
+        url = service.start()
+        remote = RemoteBackend(url)
         try:
             remote.start()
             backend.wait_until_running(TIMEOUT)
             running = backend.start_workflow("bench_noop", {}).result(TIMEOUT)
-            job_ids = [job.id for job in remote.jobs(big, 1, 0, min(args.jobs, 1000))]
-            rows = [
-                ("list workflows", lambda: remote.request("GET", "/api/workflows")),
-                ("workflow detail", lambda: remote.request("GET", f"/api/workflows/{big}")),
-                ("jobs page (200)", lambda: remote.request("GET", f"/api/workflows/{big}/steps/1/jobs", query={
-                    "offset": random.randrange(max(1, args.jobs - 200)), "limit": 200})),
-                ("job record", lambda: remote.request("GET", f"/api/jobs/{random.choice(job_ids)}")),
-            ]
+            # Measured at full rate, not while its creation is written (a workflow of 50,000 jobs holds the
+            # readers once, ~0.5 s, when it is created: docs/performance.md, round 6).
+            wait_until(lambda: backend.workflow(running).counts.get("completed", 0) > 0, TIMEOUT,
+                       "the live workflow's first completion")
             done_before = backend.workflow(running).counts.get("completed", 0)
-            figures = [(name, percentiles(timed(call, args.requests))) for name, call in rows]
+            timings = measure_in_a_process(url, big, args.jobs, args.requests)
             done_after = backend.workflow(running).counts.get("completed", 0)
+            figures = [(name, percentiles(row)) for name, row in zip(ROWS, timings, strict=True)]
             delays = completion_delays(backend, remote, args.completions)
         finally:
             remote.stop()
@@ -138,4 +176,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

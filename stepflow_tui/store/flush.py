@@ -56,6 +56,7 @@ class Persisted:
 
     def __init__(self) -> None:
         self.shard_size = SHARD_SIZE  # jobs per shard: that of the files once loaded
+        self._entries: dict[int, str] = {}  # during a plan: its changed jobs' entries, serialised before it
         self.shard_members: dict[int, set[int]] = {}  # shard -> job ids persisted in it
         # shard -> job id -> the job's entry in the shard's JSON (see documents.shard_entry)
         self.shard_cache: OrderedDict[int, dict[int, str]] = OrderedDict()
@@ -98,12 +99,12 @@ class Persisted:
                 members.discard(job_id)
                 self.job_workflow.pop(job_id, None)
                 continue
-            entry = known.get(job_id)
+            entry = known.get(job_id) or self._entries.get(job_id)
             cache[job_id] = entry if entry is not None else shard_entry(job)
         self.shard_cache[shard] = cache
         return cache
 
-    def plan(self, state: State, compact: bool = False) -> Plan:
+    def plan(self, state: State, compact: bool = False, entries: dict[int, str] | None = None) -> Plan:
         """Serialise what ``state`` marks dirty or deleted (and what an earlier flush failed to write), and
         clear the State's marks. ``compact``: rewrite every shard the journal holds jobs of (on close)."""
         plan = Plan(seq=self.seq + 1)
@@ -116,12 +117,14 @@ class Persisted:
             index_dirty = True
             deleted_jobs |= self._drop_workflows(deleted_workflows, state)
         self._drop_jobs(deleted_jobs)
-        self._update_jobs(state, deleted_jobs)
+        self._entries = entries or {}  # this plan's jobs serialised already (also for its shard rewrites)
+        self._update_jobs(state, deleted_jobs, self._entries)
         index_dirty |= self._update_workflows(state, deleted_workflows)
         self._plan_journal(plan, state, compact)
         self._plan_shards(plan, state)
         self._plan_index(plan, state, index_dirty)
         self._plan_definitions(plan, state)
+        self._entries = {}
         state.dirty_jobs.clear()
         state.dirty_workflows.clear()
         state.deleted_jobs.clear()
@@ -163,11 +166,12 @@ class Persisted:
                 self._final_entries.get(shard, {}).pop(job_id, None)
                 self.pending_shards.add(shard)
 
-    def _update_jobs(self, state: State, deleted_jobs: set[int]) -> None:
+    def _update_jobs(self, state: State, deleted_jobs: set[int], entries: dict[int, str]) -> None:
+        jobs, get = state.jobs, dict.get  # a changed job is in memory: no job table lookup (it is slower)
         for job_id in state.dirty_jobs:
             if job_id in deleted_jobs:
                 continue
-            job = state.jobs[job_id]
+            job = get(jobs, job_id) or jobs[job_id]
             if job.workflow_id not in state.workflows:
                 continue  # would be an orphan on load anyway
             shard = job_id // self.shard_size
@@ -177,7 +181,7 @@ class Persisted:
             if job.workflow_id not in holders:
                 holders.add(job.workflow_id)
                 self.archived = None
-            entry = shard_entry(job)
+            entry = entries.get(job_id) or shard_entry(job)
             cache = self.shard_cache.get(shard)
             if cache is not None:
                 cache[job_id] = entry
