@@ -4,11 +4,12 @@ stepflow_tui, serves a job type and its jobs complete with the destination paths
 The raw worker runs as a separate process from the script below (its text must not even mention the
 package), and reports the modules it had loaded so the test can prove it.
 
-Queue declaration, decided: the raw worker declares ``job_raw_echo`` with ``x-dead-letter-exchange =
-job_dead_letter``, the arguments our workers use (docs/architecture.md, "dead letters"). RabbitMQ refuses a
-re-declaration of an existing queue with different arguments (406 PRECONDITION_FAILED, channel closed), so a
-foreign worker that may share a job type with ours must declare exactly these. One that serves a type of its
-own could declare it without arguments; its rejected orders would then be dropped instead of set aside.
+Queue declaration, decided: the raw worker declares ``job_raw_echo`` with the arguments Media Cloud AI's SDK
+gives a job queue and ours use too (``x-dead-letter-exchange = job_delayed``, ``x-dead-letter-routing-key`` =
+the queue's name, ``x-max-priority = 100``: docs/stepflow.md). RabbitMQ refuses a re-declaration of an
+existing queue with different arguments (406 PRECONDITION_FAILED, channel closed), so a foreign worker that
+may share a job type with ours must declare exactly these; a rejected order then comes back through
+``job_delayed`` after 5 s.
 The exchanges it publishes to / binds from are declared the same way, with our arguments, because the worker
 may start before any backend (publishing to a missing exchange is a channel error).
 """
@@ -45,7 +46,8 @@ channel.exchange_declare("job_submit", "topic", durable=True,
                          arguments={"alternate-exchange": "job_queue_not_found"})
 channel.exchange_declare("job_response", "topic", durable=True,
                          arguments={"alternate-exchange": "job_response_not_found"})
-channel.queue_declare("job_raw_echo", durable=True, arguments={"x-dead-letter-exchange": "job_dead_letter"})
+channel.queue_declare("job_raw_echo", durable=True, arguments={
+    "x-dead-letter-exchange": "job_delayed", "x-dead-letter-routing-key": "job_raw_echo", "x-max-priority": 100})
 channel.queue_bind("job_raw_echo", "job_submit", routing_key="job_raw_echo")
 channel.basic_qos(prefetch_count=4)
 served = []
