@@ -387,3 +387,20 @@ def test_tune_gc_makes_young_collections_rarer_and_never_more_frequent() -> None
         assert gc.get_threshold()[0] == 0
     finally:
         gc.set_threshold(*saved)
+
+
+def test_tune_for_service_hands_the_gil_over_every_millisecond_and_never_less_often() -> None:
+    import sys
+
+    from stepflow_tui.core.runtime import SERVICE_SWITCH_INTERVAL, tune_for_service
+
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        tune_for_service()
+        assert sys.getswitchinterval() == pytest.approx(SERVICE_SWITCH_INTERVAL)
+        sys.setswitchinterval(0.0002)  # already more often: kept
+        tune_for_service()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    finally:
+        sys.setswitchinterval(saved)

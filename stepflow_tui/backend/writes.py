@@ -113,11 +113,13 @@ class StateWriter:
             if not (self._state.dirty or self.error):
                 return False
             jobs = self._unwritten | self._state.dirty_jobs
-            try:
-                plan = self._store.begin_flush(self._state)
-            except StoreError as exc:
-                self._failed(exc)
-                return False
+        # Not under the lock: begin_flush serialises the changed jobs before taking it (readers would wait), and
+        # nothing changes the state meanwhile (only this thread does).
+        try:
+            plan = self._store.begin_flush(self._state)
+        except StoreError as exc:
+            self._failed(exc)
+            return False
         if plan is None:  # changed, but nothing that is stored (e.g. only a workflow's updated_at)
             self._written()
             return False

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from stepflow_tui.core.runtime import tune_for_service
+
 from . import commands, events, mcai, resources
 from .auth import Tokens, auth_middleware, is_loopback, service_tokens
 from .credentials import CredentialStore
@@ -41,7 +43,9 @@ def create_app(backend: Any, *, token: str | None = None, read_only_token: str |
                local_open: bool = False) -> web.Application:
     """The application serving ``backend`` (a started `Backend`, or anything with its public API). With a
     token, every request needs it (or the read-only one, for reads) — except, with ``local_open``, a loopback
-    client that sends none (credential values still need the token)."""
+    client that sends none (credential values still need the token). The process hands the GIL over every
+    millisecond from now on (`core.runtime.tune_for_service`)."""
+    tune_for_service()
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
     hub = events.UpdateHub()
     app[BACKEND] = backend

@@ -93,9 +93,16 @@ async def workflow_or_404(request: web.Request, workflow_id: int) -> Any:
 async def workflow(request: web.Request) -> web.Response:
     """One workflow with its steps, plus how many of its jobs may still move it."""
     workflow_id = path_id(request, "workflow_id")
-    view = await workflow_or_404(request, workflow_id)
-    # jobs that may still move it while it is paused (what `stepflow wait` watches)
-    running = await asyncio.to_thread(request.app[BACKEND].running_count, workflow_id)
+    backend = request.app[BACKEND]
+
+    def read() -> tuple[Any, int]:
+        # one trip to a thread for both reads: each trip is a hand-off of the GIL, which costs most under load
+        # ``running``: jobs that may still move it while it is paused (what `stepflow wait` watches)
+        return backend.workflow(workflow_id), backend.running_count(workflow_id)
+
+    view, running = await asyncio.to_thread(read)
+    if view is None:
+        raise ApiError(404, f"no workflow #{workflow_id}")
     return web.json_response({**workflow_to_dict(view), "running": running})
 
 
