@@ -14,7 +14,7 @@ import pytest
 from backend_harness import engine_definition, step
 
 from stepflow_tui.backend.updates import Updates
-from stepflow_tui.backend.writes import StateWriter
+from stepflow_tui.backend.writes import RETRY_FIRST, StateWriter
 from stepflow_tui.core.engine import Engine
 from stepflow_tui.core.model import State
 from stepflow_tui.store import Store, read_state
@@ -40,8 +40,9 @@ class Rig:
         self.updates = Updates(0.1, "memory://")
         self.stats: Counter[str] = Counter()
         self.woken = threading.Event()
+        self.now = 100.0  # the writer's monotonic clock, moved by the tests
         self.writer = StateWriter(store=self.store, state=self.state, updates=self.updates, stats=self.stats,
-                                  wake=self.woken.set)
+                                  wake=self.woken.set, monotonic=lambda: self.now)
         self.conn = Acks()
         self.gate = threading.Event()
         self.written = 0
@@ -53,6 +54,14 @@ class Rig:
             self.written += 1
 
         self.store.finish_flush = gated  # type: ignore[method-assign]
+        self.planned = 0
+        begin = self.store.begin_flush
+
+        def counted(state, *more):
+            self.planned += 1
+            return begin(state, *more)
+
+        self.store.begin_flush = counted  # type: ignore[method-assign]
 
     def write_done(self) -> None:
         """Open the gate for the write in flight and wait until the writer was told it is done."""
@@ -133,10 +142,23 @@ def test_a_failed_write_keeps_its_acks_until_a_write_succeeds(rig: Rig) -> None:
     rig.writer.hold(7)
     rig.writer.pump(rig.conn)
     rig.write_done()
-    rig.writer.pump(rig.conn)  # settles the failure; then tries again at once (a new write in flight)
+    rig.writer.pump(rig.conn)  # settles the failure
     assert rig.conn.acks == [] and rig.writer.error and "nothing is acknowledged" in rig.writer.error
     assert rig.updates.last_error == rig.writer.error and not rig.writer.durable(jobs[0])
-    shard_dir.unlink()  # the disk is back before the retry, held at the gate, writes
+    planned = rig.planned
+    rig.writer.pump(rig.conn)  # not again at once: a failing disk must not make a loop of failing writes
+    assert rig.planned == planned
+    rig.now += RETRY_FIRST
+    rig.writer.pump(rig.conn)  # the retry: in flight, held at the gate
+    assert rig.planned == planned + 1
+    rig.write_done()
+    rig.writer.pump(rig.conn)  # fails again (the file is still there): the next retry waits twice as long
+    rig.now += RETRY_FIRST
+    rig.writer.pump(rig.conn)
+    assert rig.planned == planned + 1 and rig.written == 0 and rig.conn.acks == []  # waits 2 x RETRY_FIRST now
+    shard_dir.unlink()  # the disk is back
+    rig.now += RETRY_FIRST
+    rig.writer.pump(rig.conn)
     rig.write_done()
     rig.writer.pump(rig.conn)
     assert rig.writer.error is None and rig.conn.acks == [(7, True)]

@@ -17,6 +17,7 @@ Owned by the broker thread; only the file writing runs on the store thread.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ __all__ = ["StateWriter"]
 
 log = logging.getLogger("stepflow_tui.backend")
 
+#: Seconds before a failed write is tried again (doubled after each failure, up to RETRY_MAX): a disk that
+#: fails at once must not turn the broker thread into a loop of failing writes.
+RETRY_FIRST = 0.5
+RETRY_MAX = 5.0
+
 
 @dataclass
 class _Write:
@@ -42,12 +48,13 @@ class StateWriter:
     """Writes the state with one flush in flight at a time (see the module's docstring)."""
 
     def __init__(self, *, store: Store, state: State, updates: Updates, stats: dict[str, int],
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._state = state
         self._updates = updates
         self._stats = stats
         self._wake = wake  # makes the broker thread run a round (from the store thread)
+        self._monotonic = monotonic
         self._pool: ThreadPoolExecutor | None = None
         self._write: _Write | None = None
         #: Highest delivery tag applied and not yet in a write.
@@ -56,6 +63,8 @@ class StateWriter:
         self.error: str | None = None
         # Jobs of failed writes: not on disk although no longer marked dirty (the store retries them).
         self._unwritten: set[int] = set()
+        self._retry_at = 0.0  # monotonic time before which a failed write is not tried again (by `pump`)
+        self._retry_delay = RETRY_FIRST
 
     # ------------------------------------------------------------------ acks and orders
     def hold(self, tag: int) -> None:
@@ -82,6 +91,8 @@ class StateWriter:
             if not self._write.future.done():
                 return
             self._settle(conn)
+        if self.error is not None and self._monotonic() < self._retry_at:
+            return
         if not self._start() and self.error is None:
             self._ack_held(conn)
 
@@ -151,12 +162,15 @@ class StateWriter:
     def _written(self) -> None:
         """A write succeeded: it held everything earlier writes failed to write."""
         self._unwritten = set()
+        self._retry_delay = RETRY_FIRST
         self._stats["flushes"] += 1
         if self.error:
             self.error = None
             self._updates.notice(f"state file {self._store.path} written again")
 
     def _failed(self, exc: StoreError) -> None:
+        self._retry_at = self._monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
         message = f"{exc}; nothing is acknowledged until it can be written"
         if message != self.error:
             self._updates.last_error = message
