@@ -99,13 +99,9 @@ class StateWriter:
     def flush(self, conn: Connection | None) -> bool:
         """Write everything now (waiting for the write in flight first); ack what is held if ``conn``.
         False when the state file cannot be written."""
-        if self._write is not None:
-            self._write.future.exception()  # waits; its outcome is read by _settle
-            self._settle(conn)
+        self._wait_and_settle(conn)
         if self._start():
-            assert self._write is not None
-            self._write.future.exception()
-            self._settle(conn)
+            self._wait_and_settle(conn)
         if self.error is None and conn is not None:
             self._ack_held(conn)
         return self.error is None
@@ -141,6 +137,11 @@ class StateWriter:
         self._write = _Write(ack, jobs, future)
         future.add_done_callback(lambda _future: self._wake())
         return True
+
+    def _wait_and_settle(self, conn: Connection | None) -> None:
+        if self._write is not None:
+            self._write.future.exception()  # waits; its outcome is read by _settle
+            self._settle(conn)
 
     def _settle(self, conn: Connection | None) -> None:
         """Read the outcome of the finished write: ack what it held, or keep its acks for the next one."""
