@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,10 +17,11 @@ SECRETS = (ENCODER_KEY, BUCKET_SECRET)
 SEGMENTS = [{"start": 0, "end": 99}, {"start": 100, "end": 199}, {"start": 200, "end": 249}]
 
 
-class Hooks:
-    """A local webhook receiver: records every request; answers 500 on paths starting with /broken."""
+class WebhookServer:
+    """A local HTTP receiver of webhook calls: records every POST (``received``: path, body, content type) and
+    answers with ``answer(path)``, after ``hang`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[str], int], hang: float = 0.0) -> None:
         self.received: list[dict[str, Any]] = []
         received = self.received
 
@@ -26,7 +29,8 @@ class Hooks:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 received.append({"path": self.path, "body": body, "type": self.headers.get("Content-Type")})
-                self.send_response(500 if self.path.startswith("/broken") else 200)
+                time.sleep(hang)
+                self.send_response(answer(self.path))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -36,6 +40,13 @@ class Hooks:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Hooks(WebhookServer):
+    """A local webhook receiver: records every request; answers 500 on paths starting with /broken."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda path: 500 if path.startswith("/broken") else 200)
 
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies received on ``path``."""

@@ -5,14 +5,13 @@ against a real local HTTP server."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from stepflow_features import WebhookServer
 
 from stepflow_tui.backend.notifications import deliver, post, where
 from stepflow_tui.core.notifications import Notification
@@ -66,28 +65,13 @@ def test_a_job_asks_its_context_for_a_credential(monkeypatch: pytest.MonkeyPatch
         ctx.credential("plain")
 
 
-class Server:
+class Server(WebhookServer):
     """Answers with the next status of ``statuses`` (the last one repeats); ``hang`` seconds before answering."""
 
     def __init__(self, statuses: list[int], hang: float = 0.0) -> None:
-        self.calls: list[dict[str, Any]] = []
-        calls, answers = self.calls, list(statuses)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                calls.append({"path": self.path, "body": body.decode(), "type": self.headers["Content-Type"]})
-                time.sleep(hang)
-                self.send_response(answers.pop(0) if len(answers) > 1 else answers[0])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        answers = list(statuses)
+        super().__init__(lambda _path: answers.pop(0) if len(answers) > 1 else answers[0], hang)
+        self.calls = self.received
 
 
 @pytest.fixture
